@@ -1,0 +1,21 @@
+//! The tracers Scalpels knows, in the order they attach. Adding a tracer adds a line here.
+
+/// A tracer, as the CLI and the manifest name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TracerInfo {
+    pub name: &'static str,
+    pub summary: &'static str,
+    /// Parquet tables (file stems) the tracer writes.
+    pub tables: &'static [&'static str],
+}
+
+pub const TRACERS: &[TracerInfo] = &[TracerInfo {
+    name: "syscalls",
+    summary: "system calls: counts, errors and latency histograms per thread, and slow calls",
+    tables: &["syscalls", "syscall_events"],
+}];
+
+/// Looks a tracer up by name.
+pub fn find(name: &str) -> Option<&'static TracerInfo> {
+    TRACERS.iter().find(|t| t.name == name)
+}

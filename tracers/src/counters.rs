@@ -1,0 +1,49 @@
+//! Loss counters kept by the kernel side in one per-CPU array, so that every event the kernel
+//! could not deliver or aggregate is counted and reported rather than silently lost.
+
+/// Name of the per-CPU array of `u64` counters, indexed by [`Counter`].
+pub const COUNTERS_MAP: &str = "COUNTERS";
+
+/// One loss counter. The discriminant is the index in [`COUNTERS_MAP`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// A forked child of a target could not be added: the target map was full.
+    TargetsMapFull = 0,
+    /// A syscall could not be timed: the in-flight map was full.
+    SyscallsInflightMapFull = 1,
+    /// A (thread, syscall) pair could not be aggregated: the statistics map was full.
+    SyscallsStatsMapFull = 2,
+    /// A slow-syscall event was dropped: the ring buffer was full.
+    SyscallEventsDropped = 3,
+}
+
+impl Counter {
+    pub const ALL: [Counter; 4] = [
+        Counter::TargetsMapFull,
+        Counter::SyscallsInflightMapFull,
+        Counter::SyscallsStatsMapFull,
+        Counter::SyscallEventsDropped,
+    ];
+    pub const COUNT: u32 = Self::ALL.len() as u32;
+
+    /// The tracer a counter belongs to ("target" for the shared target set).
+    pub const fn tracer(self) -> &'static str {
+        match self {
+            Counter::TargetsMapFull => "target",
+            Counter::SyscallsInflightMapFull
+            | Counter::SyscallsStatsMapFull
+            | Counter::SyscallEventsDropped => "syscalls",
+        }
+    }
+
+    /// snake_case name used in the manifest and the status line.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::TargetsMapFull => "targets_map_full",
+            Counter::SyscallsInflightMapFull => "inflight_map_full",
+            Counter::SyscallsStatsMapFull => "stats_map_full",
+            Counter::SyscallEventsDropped => "events_dropped",
+        }
+    }
+}
