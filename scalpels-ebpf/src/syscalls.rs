@@ -3,7 +3,9 @@
 //! calls slower than a threshold, with their arguments, through a ring buffer.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
     macros::{map, raw_tracepoint},
     maps::{Array, HashMap, RingBuf},
     programs::RawTracePointContext,
@@ -23,8 +25,7 @@ use crate::{counters::bump, target::is_target};
 static SYSCALL_STATS: HashMap<SyscallKey, SyscallStats> = HashMap::with_max_entries(STATS_MAX, 0);
 
 #[map]
-static SYSCALL_INFLIGHT: HashMap<u32, SyscallInflight> =
-    HashMap::with_max_entries(INFLIGHT_MAX, 0);
+static SYSCALL_INFLIGHT: HashMap<u32, SyscallInflight> = HashMap::with_max_entries(INFLIGHT_MAX, 0);
 
 #[map]
 static SYSCALL_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
@@ -66,14 +67,22 @@ pub fn syscalls_enter(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let tid = pid_tgid as u32;
-    let nr: u64 = ctx.arg(1);
+    let nr = ctx.arg::<u64>(1) as u32;
     // SAFETY: helper without arguments.
     let start_ns = unsafe { bpf_ktime_get_ns() };
     match SYSCALL_INFLIGHT.get_ptr_mut(&tid) {
         // SAFETY: the entry belongs to this thread, which is running this program.
-        Some(inflight) => unsafe { *inflight = SyscallInflight { start_ns, nr } },
+        Some(inflight) => unsafe {
+            (*inflight).start_ns = start_ns;
+            (*inflight).nr = nr;
+        },
         None => {
-            if SYSCALL_INFLIGHT.insert(&tid, &SyscallInflight { start_ns, nr }, 0).is_err() {
+            let inflight = SyscallInflight {
+                start_ns,
+                nr,
+                exec: 0,
+            };
+            if SYSCALL_INFLIGHT.insert(&tid, &inflight, 0).is_err() {
                 bump(Counter::SyscallsInflightMapFull);
             }
         }
@@ -91,7 +100,7 @@ pub fn syscalls_exit(ctx: RawTracePointContext) -> i32 {
         return 0;
     };
     // SAFETY: the entry belongs to this thread.
-    let SyscallInflight { start_ns, nr } = unsafe { *inflight };
+    let SyscallInflight { start_ns, nr, exec } = unsafe { *inflight };
     if start_ns == 0 {
         return 0;
     }
@@ -104,8 +113,8 @@ pub fn syscalls_exit(ctx: RawTracePointContext) -> i32 {
     let key = SyscallKey {
         tgid: (pid_tgid >> 32) as u32,
         tid,
-        nr: nr as u32,
-        _pad: 0,
+        nr,
+        exec,
     };
     account(&key, duration_ns, ret);
     if duration_ns >= config().slow_ns {
@@ -169,8 +178,8 @@ fn send_slow_event(
     let mut args = [0u64; ARGS];
     for (arg, offset) in args.iter_mut().zip(offsets) {
         // SAFETY: reads of the saved user registers at offsets learned from BTF.
-        *arg = unsafe { bpf_probe_read_kernel((regs + u64::from(offset)) as *const u64) }
-            .unwrap_or(0);
+        *arg =
+            unsafe { bpf_probe_read_kernel((regs + u64::from(offset)) as *const u64) }.unwrap_or(0);
     }
     entry.write(SlowSyscallEvent {
         end_ns,
@@ -184,6 +193,17 @@ fn send_slow_event(
         comm: bpf_get_current_comm().unwrap_or_default(),
     });
     entry.submit(0);
+}
+
+/// A target thread ran a new program: its next calls go to entries named after it.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn syscalls_exec(_ctx: RawTracePointContext) -> i32 {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if let Some(inflight) = SYSCALL_INFLIGHT.get_ptr_mut(&tid) {
+        // SAFETY: the entry belongs to this thread.
+        unsafe { (*inflight).exec += 1 };
+    }
+    0
 }
 
 /// Forget the in-flight call of an exiting thread (exit and exit_group never return).

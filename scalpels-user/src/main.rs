@@ -1,12 +1,30 @@
-fn main() -> anyhow::Result<()> {
-    let mut ebpf = aya::Ebpf::load(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/scalpels")))?;
-    for (name, p) in ebpf.programs_mut() {
-        println!("{name}");
-        match p {
-            aya::programs::Program::RawTracePoint(p) => p.load()?,
-            aya::programs::Program::TracePoint(p) => p.load()?,
-            _ => {}
+//! `scalpels-trace`: traces an OpenStack service (or any process) with eBPF and writes one
+//! directory of Parquet files per run.
+
+mod btf;
+mod cli;
+mod clock;
+mod counters;
+mod ebpf;
+mod preflight;
+mod run;
+mod syscalls;
+mod target;
+mod trace;
+mod tracefs;
+mod tracer;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match trace::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("scalpels-trace: error: {e:#}");
+            ExitCode::FAILURE
         }
     }
-    Ok(())
 }

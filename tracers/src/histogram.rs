@@ -22,7 +22,11 @@ pub fn slot(ns: u64) -> usize {
         }
     }
     let slot = log as usize + 1;
-    if slot < HIST_SLOTS { slot } else { HIST_SLOTS - 1 }
+    if slot < HIST_SLOTS {
+        slot
+    } else {
+        HIST_SLOTS - 1
+    }
 }
 
 /// The smallest duration (ns) that lands in `slot`.

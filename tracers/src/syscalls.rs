@@ -28,7 +28,9 @@ pub struct SyscallKey {
     pub tgid: u32,
     pub tid: u32,
     pub nr: u32,
-    pub _pad: u32,
+    /// Execs the thread made while traced: calls after an exec get new entries, so each
+    /// entry's `comm` names the program that made its calls.
+    pub exec: u32,
 }
 
 /// Cumulative statistics of one key. Only the thread of the key writes it, so plain adds are
@@ -61,12 +63,13 @@ impl Default for SyscallStats {
     }
 }
 
-/// The syscall a target thread is in. `start_ns == 0` means none.
+/// The syscall a target thread is in (`start_ns == 0`: none), and its exec count.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyscallInflight {
     pub start_ns: u64,
-    pub nr: u64,
+    pub nr: u32,
+    pub exec: u32,
 }
 
 /// A call slower than [`SyscallsConfig::slow_ns`].

@@ -1,0 +1,95 @@
+//! Command-line interface of `scalpels-trace`.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{ArgGroup, Parser};
+
+fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(s)
+}
+
+/// Trace what an OpenStack service (or any process) does with eBPF, into Parquet files.
+#[derive(Debug, Parser)]
+#[command(
+    name = "scalpels-trace",
+    version,
+    group(ArgGroup::new("target").args(["service", "pid", "command", "list_tracers"]).required(true)),
+    after_help = "Examples:\n  sudo scalpels-trace --service nova-compute --duration 60s\n  \
+                  sudo scalpels-trace --pid 1234 --pid 5678\n  \
+                  sudo scalpels-trace --tracers syscalls -- python3 app.py"
+)]
+pub struct Cli {
+    /// Trace a service: a systemd unit (by its cgroup), else processes with this name.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["pid", "command"])]
+    pub service: Option<String>,
+
+    /// Trace this process and its children (repeatable).
+    #[arg(short, long, value_name = "PID", conflicts_with = "command")]
+    pub pid: Vec<u32>,
+
+    /// Start this command and trace it until it exits.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+
+    /// Tracers to run, comma-separated (default: all available). See --list-tracers.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub tracers: Vec<String>,
+
+    /// Directory that receives one sub-directory per run.
+    #[arg(long, default_value = "scalpels-runs", value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Stop after this long (e.g. 30s, 5m); default: until Ctrl-C or the targets exit.
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    pub duration: Option<Duration>,
+
+    /// How often in-kernel aggregates become rows.
+    #[arg(long, value_parser = duration, default_value = "1s", value_name = "DURATION")]
+    pub interval: Duration,
+
+    /// How often Parquet row groups are closed, so a killed run keeps them.
+    #[arg(long, value_parser = duration, default_value = "5s", value_name = "DURATION")]
+    pub flush_interval: Duration,
+
+    /// System calls at least this long are recorded one by one in syscall_events.
+    #[arg(long, value_parser = duration, default_value = "10ms", value_name = "DURATION")]
+    pub slow_syscall: Duration,
+
+    /// List the tracers and exit.
+    #[arg(long)]
+    pub list_tracers: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn needs_exactly_one_kind_of_target() {
+        assert!(Cli::try_parse_from(["scalpels-trace"]).is_err());
+        assert!(Cli::try_parse_from(["scalpels-trace", "--service", "a", "--pid", "1"]).is_err());
+        let cli = Cli::try_parse_from([
+            "scalpels-trace",
+            "--slow-syscall",
+            "5ms",
+            "--",
+            "sleep",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(cli.command, ["sleep", "1"]);
+        assert_eq!(cli.slow_syscall, Duration::from_millis(5));
+        let cli = Cli::try_parse_from([
+            "scalpels-trace",
+            "-p",
+            "1",
+            "-p",
+            "2",
+            "--tracers",
+            "syscalls",
+        ])
+        .unwrap();
+        assert_eq!(cli.pid, [1, 2]);
+        assert_eq!(cli.tracers, ["syscalls"]);
+    }
+}

@@ -1,0 +1,102 @@
+//! `manifest.json`: what a run traced, when, with which tracers, and what was lost.
+//!
+//! Written when the run starts (status "running") and rewritten when it ends, so even a killed
+//! run says what it was.
+
+use std::{collections::BTreeMap, fs, path::Path};
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Manifest {
+    pub schema_version: u32,
+    pub scalpels_version: &'static str,
+    pub run_id: String,
+    /// "running", "complete".
+    pub status: &'static str,
+    /// Why the run ended: "duration", "SIGINT", "SIGTERM", "targets exited".
+    pub end_reason: Option<String>,
+    pub host: Host,
+    pub command_line: Vec<String>,
+    pub target: Target,
+    /// RFC 3339, UTC, nanoseconds.
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub options: Options,
+    pub tracers: Vec<TracerRecord>,
+    pub tables: BTreeMap<String, TableRecord>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Host {
+    pub hostname: String,
+    pub kernel_release: String,
+    pub machine: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Target {
+    /// "service", "pids" or "command".
+    pub kind: &'static str,
+    pub service: Option<String>,
+    /// How a service was found: "systemd unit cgroup" or "process name".
+    pub resolved_as: Option<&'static str>,
+    pub cgroup: Option<String>,
+    pub cgroup_id: Option<u64>,
+    pub command: Option<Vec<String>>,
+    /// Every process traced during the run (followed children included).
+    pub pids: Vec<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Options {
+    pub interval_ns: u64,
+    pub flush_interval_ns: u64,
+    pub slow_syscall_ns: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TracerRecord {
+    pub name: &'static str,
+    /// "attached" or "unavailable".
+    pub status: &'static str,
+    pub reason: Option<String>,
+    /// Records the tracer produced (rows of its event tables and interval tables).
+    pub events: u64,
+    /// Loss counters from the kernel, by name (see the README).
+    pub drops: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TableRecord {
+    pub file: String,
+    pub tracer: &'static str,
+    pub rows: u64,
+}
+
+impl Manifest {
+    /// Writes `manifest.json` atomically (temporary file, then rename).
+    pub fn write(&self, run_dir: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self).context("serializing the manifest")?;
+        let partial = run_dir.join("manifest.json.partial");
+        fs::write(&partial, json).with_context(|| format!("writing {}", partial.display()))?;
+        fs::rename(&partial, run_dir.join("manifest.json"))
+            .with_context(|| format!("renaming {}", partial.display()))
+    }
+}
+
+impl Host {
+    pub fn current() -> Self {
+        let read = |path: &str| {
+            fs::read_to_string(path)
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default()
+        };
+        Self {
+            hostname: read("/proc/sys/kernel/hostname"),
+            kernel_release: read("/proc/sys/kernel/osrelease"),
+            machine: std::env::consts::ARCH.to_owned(),
+        }
+    }
+}

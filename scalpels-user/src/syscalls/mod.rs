@@ -1,0 +1,244 @@
+//! The `syscalls` tracer, userspace side: configures the programs in
+//! `scalpels-ebpf/src/syscalls.rs`, drains their statistics map every interval into per-interval
+//! rows (differences of the kernel's cumulative counters), and streams slow calls.
+
+mod names;
+pub mod tables;
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context as _, Result};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap as BpfHashMap, MapData, RingBuf},
+    programs::RawTracePoint,
+};
+use tracers::{
+    histogram::HIST_SLOTS,
+    syscalls::{
+        ARGS, CONFIG_GLOBAL, EVENTS_MAP, INTERVAL_MAP, STATS_MAP, SlowSyscallEvent, SyscallKey,
+        SyscallStats, SyscallsConfig,
+    },
+};
+
+use crate::{
+    btf,
+    clock::Clock,
+    run::table::TableWriter,
+    tracer::{Env, Prepared, Tracer},
+};
+use tables::StatsRow;
+
+/// Registers holding syscall arguments 1..=6 in x86_64's `struct pt_regs` (the only
+/// architecture Scalpels supports so far).
+const ARG_REGISTERS: [&str; ARGS] = ["di", "si", "dx", "r10", "r8", "r9"];
+
+pub struct PreparedSyscalls {
+    config: SyscallsConfig,
+}
+
+/// Learns the pt_regs layout from BTF and sets the slow-call threshold.
+pub fn prepare(env: &Env) -> Result<PreparedSyscalls> {
+    let vmlinux = btf::load_vmlinux()?;
+    let mut arg_offsets = [0u32; ARGS];
+    for (offset, register) in arg_offsets.iter_mut().zip(ARG_REGISTERS) {
+        *offset = btf::member_offset(&vmlinux, "pt_regs", register)?;
+    }
+    Ok(PreparedSyscalls {
+        config: SyscallsConfig {
+            slow_ns: u64::try_from(env.slow_syscall.as_nanos()).unwrap_or(u64::MAX),
+            arg_offsets,
+        },
+    })
+}
+
+impl Prepared for PreparedSyscalls {
+    fn set_globals<'a>(&'a self, loader: &mut EbpfLoader<'a>) {
+        loader.override_global(CONFIG_GLOBAL, &self.config, true);
+    }
+
+    fn attach(self: Box<Self>, ebpf: &mut Ebpf, env: &Env) -> Result<Box<dyn Tracer>> {
+        for (program, tracepoint) in [
+            ("syscalls_enter", "sys_enter"),
+            ("syscalls_exit", "sys_exit"),
+            ("syscalls_exec", "sched_process_exec"),
+            ("syscalls_thread_exit", "sched_process_exit"),
+        ] {
+            let prog: &mut RawTracePoint = ebpf
+                .program_mut(program)
+                .with_context(|| format!("eBPF object has no program {program}"))?
+                .try_into()?;
+            prog.load().with_context(|| format!("loading {program}"))?;
+            prog.attach(tracepoint)
+                .with_context(|| format!("attaching {program} to raw tracepoint {tracepoint}"))?;
+        }
+        let take = |ebpf: &mut Ebpf, name: &str| {
+            ebpf.take_map(name)
+                .with_context(|| format!("eBPF object has no map {name}"))
+        };
+        Ok(Box::new(SyscallsTracer {
+            stats: BpfHashMap::try_from(take(ebpf, STATS_MAP)?)?,
+            interval_map: Array::try_from(take(ebpf, INTERVAL_MAP)?)?,
+            events: RingBuf::try_from(take(ebpf, EVENTS_MAP)?)?,
+            previous: HashMap::new(),
+            interval: 0,
+            clock: env.clock,
+            stats_table: TableWriter::new(
+                env.run_dir,
+                "syscalls",
+                tables::stats_schema(),
+                env.flush_every,
+            ),
+            events_table: TableWriter::new(
+                env.run_dir,
+                "syscall_events",
+                tables::events_schema(),
+                env.flush_every,
+            ),
+            totals: BTreeMap::new(),
+        }))
+    }
+}
+
+/// Whole-run totals of one syscall, for the summary.
+#[derive(Default)]
+struct Totals {
+    calls: u64,
+    errors: u64,
+    total_ns: u64,
+    max_ns: u64,
+}
+
+pub struct SyscallsTracer {
+    stats: BpfHashMap<MapData, SyscallKey, SyscallStats>,
+    interval_map: Array<MapData, u64>,
+    events: RingBuf<MapData>,
+    /// The kernel's cumulative values at the previous collection.
+    previous: HashMap<SyscallKey, SyscallStats>,
+    interval: u64,
+    clock: Clock,
+    stats_table: TableWriter,
+    events_table: TableWriter,
+    totals: BTreeMap<u32, Totals>,
+}
+
+fn thread_is_alive(key: &SyscallKey) -> bool {
+    std::path::Path::new(&format!("/proc/{}/task/{}", key.tgid, key.tid)).exists()
+}
+
+impl SyscallsTracer {
+    /// The change of one key since the previous collection, if it made calls.
+    fn delta(&self, key: &SyscallKey, now: &SyscallStats, interval: u64) -> Option<StatsRow> {
+        let zero = SyscallStats::default();
+        let before = self.previous.get(key).unwrap_or(&zero);
+        let calls = now.count.checked_sub(before.count).filter(|&c| c > 0)?;
+        let hist = (0..HIST_SLOTS)
+            .map(|i| now.hist[i].saturating_sub(before.hist[i]))
+            .collect();
+        Some(StatsRow {
+            pid: key.tgid,
+            tid: key.tid,
+            comm: tables::comm(&now.comm),
+            nr: key.nr,
+            calls,
+            errors: now.errors.saturating_sub(before.errors),
+            total_ns: now.total_ns.saturating_sub(before.total_ns),
+            // The kernel restarts the maximum when a call ends in a newer interval.
+            max_ns: if now.max_interval >= interval {
+                now.max_ns
+            } else {
+                0
+            },
+            hist,
+        })
+    }
+}
+
+impl Tracer for SyscallsTracer {
+    fn name(&self) -> &'static str {
+        "syscalls"
+    }
+
+    fn poll_events(&mut self) -> Result<()> {
+        let mut batch = Vec::new();
+        while let Some(item) = self.events.next() {
+            if item.len() >= size_of::<SlowSyscallEvent>() {
+                // SAFETY: the kernel wrote a SlowSyscallEvent (tracers::syscalls) here.
+                batch.push(unsafe { item.as_ptr().cast::<SlowSyscallEvent>().read_unaligned() });
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let clock = self.clock;
+        self.events_table
+            .write(&tables::events_batch(&batch, |ns| clock.to_utc_ns(ns))?)
+    }
+
+    fn collect_interval(&mut self, start: i64, end: i64) -> Result<()> {
+        let interval = self.interval;
+        // Calls ending from now on start the next interval's maximum.
+        self.interval += 1;
+        self.interval_map
+            .set(0, self.interval, 0)
+            .context("advancing the syscalls interval")?;
+
+        let mut rows = Vec::new();
+        let mut gone = Vec::new();
+        for entry in self.stats.iter() {
+            let (key, now) = entry.context("reading the syscalls statistics map")?;
+            match self.delta(&key, &now, interval) {
+                Some(row) => {
+                    let totals = self.totals.entry(key.nr).or_default();
+                    totals.calls += row.calls;
+                    totals.errors += row.errors;
+                    totals.total_ns += row.total_ns;
+                    totals.max_ns = totals.max_ns.max(row.max_ns);
+                    rows.push(row);
+                }
+                None if !thread_is_alive(&key) => gone.push(key),
+                None => {}
+            }
+            self.previous.insert(key, now);
+        }
+        // Threads that exited and whose last calls were collected: free their entries.
+        for key in gone {
+            let _ = self.stats.remove(&key);
+            self.previous.remove(&key);
+        }
+        self.stats_table
+            .write(&tables::stats_batch(start, end, &rows)?)
+    }
+
+    fn events(&self) -> u64 {
+        self.stats_table.rows() + self.events_table.rows()
+    }
+
+    fn tables(&mut self) -> Vec<&mut TableWriter> {
+        vec![&mut self.stats_table, &mut self.events_table]
+    }
+
+    fn summary(&self) -> Vec<String> {
+        let mut top: Vec<_> = self.totals.iter().collect();
+        top.sort_by_key(|(_, t)| std::cmp::Reverse(t.total_ns));
+        let mut lines = vec![format!(
+            "  {:<20} {:>10} {:>8} {:>14} {:>12}",
+            "syscall", "calls", "errors", "total", "max"
+        )];
+        lines.extend(top.into_iter().take(10).map(|(nr, t)| {
+            format!(
+                "  {:<20} {:>10} {:>8} {:>14} {:>12}",
+                names::name(*nr),
+                t.calls,
+                t.errors,
+                format!("{:.3} ms", t.total_ns as f64 / 1e6),
+                format!("{:.3} ms", t.max_ns as f64 / 1e6),
+            )
+        }));
+        lines
+    }
+
+    fn into_tables(self: Box<Self>) -> Vec<TableWriter> {
+        vec![self.stats_table, self.events_table]
+    }
+}

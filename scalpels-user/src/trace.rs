@@ -1,0 +1,433 @@
+//! One tracing run, start to end: resolve the target, load and attach, drain every interval,
+//! finish the tables and the manifest.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use aya::EbpfLoader;
+use jiff::Timestamp;
+use tokio::signal::unix::{SignalKind, signal};
+use tracers::{
+    catalogue,
+    target::{TARGET_CONFIG_GLOBAL, TargetConfig},
+};
+
+use crate::{
+    cli::Cli,
+    clock::{Clock, utc_now_ns},
+    counters::Counters,
+    ebpf, preflight,
+    run::{SCHEMA_VERSION, manifest, run_dir, status::StatusLine},
+    target::{self, Members, ServiceMatch, TargetSpec, set::TargetSet, spawn::GatedChild},
+    tracefs,
+    tracer::{self, Env, Tracer},
+};
+
+/// How often ring buffers are read and overdue row groups closed.
+const POLL_EVERY: Duration = Duration::from_millis(50);
+
+/// A tracer that was asked for but could not run, and why.
+struct Unavailable {
+    name: &'static str,
+    reason: String,
+}
+
+fn selected_tracers(cli: &Cli) -> Result<Vec<&'static str>> {
+    if cli.tracers.is_empty() {
+        return Ok(catalogue::TRACERS.iter().map(|t| t.name).collect());
+    }
+    cli.tracers
+        .iter()
+        .map(|name| {
+            catalogue::find(name).map(|t| t.name).with_context(|| {
+                let known: Vec<_> = catalogue::TRACERS.iter().map(|t| t.name).collect();
+                format!("unknown tracer {name:?} (available: {})", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+fn spec(cli: &Cli) -> TargetSpec {
+    if let Some(service) = &cli.service {
+        TargetSpec::Service(service.clone())
+    } else if !cli.pid.is_empty() {
+        TargetSpec::Pids(cli.pid.clone())
+    } else {
+        TargetSpec::Command(cli.command.clone())
+    }
+}
+
+fn label(spec: &TargetSpec) -> String {
+    match spec {
+        TargetSpec::Service(name) => name.clone(),
+        TargetSpec::Pids(pids) => format!("pid-{}", pids[0]),
+        TargetSpec::Command(argv) => argv[0].rsplit('/').next().unwrap_or("command").to_owned(),
+    }
+}
+
+fn rfc3339(utc_ns: i64) -> String {
+    Timestamp::from_nanosecond(i128::from(utc_ns))
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// Runs `scalpels-trace` as the CLI asked; returns the process exit code.
+pub fn run(cli: Cli) -> Result<u8> {
+    if cli.list_tracers {
+        for t in catalogue::TRACERS {
+            println!(
+                "{:<10} {} (tables: {})",
+                t.name,
+                t.summary,
+                t.tables.join(", ")
+            );
+        }
+        return Ok(0);
+    }
+    let tracers = selected_tracers(&cli)?;
+    preflight::check_privileges()?;
+    preflight::raise_memlock_limit();
+    let tracefs = tracefs::ensure_mounted()?;
+
+    let spec = spec(&cli);
+    let service = match &spec {
+        TargetSpec::Service(name) => Some(target::resolve_service(name)?),
+        TargetSpec::Pids(pids) => {
+            target::check_pids(pids)?;
+            None
+        }
+        TargetSpec::Command(_) => None,
+    };
+
+    let started_ns = utc_now_ns();
+    let start =
+        Timestamp::from_nanosecond(i128::from(started_ns)).context("system clock out of range")?;
+    let run_id = run_dir::run_id(start, &label(&spec));
+    let run_dir = run_dir::create(&cli.out, &run_id)?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let mut session = Session {
+        cli: &cli,
+        spec,
+        service,
+        run_dir,
+        run_id,
+        started_ns,
+        clock: Clock::calibrate(),
+    };
+    runtime.block_on(session.trace(&tracefs, &tracers))
+}
+
+struct Session<'a> {
+    cli: &'a Cli,
+    spec: TargetSpec,
+    service: Option<ServiceMatch>,
+    run_dir: PathBuf,
+    run_id: String,
+    started_ns: i64,
+    clock: Clock,
+}
+
+/// Everything attached for a run.
+struct Attached {
+    tracers: Vec<Box<dyn Tracer>>,
+    unavailable: Vec<Unavailable>,
+    targets: TargetSet,
+    counters: Counters,
+    // Programs stay attached while the object lives.
+    _ebpf: aya::Ebpf,
+}
+
+impl Session<'_> {
+    fn env(&self) -> Env<'_> {
+        Env {
+            run_dir: &self.run_dir,
+            clock: self.clock,
+            flush_every: self.cli.flush_interval,
+            slow_syscall: self.cli.slow_syscall,
+        }
+    }
+
+    fn attach(&self, tracefs: &std::path::Path, names: &[&'static str]) -> Result<Attached> {
+        let env = self.env();
+        let by_cgroup = matches!(self.service, Some(ServiceMatch::Cgroup(_)));
+        let target_config = TargetConfig {
+            by_tgid: u32::from(!by_cgroup),
+            by_cgroup: u32::from(by_cgroup),
+            fork_child_pid_offset: ebpf::fork_child_pid_offset(tracefs)?,
+            loader_tgid: std::process::id(),
+        };
+        let mut unavailable = Vec::new();
+        let mut prepared = Vec::new();
+        for &name in names {
+            match tracer::prepare(name, &env) {
+                Ok(p) => prepared.push((name, p)),
+                Err(e) => unavailable.push(Unavailable {
+                    name,
+                    reason: format!("{e:#}"),
+                }),
+            }
+        }
+        let mut loader = EbpfLoader::new();
+        loader.override_global(TARGET_CONFIG_GLOBAL, &target_config, true);
+        for (_, p) in &prepared {
+            p.set_globals(&mut loader);
+        }
+        let mut ebpf = loader
+            .load(ebpf::OBJECT)
+            .context("loading the eBPF object into the kernel")?;
+        ebpf::attach_target_programs(&mut ebpf)?;
+        let mut tracers = Vec::new();
+        for (name, p) in prepared {
+            match p.attach(&mut ebpf, &env) {
+                Ok(t) => tracers.push(t),
+                Err(e) => unavailable.push(Unavailable {
+                    name,
+                    reason: format!("{e:#}"),
+                }),
+            }
+        }
+        if tracers.is_empty() {
+            let reasons: Vec<_> = unavailable
+                .iter()
+                .map(|u| format!("{}: {}", u.name, u.reason))
+                .collect();
+            bail!("no tracer could attach ({})", reasons.join("; "));
+        }
+        for u in &unavailable {
+            eprintln!(
+                "scalpels-trace: warning: tracer {} is unavailable: {}",
+                u.name, u.reason
+            );
+        }
+        Ok(Attached {
+            tracers,
+            unavailable,
+            targets: TargetSet::take(&mut ebpf)?,
+            counters: Counters::take(&mut ebpf)?,
+            _ebpf: ebpf,
+        })
+    }
+
+    /// The target's members now (service re-resolution, or the processes being traced).
+    fn members(&self, attached: &Attached) -> Members {
+        match (&self.spec, &self.service) {
+            (TargetSpec::Service(name), Some(service)) => target::service_members(service, name),
+            _ => Members {
+                pids: attached.targets.live_processes(),
+                ..Members::default()
+            },
+        }
+    }
+
+    fn manifest(
+        &self,
+        attached: &Attached,
+        pids_seen: &BTreeSet<u32>,
+        end: Option<(&str, i64)>,
+    ) -> manifest::Manifest {
+        let mut tables = BTreeMap::new();
+        let mut records: Vec<manifest::TracerRecord> = Vec::new();
+        for t in &attached.tracers {
+            records.push(manifest::TracerRecord {
+                name: t.name(),
+                status: "attached",
+                reason: None,
+                events: t.events(),
+                drops: attached.counters.of(t.name()),
+            });
+            let info = catalogue::find(t.name()).expect("attached tracers are in the catalogue");
+            for table in info.tables {
+                tables.insert(
+                    table.to_string(),
+                    manifest::TableRecord {
+                        file: format!("{table}.parquet"),
+                        tracer: info.name,
+                        rows: 0,
+                    },
+                );
+            }
+        }
+        records.extend(attached.unavailable.iter().map(|u| manifest::TracerRecord {
+            name: u.name,
+            status: "unavailable",
+            reason: Some(u.reason.clone()),
+            events: 0,
+            drops: BTreeMap::new(),
+        }));
+        let (kind, cgroup) = match (&self.spec, &self.service) {
+            (TargetSpec::Service(_), Some(ServiceMatch::Cgroup(dir))) => {
+                ("service", Some(dir.clone()))
+            }
+            (TargetSpec::Service(_), _) => ("service", None),
+            (TargetSpec::Pids(_), _) => ("pids", None),
+            (TargetSpec::Command(_), _) => ("command", None),
+        };
+        manifest::Manifest {
+            schema_version: SCHEMA_VERSION,
+            scalpels_version: env!("CARGO_PKG_VERSION"),
+            run_id: self.run_id.clone(),
+            status: if end.is_some() { "complete" } else { "running" },
+            end_reason: end.map(|(reason, _)| reason.to_owned()),
+            host: manifest::Host::current(),
+            command_line: std::env::args().collect(),
+            target: manifest::Target {
+                kind,
+                service: self.cli.service.clone(),
+                resolved_as: self.service.as_ref().map(ServiceMatch::describe),
+                cgroup_id: cgroup.as_ref().and_then(|d| {
+                    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(d).ok()?).into()
+                }),
+                cgroup: cgroup.map(|d| d.display().to_string()),
+                command: matches!(self.spec, TargetSpec::Command(_))
+                    .then(|| self.cli.command.clone()),
+                pids: pids_seen.iter().copied().collect(),
+            },
+            started_at: rfc3339(self.started_ns),
+            ended_at: end.map(|(_, at)| rfc3339(at)),
+            options: manifest::Options {
+                interval_ns: self.cli.interval.as_nanos() as u64,
+                flush_interval_ns: self.cli.flush_interval.as_nanos() as u64,
+                slow_syscall_ns: self.cli.slow_syscall.as_nanos() as u64,
+            },
+            tracers: records,
+            tables,
+        }
+    }
+
+    async fn trace(&mut self, tracefs: &std::path::Path, names: &[&'static str]) -> Result<u8> {
+        let mut attached = self.attach(tracefs, names)?;
+        let mut child: Option<GatedChild> = None;
+        if let TargetSpec::Command(argv) = &self.spec {
+            let spawned = target::spawn::spawn_gated(argv)?;
+            attached.targets.add(&Members {
+                pids: [spawned.pid].into(),
+                ..Members::default()
+            })?;
+            child = Some(spawned);
+        }
+        let mut pids_seen = BTreeSet::new();
+        let members = self.members(&attached);
+        attached.targets.add(&members)?;
+        pids_seen.extend(&members.pids);
+        self.manifest(&attached, &pids_seen, None)
+            .write(&self.run_dir)?;
+        if let Some(child) = &mut child {
+            child.release()?;
+        }
+        eprintln!("scalpels-trace: tracing into {}", self.run_dir.display());
+
+        let mut sigint =
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut sigterm =
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let deadline = tokio::time::sleep(
+            self.cli
+                .duration
+                .unwrap_or(Duration::from_secs(u32::MAX as u64)),
+        );
+        tokio::pin!(deadline);
+        let mut poll = tokio::time::interval(POLL_EVERY);
+        let mut collect = tokio::time::interval(self.cli.interval);
+        collect.tick().await;
+        let mut status = StatusLine::new();
+        let began = Instant::now();
+        let mut interval_start = utc_now_ns();
+        let mut last_events: u64 = 0;
+
+        let end_reason = loop {
+            tokio::select! {
+                _ = sigint.recv() => break "SIGINT".to_owned(),
+                _ = sigterm.recv() => break "SIGTERM".to_owned(),
+                _ = &mut deadline, if self.cli.duration.is_some() => break "duration".to_owned(),
+                _ = poll.tick() => {
+                    for t in &mut attached.tracers {
+                        t.poll_events()?;
+                        for table in t.tables() {
+                            table.flush_if_due()?;
+                        }
+                    }
+                    if let Some(code) = child.as_mut().and_then(GatedChild::try_wait) {
+                        break format!("command exited with status {code}");
+                    }
+                }
+                _ = collect.tick() => {
+                    let now = utc_now_ns();
+                    for t in &mut attached.tracers {
+                        t.collect_interval(interval_start, now)?;
+                    }
+                    interval_start = now;
+                    let members = self.members(&attached);
+                    attached.targets.add(&members)?;
+                    pids_seen.extend(&members.pids);
+                    if matches!(self.spec, TargetSpec::Pids(_)) && members.pids.is_empty() {
+                        break "targets exited".to_owned();
+                    }
+                    let events: u64 = attached.tracers.iter().map(|t| t.events()).sum();
+                    let rate = (events - last_events) as f64 / self.cli.interval.as_secs_f64();
+                    last_events = events;
+                    let drops: u64 = attached.tracers.iter().flat_map(|t| attached.counters.of(t.name()).into_values()).sum();
+                    let waiting = if members.pids.is_empty() { "  (waiting for the service)" } else { "" };
+                    status.show(&format!(
+                        "scalpels {:>5.0}s  targets {}  rows {:.0}/s  drops {drops}{waiting}",
+                        began.elapsed().as_secs_f64(),
+                        members.pids.len(),
+                        rate,
+                    ));
+                }
+            }
+        };
+        status.clear();
+
+        // Last drain: what the kernel holds since the previous interval.
+        let ended_ns = utc_now_ns();
+        for t in &mut attached.tracers {
+            t.poll_events()?;
+            t.collect_interval(interval_start, ended_ns)?;
+        }
+        let mut manifest = self.manifest(&attached, &pids_seen, Some((&end_reason, ended_ns)));
+        let summaries: Vec<(&'static str, Vec<String>)> = attached
+            .tracers
+            .iter()
+            .map(|t| (t.name(), t.summary()))
+            .collect();
+        for t in attached.tracers.drain(..) {
+            for table in t.into_tables() {
+                let rows = table.rows();
+                let name = table.name();
+                table.finish()?;
+                if let Some(record) = manifest.tables.get_mut(name) {
+                    record.rows = rows;
+                }
+            }
+        }
+        manifest.write(&self.run_dir)?;
+
+        println!("run: {}", self.run_dir.display());
+        println!("ended: {end_reason}");
+        for record in &manifest.tracers {
+            let drops: u64 = record.drops.values().sum();
+            match &record.reason {
+                Some(reason) => println!("tracer {}: unavailable: {reason}", record.name),
+                None => println!(
+                    "tracer {}: {} rows, {drops} dropped",
+                    record.name, record.events
+                ),
+            }
+        }
+        for (name, lines) in summaries {
+            println!("top {name} by total time:");
+            for line in lines {
+                println!("{line}");
+            }
+        }
+        Ok(0)
+    }
+}
