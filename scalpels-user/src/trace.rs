@@ -218,12 +218,24 @@ impl Session<'_> {
 
     /// The target's members now (service re-resolution, or the processes being traced).
     fn members(&self, attached: &Attached) -> Members {
+        let mut pids = attached.targets.live_processes();
         match (&self.spec, &self.service) {
-            (TargetSpec::Service(name), Some(service)) => target::service_members(service, name),
-            _ => Members {
-                pids: attached.targets.live_processes(),
-                ..Members::default()
-            },
+            (TargetSpec::Service(name), Some(service)) => {
+                return target::service_members(service, name);
+            }
+            (TargetSpec::Pids(asked), _) => {
+                pids.extend(
+                    asked
+                        .iter()
+                        .copied()
+                        .filter(|&pid| target::process::is_alive(pid)),
+                );
+            }
+            _ => {}
+        }
+        Members {
+            pids,
+            ..Members::default()
         }
     }
 
@@ -391,6 +403,9 @@ impl Session<'_> {
         for t in &mut attached.tracers {
             t.poll_events()?;
             t.collect_interval(interval_start, ended_ns)?;
+        }
+        for t in &attached.tracers {
+            pids_seen.extend(t.processes());
         }
         let mut manifest = self.manifest(&attached, &pids_seen, Some((&end_reason, ended_ns)));
         let summaries: Vec<(&'static str, Vec<String>)> = attached

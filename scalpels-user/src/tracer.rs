@@ -1,7 +1,11 @@
 //! What every tracer's userspace side provides to the run loop, and the registry that builds
 //! them from the catalogue in `tracers::catalogue`.
 
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+    time::Duration,
+};
 
 use anyhow::Result;
 use aya::{Ebpf, EbpfLoader};
@@ -24,6 +28,8 @@ pub trait Tracer {
     fn collect_interval(&mut self, start: i64, end: i64) -> Result<()>;
     /// Records produced so far (rows of all its tables).
     fn events(&self) -> u64;
+    /// Processes it recorded something for, however briefly they lived.
+    fn processes(&self) -> &BTreeSet<u32>;
     /// Its tables, to flush and, at the end, to finish.
     fn tables(&mut self) -> Vec<&mut TableWriter>;
     /// Lines for the end-of-run summary.

@@ -1,1 +1,242 @@
+//! Test harness: runs the real `scalpels-trace` (path in `SCALPELS_TRACE`, set by
+//! `cargo xtask test`) against real workloads, and reads back what it wrote.
 
+use std::{
+    collections::HashMap,
+    fs::File,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::OnceLock,
+    thread,
+    time::{Duration, Instant},
+};
+
+use arrow::{
+    array::{Array as _, AsArray as _, RecordBatch, RecordBatchReader as _},
+    compute::{cast, concat_batches},
+    datatypes::{DataType, Int64Type, UInt64Type},
+};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_owned()
+}
+
+/// The scalpels-trace binary under test.
+pub fn scalpels_trace() -> PathBuf {
+    std::env::var_os("SCALPELS_TRACE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/debug/scalpels-trace"))
+}
+
+/// The real Python interpreter (not a pyenv shim, whose bash would be traced too).
+pub fn python() -> &'static str {
+    static PYTHON: OnceLock<String> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let out = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .expect("python3 runs");
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned()
+    })
+}
+
+pub fn workload(name: &str) -> String {
+    workspace()
+        .join("tests/workloads")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// A fresh, empty output directory for one test.
+pub fn out_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("scalpels-test-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create test output dir");
+    dir
+}
+
+/// Runs scalpels-trace to completion, killing it after `limit`.
+pub fn trace(args: &[&str], limit: Duration) -> Output {
+    let child = spawn_trace(args);
+    wait_with_limit(child, limit)
+}
+
+pub fn spawn_trace(args: &[&str]) -> Child {
+    Command::new(scalpels_trace())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("scalpels-trace starts (build it with cargo xtask build)")
+}
+
+pub fn wait_with_limit(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > limit {
+            child.kill().ok();
+            panic!("scalpels-trace did not finish within {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// The run directory printed as `run: DIR`, after asserting the run succeeded.
+pub fn run_dir(output: &Output) -> PathBuf {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "scalpels-trace failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("run: "))
+        .unwrap_or_else(|| panic!("no run line in:\n{stdout}"));
+    PathBuf::from(line)
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn manifest(run: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(run.join("manifest.json")).expect("manifest.json");
+    serde_json::from_str(&text).expect("manifest is JSON")
+}
+
+/// All rows of a Parquet file (or of every part file in a directory) as one batch.
+pub fn read_table(path: &Path) -> RecordBatch {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut files: Vec<_> = std::fs::read_dir(path)
+            .expect("read parts dir")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path.to_owned()]
+    };
+    let mut batches = Vec::new();
+    let mut schema = None;
+    for file in files {
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(File::open(&file).expect("open parquet"))
+                .expect("valid parquet")
+                .build()
+                .expect("reader");
+        schema = Some(reader.schema());
+        batches.extend(reader.map(|b| b.expect("batch")));
+    }
+    concat_batches(&schema.expect("at least one file"), &batches).expect("concat")
+}
+
+/// A column as strings (dictionary and string columns).
+pub fn strings(batch: &RecordBatch, column: &str) -> Vec<String> {
+    let array = cast(
+        batch
+            .column_by_name(column)
+            .unwrap_or_else(|| panic!("no column {column}")),
+        &DataType::Utf8,
+    )
+    .expect("cast to utf8");
+    array
+        .as_string::<i32>()
+        .iter()
+        .map(|s| s.unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// A column as u64 (unsigned integers).
+pub fn u64s(batch: &RecordBatch, column: &str) -> Vec<u64> {
+    let array = cast(
+        batch
+            .column_by_name(column)
+            .unwrap_or_else(|| panic!("no column {column}")),
+        &DataType::UInt64,
+    )
+    .expect("cast to u64");
+    array.as_primitive::<UInt64Type>().values().to_vec()
+}
+
+/// A column as i64 (signed integers, timestamps and durations in ns).
+pub fn i64s(batch: &RecordBatch, column: &str) -> Vec<i64> {
+    let col = batch
+        .column_by_name(column)
+        .unwrap_or_else(|| panic!("no column {column}"));
+    let array = match col.data_type() {
+        DataType::Timestamp(..) | DataType::Duration(_) => {
+            let data = col
+                .to_data()
+                .into_builder()
+                .data_type(DataType::Int64)
+                .build()
+                .expect("reinterpret");
+            arrow::array::make_array(data)
+        }
+        _ => cast(col, &DataType::Int64).expect("cast to i64"),
+    };
+    array.as_primitive::<Int64Type>().values().to_vec()
+}
+
+/// Per-syscall (calls, errors) of the rows matching `keep(pid, tid)` in `syscalls.parquet`.
+pub fn syscall_totals(run: &Path, keep: impl Fn(u64, u64) -> bool) -> HashMap<String, (u64, u64)> {
+    let batch = read_table(&run.join("syscalls.parquet"));
+    let (pids, tids) = (u64s(&batch, "pid"), u64s(&batch, "tid"));
+    let (names, calls, errors) = (
+        strings(&batch, "syscall"),
+        u64s(&batch, "calls"),
+        u64s(&batch, "errors"),
+    );
+    let mut totals: HashMap<String, (u64, u64)> = HashMap::new();
+    for i in 0..batch.num_rows() {
+        if keep(pids[i], tids[i]) {
+            let t = totals.entry(names[i].clone()).or_default();
+            t.0 += calls[i];
+            t.1 += errors[i];
+        }
+    }
+    totals
+}
+
+/// Values printed by a workload as `key=value` lines.
+pub fn printed(stdout: &[u8], key: &str) -> Vec<u64> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+        .filter_map(|v| v.trim().parse().ok())
+        .collect()
+}
+
+/// A process killed when the test ends, even when it panics.
+pub struct Reaped(pub Child);
+
+impl Reaped {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+/// Sends `signal` to a process.
+pub fn kill(pid: u32, signal: i32) {
+    // SAFETY: plain kill(2).
+    unsafe { libc::kill(pid as i32, signal) };
+}

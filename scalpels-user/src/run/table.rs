@@ -155,8 +155,10 @@ impl TableWriter {
             })?;
         }
         fs::rename(&partial, &path).with_context(|| format!("renaming {}", partial.display()))?;
-        fs::remove_dir_all(self.parts_dir())
-            .with_context(|| format!("removing {}", self.parts_dir().display()))?;
+        if !self.closed_segments.is_empty() {
+            fs::remove_dir_all(self.parts_dir())
+                .with_context(|| format!("removing {}", self.parts_dir().display()))?;
+        }
         Ok(path)
     }
 }

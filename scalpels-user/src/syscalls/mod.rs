@@ -5,7 +5,7 @@
 mod names;
 pub mod tables;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::{Context as _, Result};
 use aya::{
@@ -96,6 +96,7 @@ impl Prepared for PreparedSyscalls {
                 env.flush_every,
             ),
             totals: BTreeMap::new(),
+            processes: BTreeSet::new(),
         }))
     }
 }
@@ -120,6 +121,7 @@ pub struct SyscallsTracer {
     stats_table: TableWriter,
     events_table: TableWriter,
     totals: BTreeMap<u32, Totals>,
+    processes: BTreeSet<u32>,
 }
 
 fn thread_is_alive(key: &SyscallKey) -> bool {
@@ -189,6 +191,7 @@ impl Tracer for SyscallsTracer {
             let (key, now) = entry.context("reading the syscalls statistics map")?;
             match self.delta(&key, &now, interval) {
                 Some(row) => {
+                    self.processes.insert(key.tgid);
                     let totals = self.totals.entry(key.nr).or_default();
                     totals.calls += row.calls;
                     totals.errors += row.errors;
@@ -212,6 +215,10 @@ impl Tracer for SyscallsTracer {
 
     fn events(&self) -> u64 {
         self.stats_table.rows() + self.events_table.rows()
+    }
+
+    fn processes(&self) -> &BTreeSet<u32> {
+        &self.processes
     }
 
     fn tables(&mut self) -> Vec<&mut TableWriter> {

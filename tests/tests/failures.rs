@@ -1,0 +1,212 @@
+//! Bad input and failures: each gets a clear message, and nothing that was recorded is lost.
+
+use std::{
+    fs,
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use scalpels_tests::*;
+
+fn fails_with(args: &[&str], message: &str) {
+    let output = trace(args, Duration::from_secs(30));
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "stderr: {err}");
+    assert!(err.contains(message), "expected {message:?} in: {err}");
+}
+
+#[test]
+fn unknown_service_lists_close_matches() {
+    let name = format!("scalpelsdemo{}", std::process::id());
+    // A process whose comm is close to the asked name, to be suggested.
+    let script = out_dir("unknown").join(&name);
+    fs::write(&script, "import time\ntime.sleep(30)\n").unwrap();
+    let _close = Reaped(
+        Command::new(python())
+            .arg(&script)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    thread::sleep(Duration::from_millis(300));
+    let typo = format!("{name}x");
+    let out = out_dir("unknown-out");
+    fails_with(
+        &["--out", out.to_str().unwrap(), "--service", &typo],
+        &format!("unknown service \"{typo}\""),
+    );
+    let output = trace(
+        &["--out", out.to_str().unwrap(), "--service", &typo],
+        Duration::from_secs(30),
+    );
+    assert!(
+        stderr(&output).contains(&format!("close matches: {name}")),
+        "{}",
+        stderr(&output)
+    );
+    // Nothing was created for a run that could not start.
+    assert_eq!(fs::read_dir(&out).unwrap().count(), 0);
+}
+
+#[test]
+fn dead_pid_is_refused() {
+    let mut child = Command::new("true").spawn().unwrap();
+    child.wait().unwrap();
+    let pid = child.id().to_string();
+    fails_with(&["--pid", &pid], &format!("no process with pid {pid}"));
+}
+
+#[test]
+fn unknown_tracer_lists_the_available_ones() {
+    fails_with(
+        &["--tracers", "syscalls,bogus", "--pid", "1"],
+        "unknown tracer \"bogus\" (available: syscalls",
+    );
+}
+
+#[test]
+fn unprivileged_user_is_told_to_use_root() {
+    let output = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(scalpels_trace())
+        .args(["--pid", "1"])
+        .output()
+        .expect("setpriv (util-linux) runs");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("needs root"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn unwritable_output_directory_fails_before_tracing() {
+    let out = out_dir("unwritable");
+    let file = out.join("a-file");
+    fs::write(&file, b"").unwrap();
+    let under_file = file.join("runs");
+    fails_with(
+        &["--out", under_file.to_str().unwrap(), "--pid", "1"],
+        "cannot create output directory",
+    );
+}
+
+#[test]
+fn missing_tracefs_that_cannot_be_mounted_is_explained() {
+    // A private mount namespace where /sys/kernel is an empty read-only tmpfs: no tracefs, and
+    // no way to mount it.
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs -o ro none /sys/kernel && exec {} --pid 1",
+            scalpels_trace().display()
+        ))
+        .output()
+        .expect("unshare (util-linux) runs");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output)
+            .contains("tracefs is not mounted and mounting it at /sys/kernel/tracing failed"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn sigterm_mid_run_finalizes_files_and_manifest() {
+    let out = out_dir("sigterm");
+    let tracer = spawn_trace(&[
+        "--out",
+        out.to_str().unwrap(),
+        "--pid",
+        "1",
+        "--pid",
+        &std::process::id().to_string(),
+    ]);
+    thread::sleep(Duration::from_secs(3));
+    kill(tracer.id(), libc::SIGTERM);
+    let output = wait_with_limit(tracer, Duration::from_secs(30));
+    let run = run_dir(&output);
+    assert_eq!(output.status.code(), Some(0));
+    let manifest = manifest(&run);
+    assert_eq!(manifest["status"], "complete");
+    assert_eq!(manifest["end_reason"], "SIGTERM");
+    for table in ["syscalls", "syscall_events"] {
+        assert!(run.join(format!("{table}.parquet")).is_file());
+        assert!(!run.join(format!("{table}.parts")).exists());
+        assert!(!run.join(format!("{table}.parquet.partial")).exists());
+    }
+    // This test process made syscalls while traced (sleeping, at least).
+    let rows = read_table(&run.join("syscalls.parquet"));
+    assert!(rows.num_rows() > 0);
+    assert_eq!(
+        manifest["tables"]["syscalls"]["rows"],
+        rows.num_rows() as u64
+    );
+}
+
+#[test]
+fn sigkill_keeps_the_row_groups_already_flushed() {
+    let out = out_dir("sigkill");
+    let busy = Reaped(
+        Command::new(python())
+            .args([
+                "-c",
+                "import os, time\nwhile True:\n    os.getppid(); time.sleep(0.001)",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut tracer = Reaped(spawn_trace(&[
+        "--out",
+        out.to_str().unwrap(),
+        "--pid",
+        &busy.pid().to_string(),
+        "--flush-interval",
+        "1s",
+    ]));
+    let start = Instant::now();
+    let run = loop {
+        let run = fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .next();
+        let flushed = run
+            .as_ref()
+            .and_then(|r| fs::read_dir(r.join("syscalls.parts")).ok())
+            .is_some_and(|mut d| {
+                d.any(|e| {
+                    e.unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("part-")
+                })
+            });
+        if flushed {
+            break run.unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no segment was flushed"
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    tracer.0.kill().unwrap();
+    tracer.0.wait().unwrap();
+    let rows = read_table(&run.join("syscalls.parts"));
+    let pids = u64s(&rows, "pid");
+    assert!(rows.num_rows() > 0 && pids.iter().all(|&p| p == busy.pid() as u64));
+    assert!(strings(&rows, "syscall").iter().any(|s| s == "getppid"));
+    assert_eq!(manifest(&run)["status"], "running");
+}

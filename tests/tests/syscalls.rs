@@ -1,0 +1,135 @@
+//! The syscalls tracer, traced for real: exact counts, errors, slow calls, and Parquet types.
+
+use std::{process::Command, time::Duration};
+
+use scalpels_tests::*;
+
+#[test]
+fn counts_calls_and_errors_of_a_thread_exactly() {
+    let out = out_dir("counts");
+    let output = trace(
+        &[
+            "--out",
+            out.to_str().unwrap(),
+            "--tracers",
+            "syscalls",
+            "--",
+            python(),
+            &workload("syscall_counts.py"),
+            "2000",
+            "37",
+        ],
+        Duration::from_secs(60),
+    );
+    let run = run_dir(&output);
+    let tid = printed(&output.stdout, "worker_tid")[0];
+    let pid = printed(&output.stdout, "pid")[0];
+    let totals = syscall_totals(&run, |p, t| p == pid && t == tid);
+    assert_eq!(
+        totals.get("getppid"),
+        Some(&(2000, 0)),
+        "worker thread: {totals:?}"
+    );
+    assert_eq!(
+        totals.get("openat"),
+        Some(&(37, 37)),
+        "worker thread: {totals:?}"
+    );
+
+    let batch = read_table(&run.join("syscalls.parquet"));
+    let comms = strings(&batch, "comm");
+    let tids = u64s(&batch, "tid");
+    assert!(
+        (0..batch.num_rows())
+            .filter(|&i| tids[i] == tid)
+            .all(|i| comms[i].starts_with("python"))
+    );
+    // Latencies are real: the getppid row has positive total and max no larger than total.
+    let names = strings(&batch, "syscall");
+    let (total, max) = (i64s(&batch, "total_latency"), i64s(&batch, "max_latency"));
+    let row = (0..batch.num_rows())
+        .find(|&i| tids[i] == tid && names[i] == "getppid")
+        .unwrap();
+    assert!(total[row] > 0 && max[row] > 0 && max[row] <= total[row]);
+    // The histogram counts every call.
+    let hist = batch.column_by_name("latency_hist").unwrap();
+    let hist = arrow::array::AsArray::as_list::<i32>(hist).value(row);
+    let counted: u64 = arrow::array::AsArray::as_primitive::<arrow::datatypes::UInt64Type>(&hist)
+        .values()
+        .iter()
+        .sum();
+    assert_eq!(counted, u64s(&batch, "calls")[row]);
+
+    let manifest = manifest(&run);
+    assert_eq!(manifest["status"], "complete");
+    assert_eq!(manifest["tracers"][0]["name"], "syscalls");
+    assert_eq!(manifest["tracers"][0]["status"], "attached");
+    assert_eq!(manifest["tracers"][0]["drops"]["events_dropped"], 0);
+    assert!(
+        manifest["target"]["pids"]
+            .as_array()
+            .unwrap()
+            .contains(&pid.into())
+    );
+}
+
+#[test]
+fn slow_calls_become_events_with_their_latency() {
+    let out = out_dir("slow");
+    let output = trace(
+        &[
+            "--out",
+            out.to_str().unwrap(),
+            "--slow-syscall",
+            "10ms",
+            "--",
+            python(),
+            &workload("sleeper.py"),
+            "50",
+        ],
+        Duration::from_secs(60),
+    );
+    let run = run_dir(&output);
+    let pid = printed(&output.stdout, "pid")[0];
+    let events = read_table(&run.join("syscall_events.parquet"));
+    let (pids, names, durations) = (
+        u64s(&events, "pid"),
+        strings(&events, "syscall"),
+        i64s(&events, "duration"),
+    );
+    let sleeps: Vec<i64> = (0..events.num_rows())
+        .filter(|&i| pids[i] == pid && names[i] == "clock_nanosleep")
+        .map(|i| durations[i])
+        .collect();
+    assert_eq!(
+        sleeps.len(),
+        1,
+        "one slow clock_nanosleep expected, got {sleeps:?}"
+    );
+    assert!(
+        (50_000_000..1_000_000_000).contains(&sleeps[0]),
+        "slept {} ns",
+        sleeps[0]
+    );
+    // Every event is at least the threshold, and the event time is within the run.
+    assert!(durations.iter().all(|&d| d >= 10_000_000));
+    let starts = i64s(&events, "start_time");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    assert!(starts.iter().all(|&t| now - t < 120_000_000_000 && t < now));
+
+    // The same run read by pandas has analyst-friendly types.
+    let check = Command::new(python())
+        .arg(workload("check_types.py"))
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
