@@ -41,7 +41,7 @@ impl Clock {
     }
 
     /// UTC nanoseconds since the Unix epoch of a kernel monotonic timestamp.
-    pub fn to_utc_ns(&self, monotonic_ns: u64) -> i64 {
+    pub fn to_utc_ns(self, monotonic_ns: u64) -> i64 {
         monotonic_ns as i64 + self.realtime_minus_monotonic_ns
     }
 }

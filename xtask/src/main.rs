@@ -1,1 +1,111 @@
-fn main() {}
+//! `cargo xtask`: one command per chore, each doing its own set-up.
+
+mod bench;
+mod cmd;
+mod setup;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Xtask {
+    #[command(subcommand)]
+    command: Chore,
+}
+
+#[derive(Subcommand)]
+enum Chore {
+    /// Install what building and testing need (idempotent: skips what is there).
+    Setup,
+    /// Set up, then build the loader and its eBPF programs.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Set up, build, and trace a service, or the bundled demo workload when none is given.
+    Demo {
+        /// A service to trace instead of the demo workload (e.g. nova-compute).
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long, default_value = "5s")]
+        duration: String,
+    },
+    /// Measure what tracing costs, beside bpftrace and strace (as root; see BENCHMARKS.md).
+    Bench {
+        /// Runs per measurement (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// System calls made by the C workload per run.
+        #[arg(long, default_value_t = 2_000_000)]
+        calls: u64,
+        /// Requests made by the Python workload per run.
+        #[arg(long, default_value_t = 200_000)]
+        requests: u64,
+    },
+    /// Set up, check formatting and lints, build, and run every test (as root).
+    Test {
+        /// Extra arguments for `cargo test`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+/// The workspace root (xtask lives in `<root>/xtask`).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is in the workspace")
+        .to_owned()
+}
+
+fn main() -> Result<()> {
+    match Xtask::parse().command {
+        Chore::Setup => setup::all(false),
+        Chore::Build { release } => {
+            setup::all(false)?;
+            cmd::cargo(&["build"], release)
+        }
+        Chore::Demo { service, duration } => {
+            setup::require_root("the demo loads eBPF programs")?;
+            setup::all(false)?;
+            cmd::cargo(&["build"], true)?;
+            let trace = root().join("target/release/scalpels-trace");
+            let mut args = vec!["--duration".to_owned(), duration];
+            match service {
+                Some(service) => args.extend(["--service".to_owned(), service]),
+                None => args.extend([
+                    "--".to_owned(),
+                    setup::python()?,
+                    root()
+                        .join("scalpels-user/demo/workload.py")
+                        .display()
+                        .to_string(),
+                ]),
+            }
+            cmd::run(cmd::command(trace).args(&args))
+        }
+        Chore::Bench {
+            repeats,
+            calls,
+            requests,
+        } => bench::run(&bench::Options {
+            repeats,
+            calls,
+            requests,
+        }),
+        Chore::Test { args } => {
+            setup::require_root("the tests load eBPF programs")?;
+            setup::all(true)?;
+            cmd::cargo(&["fmt", "--all", "--", "--check"], false)?;
+            cmd::cargo(&["clippy", "--all-targets", "--", "-D", "warnings"], false)?;
+            cmd::cargo(&["build"], false)?;
+            let trace = root().join("target/debug/scalpels-trace");
+            let mut test = cmd::cargo_command(&["test", "--no-fail-fast"], false);
+            test.env("SCALPELS_TRACE", trace).args(["--"]).args(&args);
+            cmd::run(&mut test)
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! `cargo xtask bench`: what tracing costs the traced program, beside other tools doing the same
+//! job on the same machine in the same run, and what the loader costs (see BENCHMARKS.md).
+//!
+//! Each workload measures itself (mean ns per operation, written to a result file), so loader
+//! start-up and attach time are not counted as slowdown.
+
+use std::{
+    fs,
+    os::unix::process::ExitStatusExt as _,
+    path::{Path, PathBuf},
+    process::{Command, ExitStatus, Stdio},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{cmd, root, setup};
+
+pub struct Options {
+    pub repeats: usize,
+    pub calls: u64,
+    pub requests: u64,
+}
+
+/// How a workload is run: bare, or under a tracer.
+#[derive(Clone, Copy)]
+enum Way {
+    Untraced,
+    Scalpels,
+    Bpftrace,
+    Strace,
+}
+
+impl Way {
+    const ALL: [Way; 4] = [Way::Untraced, Way::Scalpels, Way::Bpftrace, Way::Strace];
+
+    fn label(self) -> &'static str {
+        match self {
+            Way::Untraced => "untraced",
+            Way::Scalpels => "scalpels-trace --tracers syscalls",
+            Way::Bpftrace => "bpftrace (same aggregation, xtask/bench/syscalls.bt)",
+            Way::Strace => "strace -c -f",
+        }
+    }
+}
+
+struct Bench {
+    dir: PathBuf,
+    trace: PathBuf,
+    result: PathBuf,
+}
+
+/// One run's outcome: the workload's mean ns per operation, and the wrapper's peak RSS.
+struct Measured {
+    ns_per_op: f64,
+    max_rss_kib: i64,
+}
+
+impl Bench {
+    fn argv(&self, way: Way, workload: &[String], extra: &[&str]) -> Vec<String> {
+        let mut argv: Vec<String> = match way {
+            Way::Untraced => vec![],
+            Way::Scalpels => {
+                let out = self.dir.join("runs").display().to_string();
+                let mut a = vec![
+                    self.trace.display().to_string(),
+                    "--tracers".into(),
+                    "syscalls".into(),
+                    "--out".into(),
+                    out,
+                ];
+                a.extend(extra.iter().map(|s| s.to_string()));
+                a.push("--".into());
+                a
+            }
+            Way::Bpftrace => {
+                let script = root().join("xtask/bench/syscalls.bt");
+                return vec![
+                    "bpftrace".into(),
+                    script.display().to_string(),
+                    "-c".into(),
+                    workload.join(" "),
+                ];
+            }
+            Way::Strace => ["strace", "-c", "-f", "-o", "/dev/null"]
+                .map(String::from)
+                .to_vec(),
+        };
+        argv.extend(workload.iter().cloned());
+        argv
+    }
+
+    fn measure(&self, argv: &[String]) -> Result<Measured> {
+        let _ = fs::remove_file(&self.result);
+        let child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", argv[0]))?;
+        let pid = child.id() as libc::pid_t;
+        let mut stderr = child.stderr.expect("piped");
+        let mut errors = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut errors)?;
+        let (status, usage) = wait4(pid)?;
+        if !status.success() {
+            bail!("{} failed ({status}): {errors}", argv.join(" "));
+        }
+        let text = fs::read_to_string(&self.result)
+            .with_context(|| format!("{} wrote no result", argv.join(" ")))?;
+        Ok(Measured {
+            ns_per_op: text
+                .trim()
+                .parse()
+                .context("parsing the workload's result")?,
+            max_rss_kib: usage.ru_maxrss,
+        })
+    }
+
+    fn median(&self, argv: &[String], repeats: usize) -> Result<(f64, i64)> {
+        let mut ns = Vec::with_capacity(repeats);
+        let mut rss = 0;
+        for _ in 0..repeats {
+            let m = self.measure(argv)?;
+            ns.push(m.ns_per_op);
+            rss = rss.max(m.max_rss_kib);
+        }
+        ns.sort_by(f64::total_cmp);
+        Ok((ns[ns.len() / 2], rss))
+    }
+}
+
+/// Waits for a child and returns its status and resource usage (peak RSS of it and the
+/// descendants it waited for).
+fn wait4(pid: libc::pid_t) -> Result<(ExitStatus, libc::rusage)> {
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 writes both out-parameters.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our own unwaited child; the pointers are to live locals.
+    if unsafe { libc::wait4(pid, &mut status, 0, &mut usage) } < 0 {
+        return Err(std::io::Error::last_os_error()).context("waiting for a benchmark run");
+    }
+    Ok((ExitStatus::from_raw(status), usage))
+}
+
+fn compile_c(source: &Path, out: &Path) -> Result<()> {
+    cmd::run(Command::new("cc").args(["-O2", "-o"]).arg(out).arg(source))
+}
+
+pub fn run(opts: &Options) -> Result<()> {
+    setup::require_root("the benchmarks load eBPF programs")?;
+    setup::all(false)?;
+    setup::bench_tools()?;
+    cmd::cargo(&["build"], true)?;
+    let dir = root().join("target/bench");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir)?;
+    let bench = Bench {
+        trace: root().join("target/release/scalpels-trace"),
+        result: dir.join("result"),
+        dir,
+    };
+    let getppid = bench.dir.join("getppid_loop");
+    compile_c(&root().join("xtask/bench/getppid_loop.c"), &getppid)?;
+    let result = bench.result.display().to_string();
+    let workloads = [
+        (
+            format!("getppid loop in C, {} calls: ns per call", opts.calls),
+            vec![
+                getppid.display().to_string(),
+                opts.calls.to_string(),
+                result.clone(),
+            ],
+        ),
+        (
+            format!(
+                "Python stat+open+read+close, {} requests: ns per request",
+                opts.requests
+            ),
+            vec![
+                setup::python()?,
+                root()
+                    .join("xtask/bench/python_requests.py")
+                    .display()
+                    .to_string(),
+                opts.requests.to_string(),
+                result.clone(),
+            ],
+        ),
+    ];
+
+    let mut report = format!(
+        "Median of {} runs each; {} CPUs, kernel {}.\n",
+        opts.repeats,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        fs::read_to_string("/proc/sys/kernel/osrelease")?.trim(),
+    );
+    for (title, workload) in &workloads {
+        report += &format!("\n### {title}\n\n| way | ns/op | slowdown |\n| --- | ---: | ---: |\n");
+        let mut base = None;
+        for way in Way::ALL {
+            eprintln!("xtask: bench: {title}: {}", way.label());
+            let (ns, _) = bench.median(&bench.argv(way, workload, &[]), opts.repeats)?;
+            let base = *base.get_or_insert(ns);
+            report += &format!(
+                "| {} | {ns:.1} | {:+.1}% |\n",
+                way.label(),
+                (ns / base - 1.0) * 100.0
+            );
+        }
+    }
+
+    report += &stress(&bench, &workloads[0].1, opts)?;
+    println!("{report}");
+    fs::write(bench.dir.join("results.md"), &report)?;
+    eprintln!("xtask: bench: written to target/bench/results.md");
+    Ok(())
+}
+
+/// Every call a slow-call event (`--slow-syscall 0ns`): ring-buffer and Parquet throughput,
+/// the loader's memory, and whether anything was lost.
+fn stress(bench: &Bench, workload: &[String], opts: &Options) -> Result<String> {
+    let mut out = String::from(
+        "\n### Loader\n\n| scenario | workload ns/call | events written | events dropped | loader peak RSS |\n\
+         | --- | ---: | ---: | ---: | ---: |\n",
+    );
+    for (scenario, extra) in [
+        ("aggregation only (default)", &[][..]),
+        (
+            "every call an event (--slow-syscall 0ns)",
+            &["--slow-syscall", "0ns"][..],
+        ),
+    ] {
+        let _ = fs::remove_dir_all(bench.dir.join("runs"));
+        eprintln!("xtask: bench: loader: {scenario}");
+        let m = bench.measure(&bench.argv(Way::Scalpels, workload, extra))?;
+        let manifest = only_manifest(&bench.dir.join("runs"))?;
+        let events = manifest["tables"]["syscall_events"]["rows"]
+            .as_u64()
+            .context("manifest has no syscall_events rows")?;
+        let dropped = manifest["tracers"][0]["drops"]["events_dropped"]
+            .as_u64()
+            .context("manifest has no events_dropped counter")?;
+        out += &format!(
+            "| {scenario} | {:.1} | {events} | {dropped} | {:.1} MiB |\n",
+            m.ns_per_op,
+            m.max_rss_kib as f64 / 1024.0
+        );
+    }
+    out += &format!(
+        "\n(Repeats: 1 each; {} calls; peak RSS is of scalpels-trace and its waited-for \
+         children, the workload being a few hundred KiB.)\n",
+        opts.calls
+    );
+    Ok(out)
+}
+
+fn only_manifest(runs: &Path) -> Result<serde_json::Value> {
+    let run = fs::read_dir(runs)?
+        .next()
+        .context("the benchmark run wrote no run directory")??;
+    let text = fs::read_to_string(run.path().join("manifest.json"))?;
+    Ok(serde_json::from_str(&text)?)
+}

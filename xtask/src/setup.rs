@@ -1,0 +1,140 @@
+//! Installs what a fresh machine lacks, and nothing it has (see README "Building").
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::cmd::{self, command, run, succeeds};
+
+/// Debian's rustc with a prebuilt `core` for the BPF target, and the LLVM bpf-linker links against.
+const DEBIAN_PACKAGES: &[&str] = &[
+    "rustc-web",
+    "cargo-web",
+    "libstd-rust-web-dev-bpf",
+    "llvm-22-dev",
+    "libpolly-22-dev",
+];
+const BPF_CORE: &str = "/usr/lib/rustlib/bpfel-unknown-none";
+const LLVM_22: &str = "/usr/lib/llvm-22/lib/libLLVM.so";
+const TOOLCHAIN: &str = "debian-bpf";
+/// Used by the tests: util-linux's `setpriv`/`unshare`, and Python to read runs back.
+const TEST_DEBIAN_PACKAGES: &[&str] = &["util-linux"];
+const TEST_PYTHON_MODULES: &[&str] = &["pyarrow", "pandas"];
+/// What the benchmarks compare against.
+const BENCH_TOOLS: &[&str] = &["bpftrace", "strace"];
+
+pub fn require_root(why: &str) -> Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1));
+    if uid != Some("0") {
+        bail!("run this as root ({why}): sudo -E cargo xtask ...");
+    }
+    Ok(())
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
+    run(command("apt-get").arg("update").arg("-q"))?;
+    run(command("apt-get")
+        .args(["install", "-y", "-q"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn bpf_linker() -> PathBuf {
+    let in_cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|home| home.join("bin/bpf-linker"));
+    in_cargo_home
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| "bpf-linker".into())
+}
+
+/// Everything `build` needs; with `tests`, also what the tests use.
+pub fn all(tests: bool) -> Result<()> {
+    if Path::new(BPF_CORE).is_dir() && Path::new(LLVM_22).exists() {
+        eprintln!("xtask: Debian BPF toolchain and LLVM 22: present");
+    } else {
+        eprintln!("xtask: installing Debian's rustc-web with the BPF core, and LLVM 22");
+        apt_install(DEBIAN_PACKAGES)?;
+    }
+    if succeeds(
+        bpf_linker().to_str().unwrap_or("bpf-linker"),
+        &["--version"],
+    ) {
+        eprintln!("xtask: bpf-linker: present");
+    } else {
+        eprintln!("xtask: building bpf-linker against LLVM 22 (about a minute)");
+        let mut install = cmd::cargo_command(
+            &[
+                "install",
+                "bpf-linker",
+                "--version",
+                "0.13.0",
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ],
+            false,
+        );
+        run(install.env("LLVM_PREFIX", "/usr/lib/llvm-22"))?;
+    }
+    let toolchains = command("rustup").args(["toolchain", "list"]).output()?;
+    if String::from_utf8_lossy(&toolchains.stdout)
+        .lines()
+        .any(|l| l.starts_with(TOOLCHAIN))
+    {
+        eprintln!("xtask: rustup toolchain {TOOLCHAIN}: present");
+    } else {
+        run(command("rustup").args(["toolchain", "link", TOOLCHAIN, "/usr"]))?;
+    }
+    if tests {
+        if succeeds("setpriv", &["--version"]) && succeeds("unshare", &["--version"]) {
+            eprintln!("xtask: util-linux: present");
+        } else {
+            apt_install(TEST_DEBIAN_PACKAGES)?;
+        }
+        let import = format!("import {}", TEST_PYTHON_MODULES.join(", "));
+        if succeeds("python3", &["-c", &import]) {
+            eprintln!(
+                "xtask: python3 with {}: present",
+                TEST_PYTHON_MODULES.join(", ")
+            );
+        } else {
+            run(command("python3")
+                .args(["-m", "pip", "install", "--quiet"])
+                .args(TEST_PYTHON_MODULES))?;
+        }
+    }
+    Ok(())
+}
+
+/// The other tools `bench` runs beside Scalpels.
+pub fn bench_tools() -> Result<()> {
+    let missing: Vec<&str> = BENCH_TOOLS
+        .iter()
+        .copied()
+        .filter(|tool| !succeeds(tool, &["--version"]))
+        .collect();
+    if missing.is_empty() {
+        eprintln!("xtask: {}: present", BENCH_TOOLS.join(", "));
+        return Ok(());
+    }
+    apt_install(&missing)
+}
+
+/// The real interpreter behind `python3` (not a pyenv shim, whose own forks and execs would
+/// show up in a trace).
+pub fn python() -> Result<String> {
+    let out = command("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .context("running python3")?;
+    if !out.status.success() {
+        bail!("python3 -c 'import sys' failed: is Python 3 installed?");
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
