@@ -2,6 +2,7 @@
 #![no_std]
 #![no_main]
 
+mod block;
 mod counters;
 mod syscalls;
 mod target;

@@ -2,10 +2,16 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use clap::{ArgGroup, Parser};
+use clap::{ArgGroup, Parser, ValueEnum};
 
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Toggle {
+    On,
+    Off,
 }
 
 /// Trace what an OpenStack service (or any process) does with eBPF, into Parquet files.
@@ -54,6 +60,14 @@ pub struct Cli {
     /// System calls at least this long are recorded one by one in syscall_events.
     #[arg(long, value_parser = duration, default_value = "10ms", value_name = "DURATION")]
     pub slow_syscall: Duration,
+
+    /// block: also record requests of processes that are not targets (for correlation).
+    #[arg(long)]
+    pub block_all: bool,
+
+    /// block: one row per request in block_io (off: per-interval statistics only).
+    #[arg(long, value_enum, default_value_t = Toggle::On, value_name = "on|off")]
+    pub block_events: Toggle,
 
     /// List the tracers and exit.
     #[arg(long)]

@@ -1,6 +1,7 @@
 //! `scalpels-trace`: traces an OpenStack service (or any process) with eBPF and writes one
 //! directory of Parquet files per run.
 
+mod block;
 mod btf;
 mod cli;
 mod clock;

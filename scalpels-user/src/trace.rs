@@ -24,7 +24,7 @@ use crate::{
     run::{SCHEMA_VERSION, manifest, run_dir, status::StatusLine},
     target::{self, Members, ServiceMatch, TargetSpec, set::TargetSet, spawn::GatedChild},
     tracefs,
-    tracer::{self, Env, Tracer},
+    tracer::{self, Env, Interval, Tracer},
 };
 
 /// How often ring buffers are read and overdue row groups closed.
@@ -146,17 +146,13 @@ struct Attached {
 }
 
 impl Session<'_> {
-    fn env(&self) -> Env<'_> {
-        Env {
-            run_dir: &self.run_dir,
-            clock: self.clock,
-            flush_every: self.cli.flush_interval,
-            slow_syscall: self.cli.slow_syscall,
-        }
-    }
-
     fn attach(&self, tracefs: &std::path::Path, names: &[&'static str]) -> Result<Attached> {
-        let env = self.env();
+        let env = Env {
+            run_dir: &self.run_dir,
+            tracefs,
+            clock: self.clock,
+            cli: self.cli,
+        };
         let by_cgroup = matches!(self.service, Some(ServiceMatch::Cgroup(_)));
         let target_config = TargetConfig {
             by_tgid: u32::from(!by_cgroup),
@@ -372,13 +368,14 @@ impl Session<'_> {
                 }
                 _ = collect.tick() => {
                     let now = utc_now_ns();
-                    for t in &mut attached.tracers {
-                        t.collect_interval(interval_start, now)?;
-                    }
-                    interval_start = now;
                     let members = self.members(&attached);
                     attached.targets.add(&members)?;
                     pids_seen.extend(&members.pids);
+                    let interval = Interval { start: interval_start, end: now };
+                    for t in &mut attached.tracers {
+                        t.collect_interval(&interval)?;
+                    }
+                    interval_start = now;
                     if matches!(self.spec, TargetSpec::Pids(_)) && members.pids.is_empty() {
                         break "targets exited".to_owned();
                     }
@@ -400,9 +397,13 @@ impl Session<'_> {
 
         // Last drain: what the kernel holds since the previous interval.
         let ended_ns = utc_now_ns();
+        let interval = Interval {
+            start: interval_start,
+            end: ended_ns,
+        };
         for t in &mut attached.tracers {
             t.poll_events()?;
-            t.collect_interval(interval_start, ended_ns)?;
+            t.collect_interval(&interval)?;
         }
         for t in &attached.tracers {
             pids_seen.extend(t.processes());
@@ -438,7 +439,7 @@ impl Session<'_> {
             }
         }
         for (name, lines) in summaries {
-            println!("top {name} by total time:");
+            println!("{name}:");
             for line in lines {
                 println!("{line}");
             }

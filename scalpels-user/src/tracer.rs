@@ -4,28 +4,43 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::Path,
-    time::Duration,
 };
 
 use anyhow::Result;
+use arrow::datatypes::SchemaRef;
 use aya::{Ebpf, EbpfLoader};
 
-use crate::{clock::Clock, run::table::TableWriter, syscalls};
+use crate::{block, cli::Cli, clock::Clock, run::table::TableWriter, syscalls};
 
 /// Options and facts a tracer needs to configure and attach itself.
 pub struct Env<'a> {
     pub run_dir: &'a Path,
+    pub tracefs: &'a Path,
     pub clock: Clock,
-    pub flush_every: Duration,
-    pub slow_syscall: Duration,
+    /// Tracer options (`--slow-syscall`, `--block-all`, ...).
+    pub cli: &'a Cli,
+}
+
+impl Env<'_> {
+    /// A table of this run, flushed every `--flush-interval`.
+    pub fn table(&self, name: &'static str, schema: SchemaRef) -> TableWriter {
+        TableWriter::new(self.run_dir, name, schema, self.cli.flush_interval)
+    }
+}
+
+/// One collection interval.
+pub struct Interval {
+    /// UTC ns.
+    pub start: i64,
+    pub end: i64,
 }
 
 pub trait Tracer {
     fn name(&self) -> &'static str;
     /// Reads what the kernel streamed (ring buffers); called many times a second.
     fn poll_events(&mut self) -> Result<()>;
-    /// Drains in-kernel aggregates into one interval's rows; `start`/`end` are UTC ns.
-    fn collect_interval(&mut self, start: i64, end: i64) -> Result<()>;
+    /// Drains in-kernel aggregates (or samples /proc) into one interval's rows.
+    fn collect_interval(&mut self, interval: &Interval) -> Result<()>;
     /// Records produced so far (rows of all its tables).
     fn events(&self) -> u64;
     /// Processes it recorded something for, however briefly they lived.
@@ -48,6 +63,7 @@ pub trait Prepared {
 pub fn prepare(name: &str, env: &Env) -> Result<Box<dyn Prepared>> {
     match name {
         "syscalls" => Ok(Box::new(syscalls::prepare(env)?)),
+        "block" => Ok(Box::new(block::prepare(env)?)),
         other => anyhow::bail!("tracer {other} is not built into this scalpels-trace"),
     }
 }

@@ -1,6 +1,10 @@
 //! Test harness: runs the real `scalpels-trace` (path in `SCALPELS_TRACE`, set by
 //! `cargo xtask test`) against real workloads, and reads back what it wrote.
 
+mod loop_fs;
+
+pub use loop_fs::LoopFs;
+
 use std::{
     collections::HashMap,
     fs::File,
@@ -239,4 +243,13 @@ impl Drop for Reaped {
 pub fn kill(pid: u32, signal: i32) {
     // SAFETY: plain kill(2).
     unsafe { libc::kill(pid as i32, signal) };
+}
+
+/// A boolean column.
+pub fn bools(batch: &RecordBatch, column: &str) -> Vec<bool> {
+    let array = batch
+        .column_by_name(column)
+        .unwrap_or_else(|| panic!("no column {column}"));
+    let array = array.as_boolean();
+    (0..array.len()).map(|i| array.value(i)).collect()
 }

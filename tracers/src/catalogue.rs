@@ -9,11 +9,18 @@ pub struct TracerInfo {
     pub tables: &'static [&'static str],
 }
 
-pub const TRACERS: &[TracerInfo] = &[TracerInfo {
-    name: "syscalls",
-    summary: "system calls: counts, errors and latency histograms per thread, and slow calls",
-    tables: &["syscalls", "syscall_events"],
-}];
+pub const TRACERS: &[TracerInfo] = &[
+    TracerInfo {
+        name: "syscalls",
+        summary: "system calls: counts, errors and latency histograms per thread, and slow calls",
+        tables: &["syscalls", "syscall_events"],
+    },
+    TracerInfo {
+        name: "block",
+        summary: "block I/O requests: device, operation, bytes, queue and service latency",
+        tables: &["block_io", "block_io_stats"],
+    },
+];
 
 /// Looks a tracer up by name.
 pub fn find(name: &str) -> Option<&'static TracerInfo> {

@@ -16,14 +16,23 @@ pub enum Counter {
     SyscallsStatsMapFull = 2,
     /// A slow-syscall event was dropped: the ring buffer was full.
     SyscallEventsDropped = 3,
+    /// A block request could not be tracked: the in-flight map was full.
+    BlockInflightMapFull = 4,
+    /// A (device, operation) pair could not be aggregated: the statistics map was full.
+    BlockStatsMapFull = 5,
+    /// A block request event was dropped: the ring buffer was full.
+    BlockEventsDropped = 6,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 4] = [
+    pub const ALL: [Counter; 7] = [
         Counter::TargetsMapFull,
         Counter::SyscallsInflightMapFull,
         Counter::SyscallsStatsMapFull,
         Counter::SyscallEventsDropped,
+        Counter::BlockInflightMapFull,
+        Counter::BlockStatsMapFull,
+        Counter::BlockEventsDropped,
     ];
     pub const COUNT: u32 = Self::ALL.len() as u32;
 
@@ -34,6 +43,9 @@ impl Counter {
             Counter::SyscallsInflightMapFull
             | Counter::SyscallsStatsMapFull
             | Counter::SyscallEventsDropped => "syscalls",
+            Counter::BlockInflightMapFull
+            | Counter::BlockStatsMapFull
+            | Counter::BlockEventsDropped => "block",
         }
     }
 
@@ -41,9 +53,9 @@ impl Counter {
     pub const fn name(self) -> &'static str {
         match self {
             Counter::TargetsMapFull => "targets_map_full",
-            Counter::SyscallsInflightMapFull => "inflight_map_full",
-            Counter::SyscallsStatsMapFull => "stats_map_full",
-            Counter::SyscallEventsDropped => "events_dropped",
+            Counter::SyscallsInflightMapFull | Counter::BlockInflightMapFull => "inflight_map_full",
+            Counter::SyscallsStatsMapFull | Counter::BlockStatsMapFull => "stats_map_full",
+            Counter::SyscallEventsDropped | Counter::BlockEventsDropped => "events_dropped",
         }
     }
 }

@@ -5,6 +5,7 @@
 //! for the BPF target and the host and no byte is left uninitialised.
 #![no_std]
 
+pub mod block;
 pub mod catalogue;
 pub mod counters;
 pub mod histogram;

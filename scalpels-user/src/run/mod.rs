@@ -1,5 +1,6 @@
 //! A run: its directory, its Parquet tables and its manifest.
 
+pub mod columns;
 pub mod manifest;
 pub mod run_dir;
 pub mod status;

@@ -24,8 +24,8 @@ use tracers::{
 use crate::{
     btf,
     clock::Clock,
-    run::table::TableWriter,
-    tracer::{Env, Prepared, Tracer},
+    run::{columns, table::TableWriter},
+    tracer::{Env, Interval, Prepared, Tracer},
 };
 use tables::StatsRow;
 
@@ -46,7 +46,7 @@ pub fn prepare(env: &Env) -> Result<PreparedSyscalls> {
     }
     Ok(PreparedSyscalls {
         config: SyscallsConfig {
-            slow_ns: u64::try_from(env.slow_syscall.as_nanos()).unwrap_or(u64::MAX),
+            slow_ns: u64::try_from(env.cli.slow_syscall.as_nanos()).unwrap_or(u64::MAX),
             arg_offsets,
         },
     })
@@ -83,18 +83,8 @@ impl Prepared for PreparedSyscalls {
             previous: HashMap::new(),
             interval: 0,
             clock: env.clock,
-            stats_table: TableWriter::new(
-                env.run_dir,
-                "syscalls",
-                tables::stats_schema(),
-                env.flush_every,
-            ),
-            events_table: TableWriter::new(
-                env.run_dir,
-                "syscall_events",
-                tables::events_schema(),
-                env.flush_every,
-            ),
+            stats_table: env.table("syscalls", tables::stats_schema()),
+            events_table: env.table("syscall_events", tables::events_schema()),
             totals: BTreeMap::new(),
             processes: BTreeSet::new(),
         }))
@@ -140,7 +130,7 @@ impl SyscallsTracer {
         Some(StatsRow {
             pid: key.tgid,
             tid: key.tid,
-            comm: tables::comm(&now.comm),
+            comm: columns::comm(&now.comm),
             nr: key.nr,
             calls,
             errors: now.errors.saturating_sub(before.errors),
@@ -177,8 +167,8 @@ impl Tracer for SyscallsTracer {
             .write(&tables::events_batch(&batch, |ns| clock.to_utc_ns(ns))?)
     }
 
-    fn collect_interval(&mut self, start: i64, end: i64) -> Result<()> {
-        let interval = self.interval;
+    fn collect_interval(&mut self, interval: &Interval) -> Result<()> {
+        let number = self.interval;
         // Calls ending from now on start the next interval's maximum.
         self.interval += 1;
         self.interval_map
@@ -189,7 +179,7 @@ impl Tracer for SyscallsTracer {
         let mut gone = Vec::new();
         for entry in self.stats.iter() {
             let (key, now) = entry.context("reading the syscalls statistics map")?;
-            match self.delta(&key, &now, interval) {
+            match self.delta(&key, &now, number) {
                 Some(row) => {
                     self.processes.insert(key.tgid);
                     let totals = self.totals.entry(key.nr).or_default();
@@ -210,7 +200,7 @@ impl Tracer for SyscallsTracer {
             self.previous.remove(&key);
         }
         self.stats_table
-            .write(&tables::stats_batch(start, end, &rows)?)
+            .write(&tables::stats_batch(interval.start, interval.end, &rows)?)
     }
 
     fn events(&self) -> u64 {
@@ -230,7 +220,7 @@ impl Tracer for SyscallsTracer {
         top.sort_by_key(|(_, t)| std::cmp::Reverse(t.total_ns));
         let mut lines = vec![format!(
             "  {:<20} {:>10} {:>8} {:>14} {:>12}",
-            "syscall", "calls", "errors", "total", "max"
+            "syscall (top by time)", "calls", "errors", "total", "max"
         )];
         lines.extend(top.into_iter().take(10).map(|(nr, t)| {
             format!(

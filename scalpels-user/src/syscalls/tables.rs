@@ -5,35 +5,17 @@ use std::sync::Arc;
 use anyhow::Result;
 use arrow::{
     array::{
-        ArrayRef, DurationNanosecondBuilder, Int64Builder, ListBuilder, RecordBatch,
-        StringDictionaryBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+        ArrayRef, DurationNanosecondBuilder, Int64Builder, RecordBatch, StringDictionaryBuilder,
+        UInt32Builder, UInt64Builder,
     },
-    datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit},
+    datatypes::{DataType, Field, Int32Type, Schema, SchemaRef},
 };
 use tracers::syscalls::{ARGS, SlowSyscallEvent};
 
 use super::names;
-
-pub fn timestamp() -> DataType {
-    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
-}
-
-pub fn duration() -> DataType {
-    DataType::Duration(TimeUnit::Nanosecond)
-}
-
-pub fn dictionary() -> DataType {
-    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
-}
-
-fn timestamps() -> TimestampNanosecondBuilder {
-    TimestampNanosecondBuilder::new().with_timezone("UTC")
-}
-
-pub fn comm(bytes: &[u8; 16]) -> String {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
-}
+use crate::run::columns::{
+    comm, dictionary, duration, histogram, histograms, timestamp, timestamps,
+};
 
 /// `syscalls.parquet`: one row per (interval, thread, syscall) with calls in the interval.
 pub fn stats_schema() -> SchemaRef {
@@ -49,11 +31,7 @@ pub fn stats_schema() -> SchemaRef {
         Field::new("errors", DataType::UInt64, false),
         Field::new("total_latency", duration(), false),
         Field::new("max_latency", duration(), false),
-        Field::new(
-            "latency_hist",
-            DataType::List(Arc::new(Field::new_list_field(DataType::UInt64, false))),
-            false,
-        ),
+        histogram("latency_hist"),
     ]))
 }
 
@@ -84,8 +62,7 @@ pub fn stats_batch(start: i64, end: i64, rows: &[StatsRow]) -> Result<RecordBatc
         DurationNanosecondBuilder::new(),
         DurationNanosecondBuilder::new(),
     );
-    let mut hist = ListBuilder::new(UInt64Builder::new())
-        .with_field(Arc::new(Field::new_list_field(DataType::UInt64, false)));
+    let mut hist = histograms();
     for row in rows {
         starts.append_value(start);
         ends.append_value(end);
