@@ -4,6 +4,7 @@
 
 mod block;
 mod counters;
+mod files;
 mod syscalls;
 mod target;
 

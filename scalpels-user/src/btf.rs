@@ -2,7 +2,7 @@
 //! programs read no offset that was compiled in.
 
 use anyhow::{Context as _, Result, bail};
-use btf_rs::{Btf, Type};
+use btf_rs::{Btf, Struct, Type};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -12,22 +12,37 @@ pub fn load_vmlinux() -> Result<Btf> {
     })
 }
 
-/// Byte offset of the direct member `member` of `struct name`.
+/// Byte offset of member `member` of `struct name`, looking inside anonymous structs and
+/// unions as C does (`file.f_inode` may sit in one, depending on the kernel version).
 pub fn member_offset(btf: &Btf, name: &str, member: &str) -> Result<u32> {
     for ty in btf
         .resolve_types_by_name(name)
         .with_context(|| format!("BTF has no type {name}"))?
     {
         let Type::Struct(st) = ty else { continue };
-        for m in &st.members {
-            if btf.resolve_name(m).ok().as_deref() == Some(member) {
-                if m.bitfield_size().is_some() {
-                    bail!("struct {name}.{member} is a bitfield");
-                }
-                return Ok(m.bit_offset() / 8);
-            }
-        }
-        bail!("struct {name} has no member {member}");
+        return find_member(btf, &st, member)?
+            .with_context(|| format!("struct {name} has no member {member}"));
     }
     bail!("BTF has no struct {name}")
+}
+
+/// Bit offset of `member` in `st`, searching anonymous members depth first.
+fn find_member(btf: &Btf, st: &Struct, member: &str) -> Result<Option<u32>> {
+    for m in &st.members {
+        let name = btf.resolve_name(m).unwrap_or_default();
+        if name == member {
+            // Structs with any bitfield give every member a size; 0 means a plain member.
+            if m.bitfield_size().is_some_and(|bits| bits > 0) {
+                bail!("member {member} is a bitfield");
+            }
+            return Ok(Some(m.bit_offset() / 8));
+        }
+        if name.is_empty()
+            && let Ok(Type::Struct(inner) | Type::Union(inner)) = btf.resolve_chained_type(m)
+            && let Some(offset) = find_member(btf, &inner, member)?
+        {
+            return Ok(Some(m.bit_offset() / 8 + offset));
+        }
+    }
+    Ok(None)
 }

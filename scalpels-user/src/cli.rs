@@ -61,6 +61,10 @@ pub struct Cli {
     #[arg(long, value_parser = duration, default_value = "10ms", value_name = "DURATION")]
     pub slow_syscall: Duration,
 
+    /// files: operations at least this long are recorded one by one in file_io_events.
+    #[arg(long, value_parser = duration, default_value = "10ms", value_name = "DURATION")]
+    pub slow_file_io: Duration,
+
     /// block: also record requests of processes that are not targets (for correlation).
     #[arg(long)]
     pub block_all: bool,

@@ -304,6 +304,9 @@ impl Session<'_> {
                 interval_ns: self.cli.interval.as_nanos() as u64,
                 flush_interval_ns: self.cli.flush_interval.as_nanos() as u64,
                 slow_syscall_ns: self.cli.slow_syscall.as_nanos() as u64,
+                slow_file_io_ns: self.cli.slow_file_io.as_nanos() as u64,
+                block_all: self.cli.block_all,
+                block_events: self.cli.block_events == crate::cli::Toggle::On,
             },
             tracers: records,
             tables,
@@ -324,6 +327,9 @@ impl Session<'_> {
         let mut pids_seen = BTreeSet::new();
         let members = self.members(&attached);
         attached.targets.add(&members)?;
+        for t in &mut attached.tracers {
+            t.watch(&members.pids);
+        }
         pids_seen.extend(&members.pids);
         self.manifest(&attached, &pids_seen, None)
             .write(&self.run_dir)?;
@@ -370,6 +376,9 @@ impl Session<'_> {
                     let now = utc_now_ns();
                     let members = self.members(&attached);
                     attached.targets.add(&members)?;
+                    for t in &mut attached.tracers {
+                        t.watch(&members.pids);
+                    }
                     pids_seen.extend(&members.pids);
                     let interval = Interval { start: interval_start, end: now };
                     for t in &mut attached.tracers {

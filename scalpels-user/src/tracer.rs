@@ -10,7 +10,7 @@ use anyhow::Result;
 use arrow::datatypes::SchemaRef;
 use aya::{Ebpf, EbpfLoader};
 
-use crate::{block, cli::Cli, clock::Clock, run::table::TableWriter, syscalls};
+use crate::{block, cli::Cli, clock::Clock, files, run::table::TableWriter, syscalls};
 
 /// Options and facts a tracer needs to configure and attach itself.
 pub struct Env<'a> {
@@ -37,6 +37,9 @@ pub struct Interval {
 
 pub trait Tracer {
     fn name(&self) -> &'static str;
+    /// Called with the target processes as they become known (at attach, then each
+    /// interval), before their next events are read.
+    fn watch(&mut self, _pids: &BTreeSet<u32>) {}
     /// Reads what the kernel streamed (ring buffers); called many times a second.
     fn poll_events(&mut self) -> Result<()>;
     /// Drains in-kernel aggregates (or samples /proc) into one interval's rows.
@@ -64,6 +67,7 @@ pub fn prepare(name: &str, env: &Env) -> Result<Box<dyn Prepared>> {
     match name {
         "syscalls" => Ok(Box::new(syscalls::prepare(env)?)),
         "block" => Ok(Box::new(block::prepare(env)?)),
+        "files" => Ok(Box::new(files::prepare(env)?)),
         other => anyhow::bail!("tracer {other} is not built into this scalpels-trace"),
     }
 }

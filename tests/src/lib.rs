@@ -253,3 +253,37 @@ pub fn bools(batch: &RecordBatch, column: &str) -> Vec<bool> {
     let array = array.as_boolean();
     (0..array.len()).map(|i| array.value(i)).collect()
 }
+
+/// Starts a Python workload with its stdout piped, killed when the test ends.
+pub fn start_python(args: &[&str]) -> Reaped {
+    Reaped(
+        Command::new(python())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("workload starts"),
+    )
+}
+
+/// Creates `go` once a run's manifest exists under `out` (written after attach and target
+/// set-up), so a waiting workload starts its work while it is traced.
+pub fn release_when_attached(out: &Path, go: &Path) {
+    let start = Instant::now();
+    loop {
+        let attached = std::fs::read_dir(out)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|run| run.path().join("manifest.json").exists());
+        if attached {
+            std::fs::write(go, b"go").unwrap();
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "tracer never attached"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}

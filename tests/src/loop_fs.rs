@@ -66,6 +66,21 @@ impl LoopFs {
         }
     }
 
+    /// Waits until the device has had no I/O for a while (mount-time superblock and journal
+    /// writes), so that counters read next change only by what a test does.
+    pub fn settle(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut last = self.diskstats_sectors();
+        while std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let now = self.diskstats_sectors();
+            if now == last {
+                return;
+            }
+            last = now;
+        }
+    }
+
     /// The device's name as /sys/block and /proc/diskstats spell it (`loop3`).
     pub fn name(&self) -> &str {
         self.device.trim_start_matches("/dev/")

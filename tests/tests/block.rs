@@ -25,6 +25,7 @@ fn write_traced(fs: &LoopFs, test: &str, extra: &[&str]) -> (std::path::PathBuf,
 #[test]
 fn direct_writes_are_attributed_and_match_diskstats() {
     let fs = LoopFs::new("direct", 64);
+    fs.settle();
     let before = fs.diskstats_sectors();
     let (run, pid) = write_traced(&fs, "block-direct", &["--block-all"]);
     let after = fs.diskstats_sectors();

@@ -1,52 +1,14 @@
 //! Targeting for real: --pid with fork following, services by process name and by cgroup.
 
-use std::{
-    fs,
-    path::Path,
-    process::{Command, Stdio},
-    thread,
-    time::{Duration, Instant},
-};
+use std::{fs, path::Path, process::Command, time::Duration};
 
 use scalpels_tests::*;
-
-fn start(args: &[&str]) -> Reaped {
-    Reaped(
-        Command::new(python())
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("workload starts"),
-    )
-}
-
-/// Creates `go` once the run's manifest exists (written after attach and target set-up).
-fn release_when_attached(out: &Path, go: &Path) {
-    let start = Instant::now();
-    loop {
-        let attached = fs::read_dir(out)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|run| run.path().join("manifest.json").exists());
-        if attached {
-            fs::write(go, b"go").unwrap();
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "tracer never attached"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn pid_mode_follows_forked_children_and_ends_when_they_exit() {
     let out = out_dir("pid-fork");
     let go = out.join("go");
-    let mut workload_proc = start(&[
+    let mut workload_proc = start_python(&[
         &workload("wait_then.py"),
         go.to_str().unwrap(),
         "fork",
@@ -93,14 +55,14 @@ fn service_by_process_name_traces_only_that_service() {
     let name = format!("fake-nova-{}", std::process::id());
     let script = out.join(&name);
     fs::copy(workload("wait_then.py"), &script).unwrap();
-    let service = start(&[
+    let service = start_python(&[
         script.to_str().unwrap(),
         go.to_str().unwrap(),
         "serve",
         "777",
     ]);
     let bystander_go = out.join("bystander-go");
-    let bystander = start(&[
+    let bystander = start_python(&[
         &workload("wait_then.py"),
         bystander_go.to_str().unwrap(),
         "serve",
@@ -150,7 +112,7 @@ fn service_by_systemd_unit_cgroup_filters_on_the_cgroup() {
 
     let out = out_dir("service-cgroup");
     let go = out.join("go");
-    let service = start(&[
+    let service = start_python(&[
         &workload("wait_then.py"),
         go.to_str().unwrap(),
         "serve",

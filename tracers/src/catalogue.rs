@@ -20,6 +20,11 @@ pub const TRACERS: &[TracerInfo] = &[
         summary: "block I/O requests: device, operation, bytes, queue and service latency",
         tables: &["block_io", "block_io_stats"],
     },
+    TracerInfo {
+        name: "files",
+        summary: "file-system I/O on regular files: calls, bytes, latency per file, slow operations",
+        tables: &["file_io", "file_io_events"],
+    },
 ];
 
 /// Looks a tracer up by name.

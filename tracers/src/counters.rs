@@ -22,10 +22,16 @@ pub enum Counter {
     BlockStatsMapFull = 5,
     /// A block request event was dropped: the ring buffer was full.
     BlockEventsDropped = 6,
+    /// A file operation could not be timed: an in-flight map was full.
+    FilesInflightMapFull = 7,
+    /// A (process, file, fd, operation) could not be aggregated: the statistics map was full.
+    FilesStatsMapFull = 8,
+    /// An open, slow-operation, rename or unlink event was dropped: the ring buffer was full.
+    FilesEventsDropped = 9,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 7] = [
+    pub const ALL: [Counter; 10] = [
         Counter::TargetsMapFull,
         Counter::SyscallsInflightMapFull,
         Counter::SyscallsStatsMapFull,
@@ -33,6 +39,9 @@ impl Counter {
         Counter::BlockInflightMapFull,
         Counter::BlockStatsMapFull,
         Counter::BlockEventsDropped,
+        Counter::FilesInflightMapFull,
+        Counter::FilesStatsMapFull,
+        Counter::FilesEventsDropped,
     ];
     pub const COUNT: u32 = Self::ALL.len() as u32;
 
@@ -46,6 +55,9 @@ impl Counter {
             Counter::BlockInflightMapFull
             | Counter::BlockStatsMapFull
             | Counter::BlockEventsDropped => "block",
+            Counter::FilesInflightMapFull
+            | Counter::FilesStatsMapFull
+            | Counter::FilesEventsDropped => "files",
         }
     }
 
@@ -53,9 +65,15 @@ impl Counter {
     pub const fn name(self) -> &'static str {
         match self {
             Counter::TargetsMapFull => "targets_map_full",
-            Counter::SyscallsInflightMapFull | Counter::BlockInflightMapFull => "inflight_map_full",
-            Counter::SyscallsStatsMapFull | Counter::BlockStatsMapFull => "stats_map_full",
-            Counter::SyscallEventsDropped | Counter::BlockEventsDropped => "events_dropped",
+            Counter::SyscallsInflightMapFull
+            | Counter::BlockInflightMapFull
+            | Counter::FilesInflightMapFull => "inflight_map_full",
+            Counter::SyscallsStatsMapFull
+            | Counter::BlockStatsMapFull
+            | Counter::FilesStatsMapFull => "stats_map_full",
+            Counter::SyscallEventsDropped
+            | Counter::BlockEventsDropped
+            | Counter::FilesEventsDropped => "events_dropped",
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod block;
 pub mod catalogue;
 pub mod counters;
+pub mod files;
 pub mod histogram;
 pub mod syscalls;
 pub mod target;

@@ -2,7 +2,7 @@
 //! with tracepoint field offsets, streams completed requests into `block_io`, and turns the
 //! kernel's per-CPU cumulative statistics into per-interval rows of `block_io_stats`.
 
-mod devices;
+pub mod devices;
 pub mod tables;
 
 use std::{

@@ -54,6 +54,9 @@ pub struct Options {
     pub interval_ns: u64,
     pub flush_interval_ns: u64,
     pub slow_syscall_ns: u64,
+    pub slow_file_io_ns: u64,
+    pub block_all: bool,
+    pub block_events: bool,
 }
 
 #[derive(Debug, Serialize)]

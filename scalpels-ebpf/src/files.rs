@@ -1,0 +1,375 @@
+//! The `files` tracer: one entry and one exit program attached to the `syscalls:sys_enter_*` and
+//! `sys_exit_*` tracepoints of file syscalls (only those pay, not every syscall). Fd operations
+//! count only when the fd is a regular file, found by walking task -> files -> fdtable -> file
+//! -> inode with offsets from BTF.
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns,
+        bpf_probe_read_kernel, bpf_probe_read_kernel_buf, bpf_probe_read_user_str_bytes,
+    },
+    macros::{map, tracepoint},
+    maps::{Array, HashMap, PerCpuHashMap, RingBuf},
+    programs::TracePointContext,
+};
+use tracers::{
+    counters::Counter,
+    files::{
+        EVENTS_BYTES, FdInflight, FileId, FileKey, FileOpenEvent, FilePathEvent, FileSlowEvent,
+        FileStats, FileSyscall, FileWalk, FilesConfig, INFLIGHT_MAX, PATH_BYTES, PathInflight,
+        STATS_MAX, SYSCALLS_MAX, kind, op,
+    },
+};
+
+use crate::{counters::bump, target::is_target};
+
+#[map]
+static FILE_SYSCALLS: Array<FileSyscall> = Array::with_max_entries(SYSCALLS_MAX, 0);
+
+#[map]
+static FILE_FD_INFLIGHT: HashMap<u32, FdInflight> = HashMap::with_max_entries(INFLIGHT_MAX, 0);
+
+#[map]
+static FILE_PATH_INFLIGHT: HashMap<u32, PathInflight> = HashMap::with_max_entries(INFLIGHT_MAX, 0);
+
+#[map]
+static FILE_STATS: PerCpuHashMap<FileKey, FileStats> =
+    PerCpuHashMap::with_max_entries(STATS_MAX, 0);
+
+#[map]
+static FILE_INTERVAL: Array<u64> = Array::with_max_entries(1, 0);
+
+#[map]
+static FILE_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+const NO_WALK: FileWalk = FileWalk {
+    task_files: 0,
+    files_fdt: 0,
+    fdtable_max_fds: 0,
+    fdtable_fd: 0,
+    file_inode: 0,
+    inode_mode: 0,
+    inode_ino: 0,
+    inode_sb: 0,
+    sb_dev: 0,
+    _pad: 0,
+};
+
+#[unsafe(no_mangle)]
+static FILES_CONFIG: FilesConfig = FilesConfig {
+    slow_ns: u64::MAX,
+    nr_offset: 0,
+    ret_offset: 0,
+    walk: NO_WALK,
+};
+
+/// Initial value of a path operation (in .rodata: it is larger than the 512-byte stack).
+static ZERO_PATH: PathInflight = PathInflight {
+    start_ns: 0,
+    op: 0,
+    _pad: 0,
+    path: [0; PATH_BYTES],
+    path2: [0; PATH_BYTES],
+};
+
+const ZERO_STATS: FileStats = FileStats {
+    calls: 0,
+    errors: 0,
+    bytes: 0,
+    total_ns: 0,
+    max_ns: 0,
+    max_interval: 0,
+};
+
+const BPF_NOEXIST: u64 = 1;
+const MAX_ERRNO: i64 = 4095;
+const S_IFMT: u16 = 0o170000;
+const S_IFREG: u16 = 0o100000;
+
+#[inline(always)]
+fn config() -> FilesConfig {
+    // SAFETY: read of our own global, volatile so the loader's value is used.
+    unsafe { core::ptr::read_volatile(&FILES_CONFIG) }
+}
+
+/// Reads a `T` at `base + offset` in kernel memory.
+#[inline(always)]
+fn read<T>(base: u64, offset: u32) -> Option<T> {
+    // SAFETY: a checked kernel read; a bad address fails instead of faulting.
+    unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T) }.ok()
+}
+
+/// The file behind `fd` of the current task, if it is a regular file.
+#[inline(always)]
+fn regular_file(fd: u32, walk: &FileWalk) -> Option<FileId> {
+    // SAFETY: helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    let files: u64 = read(task, walk.task_files)?;
+    let fdt: u64 = read(files, walk.files_fdt)?;
+    let max_fds: u32 = read(fdt, walk.fdtable_max_fds)?;
+    if fd >= max_fds {
+        return None;
+    }
+    let fd_array: u64 = read(fdt, walk.fdtable_fd)?;
+    let file: u64 = read(fd_array, fd.checked_mul(8)?)?;
+    if file == 0 {
+        return None;
+    }
+    let inode: u64 = read(file, walk.file_inode)?;
+    let mode: u16 = read(inode, walk.inode_mode)?;
+    if mode & S_IFMT != S_IFREG {
+        return None;
+    }
+    let sb: u64 = read(inode, walk.inode_sb)?;
+    Some(FileId {
+        dev: read(sb, walk.sb_dev)?,
+        _pad: 0,
+        ino: read(inode, walk.inode_ino)?,
+    })
+}
+
+/// The traced syscall a `syscalls:*` record is about.
+#[inline(always)]
+fn syscall(ctx: &TracePointContext, config: &FilesConfig) -> Option<FileSyscall> {
+    // SAFETY: the offset comes from the format file.
+    let nr: i32 = unsafe { ctx.read_at(config.nr_offset as usize) }.ok()?;
+    let syscall = FILE_SYSCALLS.get(nr as u32).copied()?;
+    (syscall.op != op::NONE).then_some(syscall)
+}
+
+/// Entry of a traced file syscall by a target thread.
+#[tracepoint(category = "syscalls", name = "sys_enter_read")]
+pub fn files_enter(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_target((pid_tgid >> 32) as u32) {
+        return 0;
+    }
+    let config = config();
+    let Some(syscall) = syscall(&ctx, &config) else {
+        return 0;
+    };
+    let tid = pid_tgid as u32;
+    // SAFETY: helper without arguments.
+    let start_ns = unsafe { bpf_ktime_get_ns() };
+    if op::on_fd(syscall.op) {
+        // SAFETY: the offset comes from the format file.
+        let Ok(fd) = (unsafe { ctx.read_at::<u64>(syscall.fd_offset as usize) }) else {
+            return 0;
+        };
+        let Some(file) = regular_file(fd as u32, &config.walk) else {
+            return 0;
+        };
+        let inflight = FdInflight {
+            start_ns,
+            op: syscall.op,
+            fd: fd as u32,
+            file,
+        };
+        if FILE_FD_INFLIGHT.insert(&tid, &inflight, 0).is_err() {
+            bump(Counter::FilesInflightMapFull);
+        }
+        return 0;
+    }
+    if FILE_PATH_INFLIGHT.insert(&tid, &ZERO_PATH, 0).is_err() {
+        bump(Counter::FilesInflightMapFull);
+        return 0;
+    }
+    let Some(inflight) = FILE_PATH_INFLIGHT.get_ptr_mut(&tid) else {
+        return 0;
+    };
+    // SAFETY: the entry belongs to this thread; the pointers are the syscall's arguments in
+    // user memory, read with checked helpers.
+    unsafe {
+        (*inflight).start_ns = start_ns;
+        (*inflight).op = syscall.op;
+        if let Ok(path) = ctx.read_at::<u64>(syscall.path_offset as usize) {
+            let _ = bpf_probe_read_user_str_bytes(path as *const u8, &mut (*inflight).path);
+        }
+        if syscall.path2_offset != 0
+            && let Ok(path) = ctx.read_at::<u64>(syscall.path2_offset as usize)
+        {
+            let _ = bpf_probe_read_user_str_bytes(path as *const u8, &mut (*inflight).path2);
+        }
+    }
+    0
+}
+
+/// Exit of a traced file syscall: account it, and send what userspace must see.
+#[tracepoint(category = "syscalls", name = "sys_exit_read")]
+pub fn files_exit(ctx: TracePointContext) -> u32 {
+    let config = config();
+    let Some(syscall) = syscall(&ctx, &config) else {
+        return 0;
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    // SAFETY: helper without arguments; the offset comes from the format file.
+    let (end_ns, ret) = unsafe {
+        (
+            bpf_ktime_get_ns(),
+            ctx.read_at::<i64>(config.ret_offset as usize).unwrap_or(0),
+        )
+    };
+    if op::on_fd(syscall.op) {
+        // Only target threads on regular files have an entry: this is the target test.
+        // SAFETY: copied out before removal.
+        let Some(inflight) = (unsafe { FILE_FD_INFLIGHT.get(&tid) }).copied() else {
+            return 0;
+        };
+        let _ = FILE_FD_INFLIGHT.remove(&tid);
+        let duration_ns = end_ns.saturating_sub(inflight.start_ns);
+        let key = FileKey {
+            tgid,
+            fd: inflight.fd,
+            op: inflight.op,
+            _pad: 0,
+            file: inflight.file,
+        };
+        account(&key, duration_ns, ret);
+        if duration_ns >= config.slow_ns {
+            send_slow(&key, tid, end_ns, duration_ns, ret);
+        }
+        return 0;
+    }
+    let Some(inflight) = FILE_PATH_INFLIGHT.get_ptr(&tid) else {
+        return 0;
+    };
+    // SAFETY: the entry belongs to this thread until it is removed below.
+    let start_ns = unsafe { (*inflight).start_ns };
+    let duration_ns = end_ns.saturating_sub(start_ns);
+    if syscall.op == op::OPEN {
+        if ret >= 0
+            && let Some(file) = regular_file(ret as u32, &config.walk)
+        {
+            let key = FileKey {
+                tgid,
+                fd: ret as u32,
+                op: op::OPEN,
+                _pad: 0,
+                file,
+            };
+            account(&key, duration_ns, ret);
+            send_open(&key, inflight);
+        }
+    } else {
+        send_path(syscall.op, tgid, tid, end_ns, duration_ns, ret, inflight);
+    }
+    let _ = FILE_PATH_INFLIGHT.remove(&tid);
+    0
+}
+
+/// Adds one call to this CPU's statistics of `key`.
+#[inline(always)]
+fn account(key: &FileKey, duration_ns: u64, ret: i64) {
+    let stats = match FILE_STATS.get_ptr_mut(key) {
+        Some(stats) => stats,
+        None => {
+            if FILE_STATS.insert(key, &ZERO_STATS, BPF_NOEXIST).is_err()
+                && FILE_STATS.get_ptr_mut(key).is_none()
+            {
+                bump(Counter::FilesStatsMapFull);
+                return;
+            }
+            let Some(stats) = FILE_STATS.get_ptr_mut(key) else {
+                return;
+            };
+            stats
+        }
+    };
+    let interval = FILE_INTERVAL.get(0).copied().unwrap_or(0);
+    // SAFETY: this CPU's copy; programs do not preempt each other on one CPU.
+    let stats = unsafe { &mut *stats };
+    stats.calls += 1;
+    stats.total_ns += duration_ns;
+    if (-MAX_ERRNO..0).contains(&ret) {
+        stats.errors += 1;
+    } else if matches!(key.op, op::READ | op::WRITE) && ret > 0 {
+        stats.bytes += ret as u64;
+    }
+    if stats.max_interval != interval {
+        stats.max_interval = interval;
+        stats.max_ns = duration_ns;
+    } else if duration_ns > stats.max_ns {
+        stats.max_ns = duration_ns;
+    }
+}
+
+#[inline(always)]
+fn send_slow(key: &FileKey, tid: u32, end_ns: u64, duration_ns: u64, ret: i64) {
+    let Some(mut entry) = FILE_EVENTS.reserve::<FileSlowEvent>(0) else {
+        bump(Counter::FilesEventsDropped);
+        return;
+    };
+    entry.write(FileSlowEvent {
+        kind: kind::SLOW,
+        tgid: key.tgid,
+        tid,
+        fd: key.fd,
+        op: key.op,
+        _pad: 0,
+        end_ns,
+        duration_ns,
+        ret,
+        file: key.file,
+        comm: bpf_get_current_comm().unwrap_or_default(),
+    });
+    entry.submit(0);
+}
+
+/// Sends an open's path; written in place, the event being too large for the stack.
+#[inline(always)]
+fn send_open(key: &FileKey, inflight: *const PathInflight) {
+    let Some(mut entry) = FILE_EVENTS.reserve::<FileOpenEvent>(0) else {
+        bump(Counter::FilesEventsDropped);
+        return;
+    };
+    let event = entry.as_mut_ptr();
+    // SAFETY: the reserved entry is ours until submitted; the source is this thread's entry.
+    unsafe {
+        (*event).kind = kind::OPEN;
+        (*event).tgid = key.tgid;
+        (*event).fd = key.fd;
+        (*event)._pad = 0;
+        (*event).file = key.file;
+        if bpf_probe_read_kernel_buf((*inflight).path.as_ptr(), &mut (*event).path).is_err() {
+            (*event).path[0] = 0;
+        }
+    }
+    entry.submit(0);
+}
+
+/// Sends a rename or unlink with its paths, written in place.
+#[inline(always)]
+fn send_path(
+    op: u32,
+    tgid: u32,
+    tid: u32,
+    end_ns: u64,
+    duration_ns: u64,
+    ret: i64,
+    inflight: *const PathInflight,
+) {
+    let Some(mut entry) = FILE_EVENTS.reserve::<FilePathEvent>(0) else {
+        bump(Counter::FilesEventsDropped);
+        return;
+    };
+    let event = entry.as_mut_ptr();
+    // SAFETY: as in send_open.
+    unsafe {
+        (*event).kind = kind::PATH;
+        (*event).tgid = tgid;
+        (*event).tid = tid;
+        (*event).op = op;
+        (*event).end_ns = end_ns;
+        (*event).duration_ns = duration_ns;
+        (*event).ret = ret;
+        (*event).comm = bpf_get_current_comm().unwrap_or_default();
+        if bpf_probe_read_kernel_buf((*inflight).path.as_ptr(), &mut (*event).path).is_err() {
+            (*event).path[0] = 0;
+        }
+        if bpf_probe_read_kernel_buf((*inflight).path2.as_ptr(), &mut (*event).path2).is_err() {
+            (*event).path2[0] = 0;
+        }
+    }
+    entry.submit(0);
+}

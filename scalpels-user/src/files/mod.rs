@@ -1,0 +1,414 @@
+//! The `files` tracer, userspace side: configures the programs in `scalpels-ebpf/src/files.rs`
+//! (which syscalls, where their fields are, how to walk from a task to an inode), names files
+//! by path, and turns the kernel's per-CPU statistics into per-interval rows of `file_io`.
+
+mod paths;
+pub mod tables;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+    str::FromStr as _,
+};
+
+use anyhow::{Context as _, Result, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, MapData, PerCpuHashMap, RingBuf},
+    programs::TracePoint,
+};
+use syscalls::Sysno;
+use tracers::files::{
+    CONFIG_GLOBAL, EVENTS_MAP, FileKey, FileOpenEvent, FilePathEvent, FileSlowEvent, FileStats,
+    FileSyscall, FileWalk, FilesConfig, INTERVAL_MAP, STATS_MAP, SYSCALLS_MAP, kind, op,
+};
+
+use crate::{
+    block::devices,
+    btf,
+    clock::Clock,
+    run::{columns::comm, table::TableWriter},
+    tracefs::{self, Field},
+    tracer::{Env, Interval, Prepared, Tracer},
+};
+use paths::PathBook;
+use tables::{EventRow, StatsRow};
+
+/// The syscalls traced, by operation. Those this kernel lacks are skipped.
+const SYSCALLS: &[(&str, u32)] = &[
+    ("read", op::READ),
+    ("pread64", op::READ),
+    ("readv", op::READ),
+    ("preadv", op::READ),
+    ("preadv2", op::READ),
+    ("write", op::WRITE),
+    ("pwrite64", op::WRITE),
+    ("writev", op::WRITE),
+    ("pwritev", op::WRITE),
+    ("pwritev2", op::WRITE),
+    ("fsync", op::SYNC),
+    ("fdatasync", op::SYNC),
+    ("open", op::OPEN),
+    ("creat", op::OPEN),
+    ("openat", op::OPEN),
+    ("openat2", op::OPEN),
+    ("close", op::CLOSE),
+    ("rename", op::RENAME),
+    ("renameat", op::RENAME),
+    ("renameat2", op::RENAME),
+    ("unlink", op::UNLINK),
+    ("unlinkat", op::UNLINK),
+];
+
+/// (struct, member) pairs walked from the current task to an fd's inode, in FileWalk order.
+const WALK: [(&str, &str); 9] = [
+    ("task_struct", "files"),
+    ("files_struct", "fdt"),
+    ("fdtable", "max_fds"),
+    ("fdtable", "fd"),
+    ("file", "f_inode"),
+    ("inode", "i_mode"),
+    ("inode", "i_ino"),
+    ("inode", "i_sb"),
+    ("super_block", "s_dev"),
+];
+
+/// A traced syscall: its number, tracepoint name and record layout.
+struct Traced {
+    nr: u32,
+    name: &'static str,
+    spec: FileSyscall,
+}
+
+pub struct PreparedFiles {
+    config: FilesConfig,
+    traced: Vec<Traced>,
+}
+
+fn offset_of(fields: &[Field], names: &[&str]) -> u32 {
+    names
+        .iter()
+        .find_map(|name| fields.iter().find(|f| f.name == *name))
+        .map_or(0, |f| f.offset)
+}
+
+fn format(tracefs: &Path, event: &str) -> Result<Vec<Field>> {
+    let path = tracefs.join("events/syscalls").join(event).join("format");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(tracefs::parse_format(&text))
+}
+
+/// Learns the syscall record layouts (tracefs) and the task-to-inode walk (BTF).
+pub fn prepare(env: &Env) -> Result<PreparedFiles> {
+    let vmlinux = btf::load_vmlinux()?;
+    let mut walk = [0u32; WALK.len()];
+    for (offset, (st, member)) in walk.iter_mut().zip(WALK) {
+        *offset = btf::member_offset(&vmlinux, st, member)?;
+    }
+    let [
+        task_files,
+        files_fdt,
+        fdtable_max_fds,
+        fdtable_fd,
+        file_inode,
+        inode_mode,
+        inode_ino,
+        inode_sb,
+        sb_dev,
+    ] = walk;
+    let mut traced = Vec::new();
+    for &(name, operation) in SYSCALLS {
+        let (Ok(sysno), Ok(fields)) = (
+            Sysno::from_str(name),
+            format(env.tracefs, &format!("sys_enter_{name}")),
+        ) else {
+            continue;
+        };
+        traced.push(Traced {
+            nr: sysno.id() as u32,
+            name,
+            spec: FileSyscall {
+                op: operation,
+                fd_offset: offset_of(&fields, &["fd"]),
+                path_offset: offset_of(&fields, &["filename", "pathname", "oldname"]),
+                path2_offset: offset_of(&fields, &["newname"]),
+            },
+        });
+    }
+    if traced.is_empty() {
+        bail!("this kernel has none of the syscalls:sys_enter_* tracepoints the files tracer uses");
+    }
+    let enter = format(env.tracefs, "sys_enter_read")?;
+    let exit = format(env.tracefs, "sys_exit_read")?;
+    Ok(PreparedFiles {
+        config: FilesConfig {
+            slow_ns: u64::try_from(env.cli.slow_file_io.as_nanos()).unwrap_or(u64::MAX),
+            nr_offset: offset_of(&enter, &["__syscall_nr"]),
+            ret_offset: offset_of(&exit, &["ret"]),
+            walk: FileWalk {
+                task_files,
+                files_fdt,
+                fdtable_max_fds,
+                fdtable_fd,
+                file_inode,
+                inode_mode,
+                inode_ino,
+                inode_sb,
+                sb_dev,
+                _pad: 0,
+            },
+        },
+        traced,
+    })
+}
+
+impl Prepared for PreparedFiles {
+    fn set_globals<'a>(&'a self, loader: &mut EbpfLoader<'a>) {
+        loader.override_global(CONFIG_GLOBAL, &self.config, true);
+    }
+
+    fn attach(self: Box<Self>, ebpf: &mut Ebpf, env: &Env) -> Result<Box<dyn Tracer>> {
+        let take = |ebpf: &mut Ebpf, name: &str| {
+            ebpf.take_map(name)
+                .with_context(|| format!("eBPF object has no map {name}"))
+        };
+        let mut specs: Array<MapData, FileSyscall> = Array::try_from(take(ebpf, SYSCALLS_MAP)?)?;
+        for t in &self.traced {
+            specs
+                .set(t.nr, t.spec, 0)
+                .with_context(|| format!("configuring syscall {}", t.name))?;
+        }
+        for (program, phase) in [("files_enter", "enter"), ("files_exit", "exit")] {
+            let prog: &mut TracePoint = ebpf
+                .program_mut(program)
+                .with_context(|| format!("eBPF object has no program {program}"))?
+                .try_into()?;
+            prog.load().with_context(|| format!("loading {program}"))?;
+            for t in &self.traced {
+                let event = format!("sys_{phase}_{}", t.name);
+                prog.attach("syscalls", &event)
+                    .with_context(|| format!("attaching {program} to syscalls:{event}"))?;
+            }
+        }
+        Ok(Box::new(FilesTracer {
+            stats: PerCpuHashMap::try_from(take(ebpf, STATS_MAP)?)?,
+            interval_map: Array::try_from(take(ebpf, INTERVAL_MAP)?)?,
+            events: RingBuf::try_from(take(ebpf, EVENTS_MAP)?)?,
+            previous: BTreeMap::new(),
+            interval: 0,
+            clock: env.clock,
+            paths: PathBook::default(),
+            stats_table: env.table("file_io", tables::stats_schema()),
+            events_table: env.table("file_io_events", tables::events_schema()),
+            totals: BTreeMap::new(),
+            processes: BTreeSet::new(),
+            watched: BTreeSet::new(),
+        }))
+    }
+}
+
+/// Cumulative values of one key summed over CPUs, and its longest call in the interval.
+#[derive(Clone, Copy, Default)]
+struct Summed {
+    calls: u64,
+    errors: u64,
+    bytes: u64,
+    total_ns: u64,
+    max_ns: u64,
+}
+
+fn sum_cpus(per_cpu: &[FileStats], interval: u64) -> Summed {
+    let mut sum = Summed::default();
+    for s in per_cpu {
+        sum.calls += s.calls;
+        sum.errors += s.errors;
+        sum.bytes += s.bytes;
+        sum.total_ns += s.total_ns;
+        if s.max_interval == interval {
+            sum.max_ns = sum.max_ns.max(s.max_ns);
+        }
+    }
+    sum
+}
+
+pub struct FilesTracer {
+    stats: PerCpuHashMap<MapData, FileKey, FileStats>,
+    interval_map: Array<MapData, u64>,
+    events: RingBuf<MapData>,
+    previous: BTreeMap<FileKey, Summed>,
+    interval: u64,
+    clock: Clock,
+    paths: PathBook,
+    stats_table: TableWriter,
+    events_table: TableWriter,
+    /// Whole-run totals per (path or inode, op), for the summary.
+    totals: BTreeMap<(String, &'static str), Summed>,
+    processes: BTreeSet<u32>,
+    /// Targets whose open files were read when they became targets.
+    watched: BTreeSet<u32>,
+}
+
+/// A NUL-terminated path from the kernel.
+fn path_of(bytes: &[u8]) -> Option<String> {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    (end > 0).then(|| String::from_utf8_lossy(&bytes[..end]).into_owned())
+}
+
+impl FilesTracer {
+    /// Converts one ring-buffer record (an open is remembered, the others become rows).
+    fn event(&mut self, bytes: &[u8]) -> Option<EventRow> {
+        let record_kind = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?);
+        match record_kind {
+            kind::OPEN if bytes.len() >= size_of::<FileOpenEvent>() => {
+                // SAFETY: the kernel wrote a FileOpenEvent here (its kind says so).
+                let e = unsafe { bytes.as_ptr().cast::<FileOpenEvent>().read_unaligned() };
+                let given = path_of(&e.path).unwrap_or_default();
+                self.paths.opened(e.tgid, e.fd, e.file, &given);
+                None
+            }
+            kind::SLOW if bytes.len() >= size_of::<FileSlowEvent>() => {
+                // SAFETY: as above, a FileSlowEvent.
+                let e = unsafe { bytes.as_ptr().cast::<FileSlowEvent>().read_unaligned() };
+                self.paths.resolve(e.tgid, &e.file);
+                Some(EventRow {
+                    start: self.clock.to_utc_ns(e.end_ns.saturating_sub(e.duration_ns)),
+                    duration_ns: e.duration_ns,
+                    pid: e.tgid,
+                    tid: e.tid,
+                    comm: comm(&e.comm),
+                    op: op::name(e.op),
+                    fd: Some(e.fd),
+                    path: self.paths.get(&e.file).map(str::to_owned),
+                    new_path: None,
+                    ret: e.ret,
+                })
+            }
+            kind::PATH if bytes.len() >= size_of::<FilePathEvent>() => {
+                // SAFETY: as above, a FilePathEvent.
+                let e = unsafe { bytes.as_ptr().cast::<FilePathEvent>().read_unaligned() };
+                Some(EventRow {
+                    start: self.clock.to_utc_ns(e.end_ns.saturating_sub(e.duration_ns)),
+                    duration_ns: e.duration_ns,
+                    pid: e.tgid,
+                    tid: e.tid,
+                    comm: comm(&e.comm),
+                    op: op::name(e.op),
+                    fd: None,
+                    path: path_of(&e.path),
+                    new_path: path_of(&e.path2),
+                    ret: e.ret,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Tracer for FilesTracer {
+    fn name(&self) -> &'static str {
+        "files"
+    }
+
+    fn watch(&mut self, pids: &BTreeSet<u32>) {
+        for &pid in pids {
+            if self.watched.insert(pid) {
+                self.paths.scan(pid);
+            }
+        }
+    }
+
+    fn poll_events(&mut self) -> Result<()> {
+        let mut records = Vec::new();
+        while let Some(item) = self.events.next() {
+            records.push(item.to_vec());
+        }
+        let rows: Vec<EventRow> = records.iter().filter_map(|r| self.event(r)).collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.events_table.write(&tables::events_batch(&rows)?)
+    }
+
+    fn collect_interval(&mut self, interval: &Interval) -> Result<()> {
+        // Opens since the last poll name the files counted below.
+        self.poll_events()?;
+        self.paths.forget_scans();
+        let number = self.interval;
+        self.interval += 1;
+        self.interval_map
+            .set(0, self.interval, 0)
+            .context("advancing the files interval")?;
+        let mut rows = Vec::new();
+        for entry in self.stats.iter() {
+            let (key, per_cpu) = entry.context("reading the files statistics map")?;
+            let now = sum_cpus(&per_cpu, number);
+            let before = self.previous.insert(key, now).unwrap_or_default();
+            let Some(calls) = now.calls.checked_sub(before.calls).filter(|&c| c > 0) else {
+                continue;
+            };
+            self.paths.resolve(key.tgid, &key.file);
+            self.processes.insert(key.tgid);
+            let row = StatsRow {
+                pid: key.tgid,
+                fd: key.fd,
+                path: self.paths.get(&key.file).map(str::to_owned),
+                op: op::name(key.op),
+                calls,
+                errors: now.errors.saturating_sub(before.errors),
+                bytes: now.bytes.saturating_sub(before.bytes),
+                total_ns: now.total_ns.saturating_sub(before.total_ns),
+                max_ns: now.max_ns,
+                device: devices::number(key.file.dev),
+                inode: key.file.ino,
+            };
+            let name = row
+                .path
+                .clone()
+                .unwrap_or_else(|| format!("inode {}", row.inode));
+            let totals = self.totals.entry((name, row.op)).or_default();
+            totals.calls += row.calls;
+            totals.bytes += row.bytes;
+            totals.total_ns += row.total_ns;
+            rows.push(row);
+        }
+        self.stats_table
+            .write(&tables::stats_batch(interval.start, interval.end, &rows)?)
+    }
+
+    fn events(&self) -> u64 {
+        self.stats_table.rows() + self.events_table.rows()
+    }
+
+    fn processes(&self) -> &BTreeSet<u32> {
+        &self.processes
+    }
+
+    fn tables(&mut self) -> Vec<&mut TableWriter> {
+        vec![&mut self.stats_table, &mut self.events_table]
+    }
+
+    fn summary(&self) -> Vec<String> {
+        let mut top: Vec<_> = self.totals.iter().collect();
+        top.sort_by_key(|(_, t)| std::cmp::Reverse(t.total_ns));
+        let mut lines = vec![format!(
+            "  {:<40} {:<6} {:>8} {:>12} {:>12}",
+            "file (top by time)", "op", "calls", "MiB", "total"
+        )];
+        lines.extend(top.into_iter().take(10).map(|((path, op), t)| {
+            format!(
+                "  {:<40} {:<6} {:>8} {:>12.2} {:>9.3} ms",
+                path,
+                op,
+                t.calls,
+                t.bytes as f64 / (1 << 20) as f64,
+                t.total_ns as f64 / 1e6
+            )
+        }));
+        lines
+    }
+
+    fn into_tables(self: Box<Self>) -> Vec<TableWriter> {
+        vec![self.stats_table, self.events_table]
+    }
+}
