@@ -7,6 +7,7 @@ mod cli;
 mod clock;
 mod counters;
 mod ebpf;
+mod events_ready;
 mod files;
 mod preflight;
 mod run;

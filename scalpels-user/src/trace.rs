@@ -20,7 +20,9 @@ use crate::{
     cli::Cli,
     clock::{Clock, utc_now_ns},
     counters::Counters,
-    ebpf, preflight,
+    ebpf,
+    events_ready::EventsReady,
+    preflight,
     run::{SCHEMA_VERSION, manifest, run_dir, status::StatusLine},
     target::{self, Members, ServiceMatch, TargetSpec, set::TargetSet, spawn::GatedChild},
     tracefs,
@@ -348,6 +350,13 @@ impl Session<'_> {
                 .unwrap_or(Duration::from_secs(u32::MAX as u64)),
         );
         tokio::pin!(deadline);
+        let sources: Vec<_> = attached
+            .tracers
+            .iter()
+            .filter_map(|t| t.event_source())
+            .collect();
+        let events_ready = EventsReady::new(&sources)?;
+        drop(sources);
         let mut poll = tokio::time::interval(POLL_EVERY);
         let mut collect = tokio::time::interval(self.cli.interval);
         collect.tick().await;
@@ -361,6 +370,12 @@ impl Session<'_> {
                 _ = sigint.recv() => break "SIGINT".to_owned(),
                 _ = sigterm.recv() => break "SIGTERM".to_owned(),
                 _ = &mut deadline, if self.cli.duration.is_some() => break "duration".to_owned(),
+                ready = events_ready.wait() => {
+                    ready?;
+                    for t in &mut attached.tracers {
+                        t.poll_events()?;
+                    }
+                }
                 _ = poll.tick() => {
                     for t in &mut attached.tracers {
                         t.poll_events()?;

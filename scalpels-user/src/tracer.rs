@@ -3,6 +3,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    os::fd::BorrowedFd,
     path::Path,
 };
 
@@ -40,6 +41,11 @@ pub trait Tracer {
     /// Called with the target processes as they become known (at attach, then each
     /// interval), before their next events are read.
     fn watch(&mut self, _pids: &BTreeSet<u32>) {}
+    /// The ring buffer the tracer streams through, if any, so the run loop wakes when it has
+    /// events.
+    fn event_source(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
     /// Reads what the kernel streamed (ring buffers); called many times a second.
     fn poll_events(&mut self) -> Result<()>;
     /// Drains in-kernel aggregates (or samples /proc) into one interval's rows.

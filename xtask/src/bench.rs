@@ -19,20 +19,35 @@ pub struct Options {
     pub repeats: usize,
     pub calls: u64,
     pub requests: u64,
+    pub file_ops: u64,
 }
+
+const SYSCALL_WAYS: &[Way] = &[
+    Way::Untraced,
+    Way::Scalpels("syscalls"),
+    Way::Bpftrace("syscalls.bt"),
+    Way::Strace,
+    // Tracers of other syscalls should cost these nothing.
+    Way::Scalpels("files,block"),
+];
+const FILE_WAYS: &[Way] = &[
+    Way::Untraced,
+    Way::Scalpels("files,block"),
+    Way::Bpftrace("file_io.bt"),
+];
 
 /// How a workload is run: bare, or under a tracer.
 #[derive(Clone, Copy)]
 enum Way {
     Untraced,
-    Scalpels,
-    Bpftrace,
+    /// scalpels-trace with these tracers.
+    Scalpels(&'static str),
+    /// bpftrace running this script of xtask/bench/, which does the same job.
+    Bpftrace(&'static str),
     Strace,
 }
 
 impl Way {
-    const ALL: [Way; 4] = [Way::Untraced, Way::Scalpels, Way::Bpftrace, Way::Strace];
-
     /// strace stops the tracee twice per system call (~70 µs per call here): it runs a
     /// fraction of the operations so that a benchmark run ends in minutes.
     fn divisor(self) -> u64 {
@@ -42,12 +57,12 @@ impl Way {
         }
     }
 
-    fn label(self) -> &'static str {
+    fn label(self) -> String {
         match self {
-            Way::Untraced => "untraced",
-            Way::Scalpels => "scalpels-trace --tracers syscalls",
-            Way::Bpftrace => "bpftrace (same aggregation, xtask/bench/syscalls.bt)",
-            Way::Strace => "strace -c -f",
+            Way::Untraced => "untraced".into(),
+            Way::Scalpels(tracers) => format!("scalpels-trace --tracers {tracers}"),
+            Way::Bpftrace(script) => format!("bpftrace xtask/bench/{script}"),
+            Way::Strace => "strace -c -f".into(),
         }
     }
 }
@@ -57,6 +72,7 @@ struct Workload<'a> {
     title: &'static str,
     operations: u64,
     argv: Box<dyn Fn(u64) -> Vec<String> + 'a>,
+    ways: &'static [Way],
 }
 
 struct Bench {
@@ -75,12 +91,12 @@ impl Bench {
     fn argv(&self, way: Way, workload: &[String], extra: &[&str]) -> Vec<String> {
         let mut argv: Vec<String> = match way {
             Way::Untraced => vec![],
-            Way::Scalpels => {
+            Way::Scalpels(tracers) => {
                 let out = self.dir.join("runs").display().to_string();
                 let mut a = vec![
                     self.trace.display().to_string(),
                     "--tracers".into(),
-                    "syscalls".into(),
+                    tracers.into(),
                     "--out".into(),
                     out,
                 ];
@@ -88,8 +104,8 @@ impl Bench {
                 a.push("--".into());
                 a
             }
-            Way::Bpftrace => {
-                let script = root().join("xtask/bench/syscalls.bt");
+            Way::Bpftrace(script) => {
+                let script = root().join("xtask/bench").join(script);
                 return vec![
                     "bpftrace".into(),
                     script.display().to_string(),
@@ -177,14 +193,42 @@ pub fn run(opts: &Options) -> Result<()> {
     };
     let getppid = bench.dir.join("getppid_loop");
     compile_c(&root().join("xtask/bench/getppid_loop.c"), &getppid)?;
+    let file_io = bench.dir.join("file_io_loop");
+    compile_c(&root().join("xtask/bench/file_io_loop.c"), &file_io)?;
     let result = bench.result.display().to_string();
     let python = setup::python()?;
     let script = root().join("xtask/bench/python_requests.py");
-    let workloads: [Workload; 2] = [
+    let data = bench.dir.join("io-data").display().to_string();
+    let file_io_argv = |mode: &'static str| {
+        let (program, data, result) = (file_io.display().to_string(), data.clone(), result.clone());
+        Box::new(move |n: u64| {
+            vec![
+                program.clone(),
+                mode.into(),
+                data.clone(),
+                n.to_string(),
+                result.clone(),
+            ]
+        })
+    };
+    let workloads: [Workload; 4] = [
         Workload {
             title: "getppid loop in C: ns per call",
             operations: opts.calls,
             argv: Box::new(|n| vec![getppid.display().to_string(), n.to_string(), result.clone()]),
+            ways: SYSCALL_WAYS,
+        },
+        Workload {
+            title: "4 KiB random reads of a cached 64 MiB file (pread): ns per read",
+            operations: opts.file_ops,
+            argv: file_io_argv("randread"),
+            ways: FILE_WAYS,
+        },
+        Workload {
+            title: "4 KiB random O_DIRECT writes (pwrite): ns per write",
+            operations: opts.file_ops / 10,
+            argv: file_io_argv("directwrite"),
+            ways: FILE_WAYS,
         },
         Workload {
             title: "Python stat+open+read+close: ns per request",
@@ -197,6 +241,7 @@ pub fn run(opts: &Options) -> Result<()> {
                     result.clone(),
                 ]
             }),
+            ways: SYSCALL_WAYS,
         },
     ];
 
@@ -212,7 +257,7 @@ pub fn run(opts: &Options) -> Result<()> {
             workload.title
         );
         let mut base = None;
-        for way in Way::ALL {
+        for &way in workload.ways {
             eprintln!("xtask: bench: {}: {}", workload.title, way.label());
             let operations = workload.operations / way.divisor();
             let argv = bench.argv(way, &(workload.argv)(operations), &[]);
@@ -249,7 +294,7 @@ fn stress(bench: &Bench, workload: &[String], opts: &Options) -> Result<String> 
     ] {
         let _ = fs::remove_dir_all(bench.dir.join("runs"));
         eprintln!("xtask: bench: loader: {scenario}");
-        let m = bench.measure(&bench.argv(Way::Scalpels, workload, extra))?;
+        let m = bench.measure(&bench.argv(Way::Scalpels("syscalls"), workload, extra))?;
         let manifest = only_manifest(&bench.dir.join("runs"))?;
         let events = manifest["tables"]["syscall_events"]["rows"]
             .as_u64()

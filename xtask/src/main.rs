@@ -44,6 +44,9 @@ enum Chore {
         /// Requests made by the Python workload per run.
         #[arg(long, default_value_t = 200_000)]
         requests: u64,
+        /// Reads made by the file I/O workload per run (writes: a tenth).
+        #[arg(long, default_value_t = 500_000)]
+        file_ops: u64,
     },
     /// Set up, check formatting and lints, build, and run every test (as root).
     Test {
@@ -91,10 +94,12 @@ fn main() -> Result<()> {
             repeats,
             calls,
             requests,
+            file_ops,
         } => bench::run(&bench::Options {
             repeats,
             calls,
             requests,
+            file_ops,
         }),
         Chore::Test { args } => {
             setup::require_root("the tests load eBPF programs")?;

@@ -10,6 +10,8 @@ use std::{
     path::Path,
 };
 
+use std::os::fd::{AsFd as _, BorrowedFd};
+
 use anyhow::{Context as _, Result};
 use aya::{
     Ebpf, EbpfLoader,
@@ -174,6 +176,10 @@ fn delta(key: &BlockStatsKey, now: &BlockStats, before: &BlockStats) -> Option<S
 impl Tracer for BlockTracer {
     fn name(&self) -> &'static str {
         "block"
+    }
+
+    fn event_source(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.events.as_fd())
     }
 
     fn poll_events(&mut self) -> Result<()> {

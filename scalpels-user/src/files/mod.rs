@@ -11,6 +11,8 @@ use std::{
     str::FromStr as _,
 };
 
+use std::os::fd::{AsFd as _, BorrowedFd};
+
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
@@ -316,6 +318,10 @@ impl Tracer for FilesTracer {
                 self.paths.scan(pid);
             }
         }
+    }
+
+    fn event_source(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.events.as_fd())
     }
 
     fn poll_events(&mut self) -> Result<()> {

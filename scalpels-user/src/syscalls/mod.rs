@@ -7,6 +7,8 @@ pub mod tables;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use std::os::fd::{AsFd as _, BorrowedFd};
+
 use anyhow::{Context as _, Result};
 use aya::{
     Ebpf, EbpfLoader,
@@ -149,6 +151,10 @@ impl SyscallsTracer {
 impl Tracer for SyscallsTracer {
     fn name(&self) -> &'static str {
         "syscalls"
+    }
+
+    fn event_source(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.events.as_fd())
     }
 
     fn poll_events(&mut self) -> Result<()> {
