@@ -8,6 +8,7 @@ mod clock;
 mod counters;
 mod ebpf;
 mod preflight;
+mod proc;
 mod run;
 mod syscalls;
 mod target;

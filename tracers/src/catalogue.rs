@@ -20,6 +20,11 @@ pub const TRACERS: &[TracerInfo] = &[
         summary: "block I/O requests: device, operation, bytes, queue and service latency",
         tables: &["block_io", "block_io_stats"],
     },
+    TracerInfo {
+        name: "proc",
+        summary: "/proc sampled every interval: per-process CPU, memory, I/O, faults; system CPU, memory, load, disks, network",
+        tables: &["proc_stats", "system_stats", "disk_stats", "net_stats"],
+    },
 ];
 
 /// Looks a tracer up by name.
