@@ -7,7 +7,7 @@ use anyhow::Result;
 use arrow::{
     array::{
         ArrayRef, DurationNanosecondBuilder, Float64Builder, RecordBatch, StringDictionaryBuilder,
-        UInt32Builder,
+        UInt32Builder, UInt64Array,
     },
     datatypes::{DataType, Field, Int32Type, Schema, SchemaRef},
 };
@@ -59,7 +59,7 @@ fn batch(
 }
 
 fn u64_column(values: impl Iterator<Item = Option<u64>>) -> ArrayRef {
-    Arc::new(values.collect::<arrow::array::UInt64Array>())
+    Arc::new(values.collect::<UInt64Array>())
 }
 
 /// Ticks (possibly unknown) as nanoseconds.
@@ -212,7 +212,7 @@ pub fn system_batch(start: i64, end: i64, row: &SystemSample, ticks: Ticks) -> R
         .into_iter()
         .map(|ticks_in_state| ticks_column(std::iter::once(ticks_in_state), ticks))
         .collect();
-    let u32_column = |value: Option<u32>| -> ArrayRef {
+    let u32_value = |value: Option<u32>| -> ArrayRef {
         let mut column = UInt32Builder::new();
         column.append_option(value);
         Arc::new(column.finish())
@@ -220,11 +220,11 @@ pub fn system_batch(start: i64, end: i64, row: &SystemSample, ticks: Ticks) -> R
     let u64_value = |value: Option<u64>| u64_column(std::iter::once(value));
     let memory = row.memory;
     columns.extend([
-        u32_column(Some(row.cpus)),
+        u32_value(Some(row.cpus)),
         u64_value(Some(row.context_switches)),
         u64_value(Some(row.processes_forked)),
-        u32_column(row.procs_running),
-        u32_column(row.procs_blocked),
+        u32_value(row.procs_running),
+        u32_value(row.procs_blocked),
         u64_value(Some(memory.total)),
         u64_value(Some(memory.free)),
         u64_value(memory.available),
@@ -315,4 +315,57 @@ pub fn net_batch(start: i64, end: i64, rows: &[(String, NetCounters)]) -> Result
             .map(|(_, field)| u64_column(rows.iter().map(|(_, c)| Some(field(c))))),
     );
     batch(net_schema(), start, end, rows.len(), columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_match_their_schemas_with_and_without_nulls() {
+        let ticks = Ticks::per_second(100);
+        let process = |pid, io| ProcessRow {
+            pid,
+            now: ProcessSample {
+                start_ticks: 1,
+                comm: "nova-api".into(),
+                cmdline: (pid == 1).then(|| "python3 /usr/bin/nova-api".into()),
+                state: "S".into(),
+                threads: 4,
+                rss_bytes: Some(1 << 20),
+                vsize_bytes: None,
+                pss_bytes: None,
+                fds: Some(9),
+                counters: ProcessCounters::default(),
+            },
+            change: ProcessCounters {
+                cpu_user_ticks: 3,
+                io,
+                ..ProcessCounters::default()
+            },
+        };
+        let rows = [process(1, Some(IoCounters::default())), process(2, None)];
+        let batch = proc_batch(10, 20, &rows, ticks).expect("proc_stats batch");
+        assert_eq!(batch.num_rows(), 2);
+        assert_eq!(batch.column_by_name("wchar").unwrap().null_count(), 1);
+        assert_eq!(batch.column_by_name("cmdline").unwrap().null_count(), 1);
+
+        let system = system_batch(10, 20, &SystemSample::default(), ticks).expect("system_stats");
+        assert_eq!(system.num_rows(), 1);
+        assert_eq!(system.column_by_name("cpu_steal").unwrap().null_count(), 1);
+
+        let disks = [("vda".to_owned(), DiskCounters::default())];
+        assert_eq!(
+            disk_batch(10, 20, &disks).expect("disk_stats").num_rows(),
+            1
+        );
+        let interfaces = [("eth0".to_owned(), NetCounters::default())];
+        assert_eq!(
+            net_batch(10, 20, &interfaces)
+                .expect("net_stats")
+                .num_rows(),
+            1
+        );
+        assert_eq!(proc_batch(10, 20, &[], ticks).expect("empty").num_rows(), 0);
+    }
 }
