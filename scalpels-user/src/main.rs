@@ -10,6 +10,7 @@ mod ebpf;
 mod events_ready;
 mod files;
 mod preflight;
+mod proc;
 mod run;
 mod syscalls;
 mod target;

@@ -327,7 +327,7 @@ impl Session<'_> {
             child = Some(spawned);
         }
         let mut pids_seen = BTreeSet::new();
-        let members = self.members(&attached);
+        let mut members = self.members(&attached);
         attached.targets.add(&members)?;
         for t in &mut attached.tracers {
             t.watch(&members.pids);
@@ -389,13 +389,13 @@ impl Session<'_> {
                 }
                 _ = collect.tick() => {
                     let now = utc_now_ns();
-                    let members = self.members(&attached);
+                    members = self.members(&attached);
                     attached.targets.add(&members)?;
                     for t in &mut attached.tracers {
                         t.watch(&members.pids);
                     }
                     pids_seen.extend(&members.pids);
-                    let interval = Interval { start: interval_start, end: now };
+                    let interval = Interval { start: interval_start, end: now, pids: &members.pids };
                     for t in &mut attached.tracers {
                         t.collect_interval(&interval)?;
                     }
@@ -419,15 +419,20 @@ impl Session<'_> {
         };
         status.clear();
 
-        // Last drain: what the kernel holds since the previous interval.
+        // Last drain: what the kernel holds since the previous interval, for the targets of the
+        // last interval (an exited command is still a zombie, readable in /proc, until reaped below).
         let ended_ns = utc_now_ns();
         let interval = Interval {
             start: interval_start,
             end: ended_ns,
+            pids: &members.pids,
         };
         for t in &mut attached.tracers {
             t.poll_events()?;
             t.collect_interval(&interval)?;
+        }
+        if let Some(child) = &mut child {
+            child.reap();
         }
         for t in &attached.tracers {
             pids_seen.extend(t.processes());

@@ -11,7 +11,7 @@ use anyhow::Result;
 use arrow::datatypes::SchemaRef;
 use aya::{Ebpf, EbpfLoader};
 
-use crate::{block, cli::Cli, clock::Clock, files, run::table::TableWriter, syscalls};
+use crate::{block, cli::Cli, clock::Clock, files, proc, run::table::TableWriter, syscalls};
 
 /// Options and facts a tracer needs to configure and attach itself.
 pub struct Env<'a> {
@@ -30,10 +30,12 @@ impl Env<'_> {
 }
 
 /// One collection interval.
-pub struct Interval {
+pub struct Interval<'a> {
     /// UTC ns.
     pub start: i64,
     pub end: i64,
+    /// The target processes alive at its end.
+    pub pids: &'a BTreeSet<u32>,
 }
 
 pub trait Tracer {
@@ -49,7 +51,7 @@ pub trait Tracer {
     /// Reads what the kernel streamed (ring buffers); called many times a second.
     fn poll_events(&mut self) -> Result<()>;
     /// Drains in-kernel aggregates (or samples /proc) into one interval's rows.
-    fn collect_interval(&mut self, interval: &Interval) -> Result<()>;
+    fn collect_interval(&mut self, interval: &Interval<'_>) -> Result<()>;
     /// Records produced so far (rows of all its tables).
     fn events(&self) -> u64;
     /// Processes it recorded something for, however briefly they lived.
@@ -74,6 +76,7 @@ pub fn prepare(name: &str, env: &Env) -> Result<Box<dyn Prepared>> {
         "syscalls" => Ok(Box::new(syscalls::prepare(env)?)),
         "block" => Ok(Box::new(block::prepare(env)?)),
         "files" => Ok(Box::new(files::prepare(env)?)),
+        "proc" => Ok(Box::new(proc::prepare(env)?)),
         other => anyhow::bail!("tracer {other} is not built into this scalpels-trace"),
     }
 }

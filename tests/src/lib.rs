@@ -18,7 +18,7 @@ use std::{
 use arrow::{
     array::{Array as _, AsArray as _, RecordBatch, RecordBatchReader as _},
     compute::{cast, concat_batches},
-    datatypes::{DataType, Int64Type, UInt64Type},
+    datatypes::{DataType, Float64Type, Int64Type, UInt64Type},
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -172,6 +172,30 @@ pub fn u64s(batch: &RecordBatch, column: &str) -> Vec<u64> {
     )
     .expect("cast to u64");
     array.as_primitive::<UInt64Type>().values().to_vec()
+}
+
+/// A column as u64, nulls as `None`.
+pub fn optional_u64s(batch: &RecordBatch, column: &str) -> Vec<Option<u64>> {
+    let array = cast(
+        batch
+            .column_by_name(column)
+            .unwrap_or_else(|| panic!("no column {column}")),
+        &DataType::UInt64,
+    )
+    .expect("cast to u64");
+    array.as_primitive::<UInt64Type>().iter().collect()
+}
+
+/// A column as f64 (floating point).
+pub fn f64s(batch: &RecordBatch, column: &str) -> Vec<f64> {
+    let array = cast(
+        batch
+            .column_by_name(column)
+            .unwrap_or_else(|| panic!("no column {column}")),
+        &DataType::Float64,
+    )
+    .expect("cast to f64");
+    array.as_primitive::<Float64Type>().values().to_vec()
 }
 
 /// A column as i64 (signed integers, timestamps and durations in ns).

@@ -25,6 +25,11 @@ pub const TRACERS: &[TracerInfo] = &[
         summary: "file-system I/O on regular files: calls, bytes, latency per file, slow operations",
         tables: &["file_io", "file_io_events"],
     },
+    TracerInfo {
+        name: "proc",
+        summary: "/proc sampled every interval: per-process CPU, memory, I/O, faults; system CPU, memory, load, disks, network",
+        tables: &["proc_stats", "system_stats", "disk_stats", "net_stats"],
+    },
 ];
 
 /// Looks a tracer up by name.

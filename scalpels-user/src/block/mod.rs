@@ -202,7 +202,7 @@ impl Tracer for BlockTracer {
         self.events_table.write(&batch)
     }
 
-    fn collect_interval(&mut self, interval: &Interval) -> Result<()> {
+    fn collect_interval(&mut self, interval: &Interval<'_>) -> Result<()> {
         let mut rows = Vec::new();
         for entry in self.stats.iter() {
             let (key, per_cpu) = entry.context("reading the block statistics map")?;

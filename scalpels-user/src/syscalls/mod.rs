@@ -173,7 +173,7 @@ impl Tracer for SyscallsTracer {
             .write(&tables::events_batch(&batch, |ns| clock.to_utc_ns(ns))?)
     }
 
-    fn collect_interval(&mut self, interval: &Interval) -> Result<()> {
+    fn collect_interval(&mut self, interval: &Interval<'_>) -> Result<()> {
         let number = self.interval;
         // Calls ending from now on start the next interval's maximum.
         self.interval += 1;

@@ -95,21 +95,36 @@ impl GatedChild {
         Ok(())
     }
 
-    /// The command's exit code (128+signal when killed), once it has exited.
+    /// The command's exit code (128+signal when killed), once it has exited. It is left a
+    /// zombie until [`GatedChild::reap`], so the last collection still finds it in /proc (its
+    /// CPU time and I/O counters up to its exit).
     pub fn try_wait(&mut self) -> Option<i32> {
         if self.exit.is_none() {
-            let mut status = 0;
-            // SAFETY: our own child; non-blocking.
-            if unsafe { libc::waitpid(self.pid as i32, &mut status, libc::WNOHANG) }
-                == self.pid as i32
-            {
-                self.exit = Some(if libc::WIFEXITED(status) {
-                    libc::WEXITSTATUS(status)
+            // SAFETY: all-zero is a valid siginfo_t; WNOHANG leaves it so when nothing exited.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+            // SAFETY: our own child; non-blocking; valid out pointer.
+            let waited = unsafe { libc::waitid(libc::P_PID, self.pid, &mut info, flags) };
+            // SAFETY: waitid filled in a SIGCHLD siginfo (or left it zeroed).
+            if waited == 0 && unsafe { info.si_pid() } == self.pid as i32 {
+                // SAFETY: as above.
+                let status = unsafe { info.si_status() };
+                self.exit = Some(if info.si_code == libc::CLD_EXITED {
+                    status
                 } else {
-                    128 + libc::WTERMSIG(status)
+                    128 + status
                 });
             }
         }
         self.exit
+    }
+
+    /// Frees the zombie of a command that exited.
+    pub fn reap(&mut self) {
+        if self.exit.is_some() {
+            let mut status = 0;
+            // SAFETY: our own child, already exited: returns at once.
+            unsafe { libc::waitpid(self.pid as i32, &mut status, 0) };
+        }
     }
 }

@@ -1,0 +1,285 @@
+//! One look at a process in /proc/PID (`stat`, `status`, `io`, `smaps_rollup`, `cmdline`, `fd/`)
+//! through the `procfs` crate, and what its counters changed by since the previous look.
+
+use procfs::process::Process;
+
+use super::counters::{change, change_of};
+
+/// Longest `cmdline` kept, in characters: enough to tell services apart, short enough to keep
+/// the dictionary small.
+const CMDLINE_CHARS: usize = 256;
+
+/// A process's cumulative counters. Those of `status` and `io` are `None` when the file could
+/// not be read (permission, or the process exited between two reads).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessCounters {
+    pub cpu_user_ticks: u64,
+    pub cpu_system_ticks: u64,
+    pub minor_faults: u64,
+    pub major_faults: u64,
+    pub voluntary_ctxt_switches: Option<u64>,
+    pub nonvoluntary_ctxt_switches: Option<u64>,
+    pub io: Option<IoCounters>,
+}
+
+/// `/proc/PID/io`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoCounters {
+    pub rchar: u64,
+    pub wchar: u64,
+    pub syscr: u64,
+    pub syscw: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+}
+
+impl IoCounters {
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            rchar: change(self.rchar, before.rchar),
+            wchar: change(self.wchar, before.wchar),
+            syscr: change(self.syscr, before.syscr),
+            syscw: change(self.syscw, before.syscw),
+            read_bytes: change(self.read_bytes, before.read_bytes),
+            write_bytes: change(self.write_bytes, before.write_bytes),
+        }
+    }
+}
+
+impl ProcessCounters {
+    /// A new process's counters: the kernel starts every one at zero on fork (and keeps them
+    /// across exec).
+    pub fn at_birth() -> Self {
+        Self {
+            voluntary_ctxt_switches: Some(0),
+            nonvoluntary_ctxt_switches: Some(0),
+            io: Some(IoCounters::default()),
+            ..Self::default()
+        }
+    }
+
+    /// What each counter grew by since `before`.
+    pub fn since(&self, before: &Self) -> Self {
+        Self {
+            cpu_user_ticks: change(self.cpu_user_ticks, before.cpu_user_ticks),
+            cpu_system_ticks: change(self.cpu_system_ticks, before.cpu_system_ticks),
+            minor_faults: change(self.minor_faults, before.minor_faults),
+            major_faults: change(self.major_faults, before.major_faults),
+            voluntary_ctxt_switches: change_of(
+                self.voluntary_ctxt_switches,
+                before.voluntary_ctxt_switches,
+            ),
+            nonvoluntary_ctxt_switches: change_of(
+                self.nonvoluntary_ctxt_switches,
+                before.nonvoluntary_ctxt_switches,
+            ),
+            io: self
+                .io
+                .zip(before.io)
+                .map(|(now, before)| now.since(&before)),
+        }
+    }
+}
+
+/// A process as seen at one instant: gauges as they are, counters since it started.
+#[derive(Clone, Debug)]
+pub struct ProcessSample {
+    /// Clock ticks after boot at which it started: with the pid, what tells it from a later
+    /// process that reuses its pid.
+    pub start_ticks: u64,
+    pub comm: String,
+    /// Space-joined argv, cut to [`CMDLINE_CHARS`]; `None` for kernel threads and exited
+    /// processes, which have none.
+    pub cmdline: Option<String>,
+    /// One letter, as `ps` shows it: R running, S sleeping, D disk sleep, Z zombie, ...
+    pub state: String,
+    pub threads: u32,
+    /// `None` without an address space (kernel threads, exited processes).
+    pub rss_bytes: Option<u64>,
+    pub vsize_bytes: Option<u64>,
+    pub pss_bytes: Option<u64>,
+    pub fds: Option<u32>,
+    pub counters: ProcessCounters,
+}
+
+fn kib(value: Option<u64>) -> Option<u64> {
+    value.map(|kib| kib * 1024)
+}
+
+fn joined_cmdline(argv: Vec<String>) -> Option<String> {
+    let joined = argv.join(" ");
+    match joined.char_indices().nth(CMDLINE_CHARS) {
+        _ if joined.is_empty() => None,
+        Some((cut, _)) => Some(joined[..cut].to_owned()),
+        None => Some(joined),
+    }
+}
+
+/// Reads process `pid`; `None` when it no longer exists (or its `stat` cannot be read).
+pub fn sample(pid: u32) -> Option<ProcessSample> {
+    let process = Process::new(i32::try_from(pid).ok()?).ok()?;
+    let stat = process.stat().ok()?;
+    let status = process.status().ok();
+    let io = process.io().ok().map(|io| IoCounters {
+        rchar: io.rchar,
+        wchar: io.wchar,
+        syscr: io.syscr,
+        syscw: io.syscw,
+        read_bytes: io.read_bytes,
+        write_bytes: io.write_bytes,
+    });
+    let pss_bytes = process.smaps_rollup().ok().and_then(|rollup| {
+        let total = rollup.memory_map_rollup.0.first()?;
+        total.extension.map.get("Pss").copied()
+    });
+    Some(ProcessSample {
+        start_ticks: stat.starttime,
+        comm: stat.comm,
+        cmdline: process.cmdline().ok().and_then(joined_cmdline),
+        state: stat.state.to_string(),
+        threads: u32::try_from(stat.num_threads).unwrap_or(0),
+        rss_bytes: kib(status.as_ref().and_then(|s| s.vmrss)),
+        vsize_bytes: kib(status.as_ref().and_then(|s| s.vmsize)),
+        pss_bytes,
+        fds: process
+            .fd_count()
+            .ok()
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        counters: ProcessCounters {
+            cpu_user_ticks: stat.utime,
+            cpu_system_ticks: stat.stime,
+            minor_faults: stat.minflt,
+            major_faults: stat.majflt,
+            voluntary_ctxt_switches: status.as_ref().and_then(|s| s.voluntary_ctxt_switches),
+            nonvoluntary_ctxt_switches: status.as_ref().and_then(|s| s.nonvoluntary_ctxt_switches),
+            io,
+        },
+    })
+}
+
+/// What a process was at the previous look.
+#[derive(Clone, Copy, Debug)]
+pub struct Previous {
+    pub start_ticks: u64,
+    pub counters: ProcessCounters,
+}
+
+/// The counters to subtract from a process's sample `now` to get its row: those of the previous
+/// look at the same process; zeros for a process born since the trace started (all it counted,
+/// it counted while traced); `None` for a process older than the trace seen for the first time,
+/// whose sample now is only the baseline of its next row.
+pub fn baseline(
+    previous: Option<&Previous>,
+    now: &ProcessSample,
+    trace_start_ticks: u64,
+) -> Option<ProcessCounters> {
+    match previous {
+        Some(p) if p.start_ticks == now.start_ticks => Some(p.counters),
+        _ if now.start_ticks >= trace_start_ticks => Some(ProcessCounters::at_birth()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(cpu: u64, wchar: u64) -> ProcessCounters {
+        ProcessCounters {
+            cpu_user_ticks: cpu,
+            cpu_system_ticks: cpu / 2,
+            minor_faults: 10 * cpu,
+            major_faults: 1,
+            voluntary_ctxt_switches: Some(cpu + 3),
+            nonvoluntary_ctxt_switches: None,
+            io: Some(IoCounters {
+                wchar,
+                ..IoCounters::default()
+            }),
+        }
+    }
+
+    fn sample(start_ticks: u64, counters: ProcessCounters) -> ProcessSample {
+        ProcessSample {
+            start_ticks,
+            comm: "python3".into(),
+            cmdline: None,
+            state: "R".into(),
+            threads: 1,
+            rss_bytes: None,
+            vsize_bytes: None,
+            pss_bytes: None,
+            fds: None,
+            counters,
+        }
+    }
+
+    #[test]
+    fn since_subtracts_every_counter_and_keeps_unreadable_ones_null() {
+        let delta = counters(30, 5000).since(&counters(10, 1000));
+        assert_eq!(delta.cpu_user_ticks, 20);
+        assert_eq!(delta.cpu_system_ticks, 10);
+        assert_eq!(delta.minor_faults, 200);
+        assert_eq!(delta.major_faults, 0);
+        assert_eq!(delta.voluntary_ctxt_switches, Some(20));
+        assert_eq!(delta.nonvoluntary_ctxt_switches, None);
+        assert_eq!(delta.io.unwrap().wchar, 4000);
+        let unreadable = ProcessCounters {
+            io: None,
+            ..counters(10, 0)
+        };
+        assert_eq!(counters(30, 5000).since(&unreadable).io, None);
+    }
+
+    #[test]
+    fn a_process_born_during_the_trace_counts_from_zero() {
+        let now = sample(500, counters(30, 5000));
+        let base = baseline(None, &now, 400).expect("born after the trace started");
+        assert_eq!(now.counters.since(&base), now.counters);
+    }
+
+    #[test]
+    fn an_older_process_first_seen_is_only_a_baseline() {
+        assert_eq!(baseline(None, &sample(300, counters(30, 0)), 400), None);
+    }
+
+    #[test]
+    fn the_same_process_counts_from_its_previous_look() {
+        let previous = Previous {
+            start_ticks: 300,
+            counters: counters(10, 0),
+        };
+        let now = sample(300, counters(30, 0));
+        assert_eq!(
+            baseline(Some(&previous), &now, 400),
+            Some(previous.counters)
+        );
+        // A pid reused by a process born since: it is a new process.
+        let reused = sample(450, counters(3, 0));
+        assert_eq!(
+            baseline(Some(&previous), &reused, 400),
+            Some(ProcessCounters::at_birth())
+        );
+    }
+
+    #[test]
+    fn cmdline_is_joined_and_cut() {
+        assert_eq!(joined_cmdline(vec![]), None);
+        assert_eq!(
+            joined_cmdline(vec!["python3".into(), "/usr/bin/nova-api".into()]).as_deref(),
+            Some("python3 /usr/bin/nova-api")
+        );
+        let long = joined_cmdline(vec!["é".repeat(300)]).unwrap();
+        assert_eq!(long.chars().count(), CMDLINE_CHARS);
+    }
+
+    #[test]
+    fn this_process_can_be_read() {
+        let me = super::sample(std::process::id()).expect("own /proc entry");
+        assert!(me.threads >= 1);
+        assert!(me.rss_bytes.unwrap() > 0);
+        assert!(me.pss_bytes.unwrap() > 0);
+        assert!(me.fds.unwrap() >= 3);
+        assert!(me.cmdline.is_some());
+    }
+}
