@@ -17,7 +17,7 @@ use tracers::{
     histogram,
 };
 
-use crate::{counters::bump, target::is_target};
+use crate::{counters::bump, target::is_target, wakeup};
 
 #[map]
 static BLOCK_INFLIGHT: HashMap<BlockRqKey, BlockInflight> =
@@ -179,7 +179,7 @@ pub fn block_done(ctx: TracePointContext) -> u32 {
         target: inflight.target,
         comm: inflight.comm,
     });
-    entry.submit(0);
+    entry.submit(wakeup::flags(&BLOCK_EVENTS, EVENTS_BYTES));
     0
 }
 

@@ -21,7 +21,7 @@ use tracers::{
     },
 };
 
-use crate::{counters::bump, target::is_target};
+use crate::{counters::bump, target::is_target, wakeup};
 
 #[map]
 static FILE_SYSCALLS: Array<FileSyscall> = Array::with_max_entries(SYSCALLS_MAX, 0);
@@ -313,7 +313,7 @@ fn send_slow(key: &FileKey, tid: u32, end_ns: u64, duration_ns: u64, ret: i64) {
         file: key.file,
         comm: bpf_get_current_comm().unwrap_or_default(),
     });
-    entry.submit(0);
+    entry.submit(wakeup::flags(&FILE_EVENTS, EVENTS_BYTES));
 }
 
 /// Sends an open's path; written in place, the event being too large for the stack.
@@ -335,7 +335,7 @@ fn send_open(key: &FileKey, inflight: *const PathInflight) {
             (*event).path[0] = 0;
         }
     }
-    entry.submit(0);
+    entry.submit(wakeup::flags(&FILE_EVENTS, EVENTS_BYTES));
 }
 
 /// Sends a rename or unlink with its paths, written in place.
@@ -371,5 +371,5 @@ fn send_path(
             (*event).path2[0] = 0;
         }
     }
-    entry.submit(0);
+    entry.submit(wakeup::flags(&FILE_EVENTS, EVENTS_BYTES));
 }

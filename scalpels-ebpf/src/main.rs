@@ -5,8 +5,10 @@
 mod block;
 mod counters;
 mod files;
+mod python;
 mod syscalls;
 mod target;
+mod wakeup;
 
 #[cfg(not(test))]
 #[panic_handler]

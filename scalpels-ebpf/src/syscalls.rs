@@ -19,7 +19,7 @@ use tracers::{
     },
 };
 
-use crate::{counters::bump, target::is_target};
+use crate::{counters::bump, target::is_target, wakeup};
 
 #[map]
 static SYSCALL_STATS: HashMap<SyscallKey, SyscallStats> = HashMap::with_max_entries(STATS_MAX, 0);
@@ -192,7 +192,7 @@ fn send_slow_event(
         args,
         comm: bpf_get_current_comm().unwrap_or_default(),
     });
-    entry.submit(0);
+    entry.submit(wakeup::flags(&SYSCALL_EVENTS, EVENTS_BYTES));
 }
 
 /// A target thread ran a new program: its next calls go to entries named after it.

@@ -28,10 +28,12 @@ pub enum Counter {
     FilesStatsMapFull = 8,
     /// An open, slow-operation, rename or unlink event was dropped: the ring buffer was full.
     FilesEventsDropped = 9,
+    /// A Python stack sample was dropped: the ring buffer was full.
+    PythonSamplesDropped = 10,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 10] = [
+    pub const ALL: [Counter; 11] = [
         Counter::TargetsMapFull,
         Counter::SyscallsInflightMapFull,
         Counter::SyscallsStatsMapFull,
@@ -42,6 +44,7 @@ impl Counter {
         Counter::FilesInflightMapFull,
         Counter::FilesStatsMapFull,
         Counter::FilesEventsDropped,
+        Counter::PythonSamplesDropped,
     ];
     pub const COUNT: u32 = Self::ALL.len() as u32;
 
@@ -58,6 +61,7 @@ impl Counter {
             Counter::FilesInflightMapFull
             | Counter::FilesStatsMapFull
             | Counter::FilesEventsDropped => "files",
+            Counter::PythonSamplesDropped => "python",
         }
     }
 
@@ -74,6 +78,7 @@ impl Counter {
             Counter::SyscallEventsDropped
             | Counter::BlockEventsDropped
             | Counter::FilesEventsDropped => "events_dropped",
+            Counter::PythonSamplesDropped => "samples_dropped",
         }
     }
 }

@@ -35,17 +35,21 @@ impl PathBook {
         self.paths.get(file).map(String::as_str)
     }
 
-    /// Records a file `tgid` opened as `fd`: the fd's link names it absolutely while it is
-    /// open; otherwise the path the process passed, made absolute against its working directory.
+    /// Records a file `tgid` opened as `fd`: by the absolute path it passed, as is (cheap: opens
+    /// are frequent); a relative one through the fd's link while it is open, else against the
+    /// process's working directory.
     pub fn opened(&mut self, tgid: u32, fd: u32, file: FileId, given: &str) {
-        let link = format!("/proc/{tgid}/fd/{fd}");
-        let path = match (fs::read_link(&link), fs::metadata(&link)) {
-            (Ok(target), Ok(meta)) if file_id(&meta) == file => target.display().to_string(),
-            _ if Path::new(given).is_absolute() => given.to_owned(),
-            _ => match fs::read_link(format!("/proc/{tgid}/cwd")) {
-                Ok(cwd) => cwd.join(given).display().to_string(),
-                Err(_) => given.to_owned(),
-            },
+        let path = if Path::new(given).is_absolute() {
+            given.to_owned()
+        } else {
+            let link = format!("/proc/{tgid}/fd/{fd}");
+            match (fs::read_link(&link), fs::metadata(&link)) {
+                (Ok(target), Ok(meta)) if file_id(&meta) == file => target.display().to_string(),
+                _ => match fs::read_link(format!("/proc/{tgid}/cwd")) {
+                    Ok(cwd) => cwd.join(given).display().to_string(),
+                    Err(_) => given.to_owned(),
+                },
+            }
         };
         self.paths.insert(file, path);
     }

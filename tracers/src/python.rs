@@ -1,0 +1,82 @@
+//! The `python` tracer: CPython stacks sampled on CPU. The kernel side finds the sampled
+//! thread's `PyThreadState` through glibc's thread-specific data (CPython's `autoTSSkey`) and
+//! walks the frame chain, emitting (code object, instruction) pairs; userspace names them.
+
+/// Hash map `u32 tgid` -> [`PyProcess`]: target processes with a known interpreter.
+pub const PROCS_MAP: &str = "PYTHON_PROCS";
+/// Ring buffer of [`PySample`].
+pub const SAMPLES_MAP: &str = "PYTHON_SAMPLES";
+/// Global (read-only after load) holding a [`PythonConfig`].
+pub const CONFIG_GLOBAL: &str = "PYTHON_CONFIG";
+
+pub const PROCS_MAX: u32 = 4096;
+pub const SAMPLES_BYTES: u32 = 8 << 20;
+/// Most frames a sample holds (`--python-depth` may ask for fewer).
+pub const MAX_FRAMES: usize = 128;
+
+/// Sample kinds.
+pub mod kind {
+    pub const ON_CPU: u32 = 0;
+}
+
+/// How to walk one process's interpreter (from its CPython version's layout).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PyProcess {
+    /// pthread key of CPython's `autoTSSkey`: the thread's `PyThreadState*` is its value.
+    pub tss_key: u32,
+    /// tstate -> top frame (or -> cframe when `cframe_current_frame` is used).
+    pub tstate_frame: u32,
+    /// Non-zero: the value at `tstate_frame` is a `_PyCFrame*`, whose current frame is at
+    /// `cframe_current_frame - 1` (3.11, 3.12).
+    pub cframe_current_frame: u32,
+    pub frame_code: u32,
+    pub frame_previous: u32,
+    /// f_lasti (an int) or prev_instr/instr_ptr (a pointer); userspace knows which.
+    pub frame_instr: u32,
+    /// Non-zero: frames whose byte at `frame_owner - 1` equals `owner_c_stack` are C-stack
+    /// shims, not Python code (3.12+).
+    pub frame_owner: u32,
+    pub owner_c_stack: u32,
+}
+
+/// One frame as the kernel read it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PyFrame {
+    pub code: u64,
+    pub instr: u64,
+}
+
+/// One sampled stack, innermost frame first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PySample {
+    /// Kernel monotonic time.
+    pub time_ns: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub kind: u32,
+    pub depth: u32,
+    /// Non-zero: the stack was deeper than the frames kept.
+    pub truncated: u32,
+    pub _pad: u32,
+    pub frames: [PyFrame; MAX_FRAMES],
+}
+
+/// Load-time configuration of the python tracer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PythonConfig {
+    /// Offset of `thread.fsbase` in `task_struct` (BTF): the thread pointer, which on x86_64
+    /// glibc is the thread's `struct pthread`.
+    pub task_fsbase: u32,
+    /// Offset in `struct pthread` of `specific_1stblock` (measured in the loader's own thread
+    /// at load time): key k's value is at `+ 16 * k + 8`.
+    pub pthread_specific: u32,
+    /// Frames to walk, at most [`MAX_FRAMES`].
+    pub depth: u32,
+    pub _pad: u32,
+}
+
+crate::user_pod!(PyProcess, PyFrame, PySample, PythonConfig);
