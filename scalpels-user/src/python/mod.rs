@@ -5,6 +5,9 @@
 // Wired by the python tracer.
 #![allow(dead_code)]
 
+pub mod linetable;
 pub mod memory;
 pub mod versions;
 
+#[cfg(test)]
+mod test_pythons;
