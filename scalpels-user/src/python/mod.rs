@@ -5,9 +5,12 @@
 // Wired by the python tracer.
 #![allow(dead_code)]
 
+pub mod code;
 pub mod linetable;
 pub mod memory;
 pub mod versions;
 
+#[cfg(test)]
+mod live_tests;
 #[cfg(test)]
 mod test_pythons;
