@@ -1,0 +1,273 @@
+//! Code objects read from a Python process, and the symbolizer that turns what the stack
+//! sampler saw (code object address, instruction) into function, file and line, reading each
+//! code object once per process.
+
+use std::collections::HashMap;
+
+use anyhow::{Context as _, Result};
+
+use super::{
+    linetable,
+    memory::ProcessMemory,
+    versions::{Instr, Layout, LineFormat},
+};
+
+/// What a code object says about itself, enough to name any instruction in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeInfo {
+    /// `co_qualname` (3.11+, e.g. `Outer.method`), else `co_name`.
+    pub function: String,
+    pub file: String,
+    pub first_line: u32,
+    table: Vec<u8>,
+    format: LineFormat,
+}
+
+impl CodeInfo {
+    /// The line of the instruction `offset` bytes into the code.
+    pub fn line(&self, offset: u32) -> Option<u32> {
+        linetable::line_for(self.format, &self.table, self.first_line, offset)
+    }
+}
+
+/// Reads the code object at `code_addr` in `mem`'s process.
+pub fn read(mem: &ProcessMemory, code_addr: u64, layout: &Layout) -> Result<CodeInfo> {
+    let field = |offset: u32| code_addr + u64::from(offset);
+    let pointer = |offset: u32, what: &str| {
+        mem.read_u64(field(offset))
+            .with_context(|| format!("reading {what} of code object {code_addr:#x}"))
+    };
+    let name = pointer(layout.code_qualname.unwrap_or(layout.code_name), "the name")?;
+    let function = mem
+        .read_ascii_str(name, layout)
+        .with_context(|| format!("reading the name of code object {code_addr:#x}"))?;
+    let file = mem
+        .read_ascii_str(pointer(layout.code_filename, "the file name")?, layout)
+        .with_context(|| format!("reading the file name of code object {code_addr:#x}"))?;
+    let first_line = mem
+        .read_i32(field(layout.code_firstlineno))
+        .with_context(|| format!("reading the first line of code object {code_addr:#x}"))?;
+    let first_line = u32::try_from(first_line).with_context(|| {
+        format!("code object {code_addr:#x} has first line {first_line}: not a code object?")
+    })?;
+    let table = mem
+        .read_bytes_object(pointer(layout.code_linetable, "the line table")?)
+        .with_context(|| format!("reading the line table of code object {code_addr:#x}"))?;
+    Ok(CodeInfo {
+        function,
+        file,
+        first_line,
+        table,
+        format: layout.lines,
+    })
+}
+
+/// A symbolized Python frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub function: String,
+    pub file: String,
+    pub line: Option<u32>,
+}
+
+/// What the frame of an unreadable code object is called.
+pub const UNKNOWN_FUNCTION: &str = "<unknown>";
+
+/// Symbolizes frames, reading each (process, code object) once: code objects of running code
+/// stay alive and unchanged, and one that could not be read is not tried again.
+#[derive(Debug, Default)]
+pub struct Symbolizer {
+    codes: HashMap<(u32, u64), Option<CodeInfo>>,
+}
+
+impl Symbolizer {
+    /// The frame of code object `code_addr` in `pid`, at `instr`: the raw value the stack
+    /// sampler read at `layout.frame_instr` (a pointer for 3.11+, else `f_lasti`, of which only
+    /// the low 32 bits count so that a zero- or sign-extended -1 both work).
+    pub fn frame(&mut self, pid: u32, layout: &Layout, code_addr: u64, instr: u64) -> Frame {
+        let code = self
+            .codes
+            .entry((pid, code_addr))
+            .or_insert_with(|| read(&ProcessMemory::new(pid), code_addr, layout).ok());
+        let Some(code) = code else {
+            return Frame {
+                function: UNKNOWN_FUNCTION.to_owned(),
+                file: String::new(),
+                line: None,
+            };
+        };
+        let line = match instruction_offset(layout, code_addr, instr) {
+            Position::BeforeFirst => Some(code.first_line),
+            Position::Offset(offset) => code.line(offset),
+            Position::Invalid => None,
+        };
+        Frame {
+            function: code.function.clone(),
+            file: code.file.clone(),
+            line,
+        }
+    }
+
+    /// Drops what was read from `pid` (it exited: its addresses may be reused by another).
+    pub fn forget(&mut self, pid: u32) {
+        self.codes.retain(|&(code_pid, _), _| code_pid != pid);
+    }
+}
+
+/// Where a frame is in its code.
+#[derive(Debug, PartialEq, Eq)]
+enum Position {
+    /// The frame has not run an instruction yet (`f_lasti` -1, or `prev_instr` one code unit
+    /// before the code): CPython reports the first line.
+    BeforeFirst,
+    /// Bytes from the start of the code.
+    Offset(u32),
+    Invalid,
+}
+
+const CODE_UNIT: u64 = 2;
+
+fn instruction_offset(layout: &Layout, code_addr: u64, instr: u64) -> Position {
+    let lasti = instr as u32 as i32;
+    let offset = match layout.instr {
+        Instr::LastiBytes if lasti == -1 => return Position::BeforeFirst,
+        Instr::LastiBytes => u64::try_from(lasti).ok(),
+        Instr::LastiCodeUnits if lasti == -1 => return Position::BeforeFirst,
+        Instr::LastiCodeUnits => u64::try_from(lasti).ok().map(|units| units * CODE_UNIT),
+        Instr::Pointer => {
+            let Some(start) = layout.code_adaptive.map(|a| code_addr + u64::from(a)) else {
+                return Position::Invalid;
+            };
+            if instr.wrapping_add(CODE_UNIT) == start {
+                return Position::BeforeFirst;
+            }
+            instr.checked_sub(start)
+        }
+    };
+    match offset.and_then(|offset| u32::try_from(offset).ok()) {
+        Some(offset) => Position::Offset(offset),
+        None => Position::Invalid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::python::{test_pythons, versions::layout};
+
+    #[test]
+    fn python_instructions_become_byte_offsets() {
+        let py39 = layout(3, 9).unwrap();
+        let py310 = layout(3, 10).unwrap();
+        let py312 = layout(3, 12).unwrap();
+        let code = 0x1000;
+        assert_eq!(instruction_offset(&py39, code, 12), Position::Offset(12));
+        assert_eq!(instruction_offset(&py310, code, 12), Position::Offset(24));
+        assert_eq!(
+            instruction_offset(&py310, code, u64::MAX),
+            Position::BeforeFirst
+        );
+        assert_eq!(
+            instruction_offset(&py39, code, 0xffff_ffff),
+            Position::BeforeFirst
+        );
+        assert_eq!(
+            instruction_offset(&py39, code, 0xffff_fff0),
+            Position::Invalid
+        );
+        assert_eq!(
+            instruction_offset(&py312, code, code + 192 + 6),
+            Position::Offset(6)
+        );
+        assert_eq!(
+            instruction_offset(&py312, code, code + 190),
+            Position::BeforeFirst
+        );
+        assert_eq!(instruction_offset(&py312, code, 8), Position::Invalid);
+    }
+
+    #[test]
+    fn python_unreadable_code_objects_are_unknown_and_forgotten_with_their_process() {
+        let mut symbolizer = Symbolizer::default();
+        let py311 = layout(3, 11).unwrap();
+        let frame = symbolizer.frame(std::process::id(), &py311, 8, 0);
+        assert_eq!(frame.function, UNKNOWN_FUNCTION);
+        assert_eq!(frame.line, None);
+        assert_eq!(symbolizer.codes.len(), 1);
+        symbolizer.frame(std::process::id(), &py311, 8, 0);
+        assert_eq!(symbolizer.codes.len(), 1, "the failure is cached");
+        symbolizer.forget(std::process::id());
+        assert!(symbolizer.codes.is_empty());
+    }
+
+    /// `Outer.method` starts at line 5; `café` and `日本` are stored with 1- and 2-byte
+    /// characters.
+    const PRINT_CODE_OBJECTS: &str = r#"import json, sys, time
+
+
+class Outer:
+    def method(self):
+        x = 1
+        return x + 1
+
+
+def café():
+    pass
+
+
+def 日本():
+    pass
+
+
+code = Outer.method.__code__
+print(json.dumps({
+    "method": id(code),
+    "lines": list(code.co_lines()) if sys.version_info >= (3, 10) else [],
+    "latin1": id(café.__code__),
+    "ucs2": id(日本.__code__),
+}), flush=True)
+time.sleep(600)
+"#;
+
+    #[derive(serde::Deserialize)]
+    struct Printed {
+        method: u64,
+        lines: Vec<(u32, u32, Option<u32>)>,
+        latin1: u64,
+        ucs2: u64,
+    }
+
+    #[test]
+    fn python_code_objects_read_from_every_installed_cpython() {
+        let script = test_pythons::script("code-objects", PRINT_CODE_OBJECTS);
+        for python in test_pythons::installed() {
+            let (major, minor) = python.version;
+            let layout = layout(major, minor).unwrap();
+            let running = test_pythons::Running::start(&python, &script);
+            let printed: Printed = serde_json::from_str(&running.first_line).unwrap();
+            let mem = ProcessMemory::new(running.pid());
+            let which = python.path.display();
+            let method = read(&mem, printed.method, &layout).unwrap();
+            let expected_name = if minor >= 11 {
+                "Outer.method"
+            } else {
+                "method"
+            };
+            assert_eq!(method.function, expected_name, "{which}");
+            assert_eq!(method.file, script.to_str().unwrap(), "{which}");
+            assert_eq!(method.first_line, 5, "{which}");
+            for &(start, end, line) in &printed.lines {
+                for offset in (start..end).step_by(2) {
+                    assert_eq!(method.line(offset), line, "{which} at offset {offset}");
+                }
+            }
+            assert_eq!(minor >= 10, !printed.lines.is_empty());
+            assert_eq!(
+                read(&mem, printed.latin1, &layout).unwrap().function,
+                "café"
+            );
+            assert_eq!(read(&mem, printed.ucs2, &layout).unwrap().function, "日本");
+        }
+        std::fs::remove_file(script).unwrap();
+    }
+}

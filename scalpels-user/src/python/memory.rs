@@ -1,0 +1,182 @@
+//! Reading another process's memory, and the few CPython objects symbolization needs from it
+//! (`str` and `bytes`), with `process_vm_readv`: no ptrace stop, one system call per read.
+
+use std::io;
+
+use anyhow::{Context as _, Result, bail, ensure};
+
+use super::versions::Layout;
+
+/// `PyObject_VAR_HEAD.ob_size` and `PyASCIIObject.length`: at 16 in every supported version.
+const VAR_SIZE: u64 = 16;
+/// `PyBytesObject.ob_sval`.
+const BYTES_DATA: u64 = 32;
+/// `PyASCIIObject.state`, a bit field: `interned:2, kind:3, compact:1, ascii:1, ...`.
+const STR_STATE: u64 = 32;
+const STATE_KIND_SHIFT: u32 = 2;
+const STATE_COMPACT: u32 = 1 << 5;
+const STATE_ASCII: u32 = 1 << 6;
+
+/// Names and paths longer than this are garbage (a stale or wrong pointer), not text.
+const MAX_STR_CHARS: u64 = 64 * 1024;
+/// Line tables grow with the function: a 64 KiB cap would refuse huge generated functions.
+const MAX_BYTES_LEN: u64 = 1024 * 1024;
+
+/// The memory of process `pid`, read without stopping it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessMemory {
+    pub pid: u32,
+}
+
+impl ProcessMemory {
+    pub fn new(pid: u32) -> Self {
+        Self { pid }
+    }
+
+    /// Fills `buf` from `addr`; a read that stops short (an unmapped page) is an error.
+    pub fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: addr as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        // SAFETY: `local` covers exactly `buf`, which is writable for the call's duration;
+        // `remote` is only read, by the kernel, in the other process.
+        let read =
+            unsafe { libc::process_vm_readv(self.pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+        match read {
+            -1 => Err(io::Error::last_os_error()),
+            n if n as usize == buf.len() => Ok(()),
+            n => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("read {n} of {} bytes at {addr:#x}", buf.len()),
+            )),
+        }
+    }
+
+    fn read_array<const N: usize>(&self, addr: u64) -> io::Result<[u8; N]> {
+        let mut buf = [0; N];
+        self.read(addr, &mut buf)?;
+        Ok(buf)
+    }
+
+    pub fn read_u64(&self, addr: u64) -> io::Result<u64> {
+        self.read_array(addr).map(u64::from_ne_bytes)
+    }
+
+    pub fn read_u32(&self, addr: u64) -> io::Result<u32> {
+        self.read_array(addr).map(u32::from_ne_bytes)
+    }
+
+    pub fn read_i32(&self, addr: u64) -> io::Result<i32> {
+        self.read_array(addr).map(i32::from_ne_bytes)
+    }
+
+    pub fn read_u8(&self, addr: u64) -> io::Result<u8> {
+        self.read_array(addr).map(u8::from_ne_bytes)
+    }
+
+    /// The text of the `str` object at `addr`. Compact strings (every name and path in a code
+    /// object) are read directly: ASCII as is, others decoded from their 1-, 2- or 4-byte
+    /// characters, because the cached UTF-8 copy exists only if something asked for it. The
+    /// legacy non-compact form is refused.
+    pub fn read_ascii_str(&self, addr: u64, layout: &Layout) -> Result<String> {
+        let chars = self
+            .read_u64(addr + VAR_SIZE)
+            .with_context(|| format!("reading the length of str at {addr:#x}"))?;
+        ensure!(
+            chars <= MAX_STR_CHARS,
+            "str at {addr:#x} claims {chars} characters"
+        );
+        let state = self
+            .read_u32(addr + STR_STATE)
+            .with_context(|| format!("reading the state of str at {addr:#x}"))?;
+        if state & STATE_COMPACT == 0 {
+            bail!("str at {addr:#x} is not compact (state {state:#x})");
+        }
+        if state & STATE_ASCII != 0 {
+            let mut text = vec![0; chars as usize];
+            self.read(addr + u64::from(layout.ascii_data), &mut text)
+                .with_context(|| format!("reading the characters of str at {addr:#x}"))?;
+            ensure!(
+                text.is_ascii(),
+                "str at {addr:#x} is marked ASCII but is not"
+            );
+            return Ok(String::from_utf8(text).expect("ASCII is UTF-8"));
+        }
+        let kind = (state >> STATE_KIND_SHIFT) & 7;
+        ensure!(
+            matches!(kind, 1 | 2 | 4),
+            "str at {addr:#x} has character size {kind}"
+        );
+        let mut raw = vec![0; chars as usize * kind as usize];
+        self.read(addr + u64::from(layout.compact_data), &mut raw)
+            .with_context(|| format!("reading the characters of str at {addr:#x}"))?;
+        Ok(decode_chars(&raw, kind as usize))
+    }
+
+    /// The contents of the `bytes` object at `addr`.
+    pub fn read_bytes_object(&self, addr: u64) -> Result<Vec<u8>> {
+        let len = self
+            .read_u64(addr + VAR_SIZE)
+            .with_context(|| format!("reading the size of bytes at {addr:#x}"))?;
+        ensure!(
+            len <= MAX_BYTES_LEN,
+            "bytes at {addr:#x} claims {len} bytes"
+        );
+        let mut data = vec![0; len as usize];
+        self.read(addr + BYTES_DATA, &mut data)
+            .with_context(|| format!("reading the contents of bytes at {addr:#x}"))?;
+        Ok(data)
+    }
+}
+
+/// Characters stored `kind` bytes each (Latin-1, UCS-2 or UCS-4) as a `String`.
+fn decode_chars(raw: &[u8], kind: usize) -> String {
+    raw.chunks_exact(kind)
+        .map(|c| {
+            let code = match kind {
+                1 => u32::from(c[0]),
+                2 => u32::from(u16::from_ne_bytes([c[0], c[1]])),
+                _ => u32::from_ne_bytes([c[0], c[1], c[2], c[3]]),
+            };
+            // Lone surrogates (from `surrogateescape` file names) have no `char`.
+            char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_memory_reads_this_process() {
+        let value: u64 = 0x1122_3344_5566_7788;
+        let mem = ProcessMemory::new(std::process::id());
+        let addr = &value as *const u64 as u64;
+        assert_eq!(mem.read_u64(addr).unwrap(), value);
+        assert_eq!(mem.read_u32(addr).unwrap(), 0x5566_7788);
+        assert_eq!(mem.read_i32(addr + 4).unwrap(), 0x1122_3344);
+        assert_eq!(mem.read_u8(addr).unwrap(), 0x88);
+        assert!(mem.read_u64(0).is_err());
+    }
+
+    #[test]
+    fn python_strs_decode_every_character_size() {
+        assert_eq!(decode_chars(&[b'c', 0xe9], 1), "cé");
+        let ucs2: Vec<u8> = [0x65e5u16, 0x672c]
+            .iter()
+            .flat_map(|c| c.to_ne_bytes())
+            .collect();
+        assert_eq!(decode_chars(&ucs2, 2), "日本");
+        let ucs4: Vec<u8> = [0x1f40du32, 0xdc80]
+            .iter()
+            .flat_map(|c| c.to_ne_bytes())
+            .collect();
+        assert_eq!(decode_chars(&ucs4, 4), "🐍\u{fffd}");
+    }
+}
