@@ -65,6 +65,23 @@ pub struct Cli {
     #[arg(long, value_parser = duration, default_value = "10ms", value_name = "DURATION")]
     pub slow_file_io: Duration,
 
+    /// python: stack samples per second of CPU time, per CPU.
+    #[arg(long, default_value_t = 99, value_name = "HZ")]
+    pub python_hz: u64,
+
+    /// python: frames kept per stack (at most 128); deeper stacks are marked truncated.
+    #[arg(long, default_value_t = 64, value_name = "FRAMES")]
+    pub python_depth: u32,
+
+    /// python: also take stacks of threads that block in system calls, weighted by the time
+    /// they wait (wall-clock profile).
+    #[arg(long, value_enum, default_value_t = Toggle::On, value_name = "on|off")]
+    pub python_off_cpu: Toggle,
+
+    /// python: shorter waits are not sampled off CPU.
+    #[arg(long, value_parser = duration, default_value = "100us", value_name = "DURATION")]
+    pub python_off_cpu_min: Duration,
+
     /// block: also record requests of processes that are not targets (for correlation).
     #[arg(long)]
     pub block_all: bool,

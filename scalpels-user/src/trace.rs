@@ -127,6 +127,12 @@ pub fn run(cli: Cli) -> Result<u8> {
     runtime.block_on(session.trace(&tracefs, &tracers))
 }
 
+/// The smallest ring buffer the kernel accepts.
+fn page_size() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    u32::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
+}
+
 struct Session<'a> {
     cli: &'a Cli,
     spec: TargetSpec,
@@ -175,6 +181,16 @@ impl Session<'_> {
         }
         let mut loader = EbpfLoader::new();
         loader.override_global(TARGET_CONFIG_GLOBAL, &target_config, true);
+        for info in catalogue::TRACERS {
+            if !prepared.iter().any(|(name, _)| *name == info.name) {
+                for map in info.maps {
+                    loader.map_max_entries(map, 1);
+                }
+                for ring in info.ring_buffers {
+                    loader.map_max_entries(ring, page_size());
+                }
+            }
+        }
         for (_, p) in &prepared {
             p.set_globals(&mut loader);
         }

@@ -11,7 +11,9 @@ use anyhow::Result;
 use arrow::datatypes::SchemaRef;
 use aya::{Ebpf, EbpfLoader};
 
-use crate::{block, cli::Cli, clock::Clock, files, proc, run::table::TableWriter, syscalls};
+use crate::{
+    block, cli::Cli, clock::Clock, files, proc, python, run::table::TableWriter, syscalls,
+};
 
 /// Options and facts a tracer needs to configure and attach itself.
 pub struct Env<'a> {
@@ -77,6 +79,7 @@ pub fn prepare(name: &str, env: &Env) -> Result<Box<dyn Prepared>> {
         "block" => Ok(Box::new(block::prepare(env)?)),
         "files" => Ok(Box::new(files::prepare(env)?)),
         "proc" => Ok(Box::new(proc::prepare(env)?)),
+        "python" => Ok(Box::new(python::prepare(env)?)),
         other => anyhow::bail!("tracer {other} is not built into this scalpels-trace"),
     }
 }

@@ -1,5 +1,7 @@
 //! The tracers Scalpels knows, in the order they attach. Adding a tracer adds a line here.
 
+use crate::{block, files, python, syscalls};
+
 /// A tracer, as the CLI and the manifest name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TracerInfo {
@@ -7,6 +9,11 @@ pub struct TracerInfo {
     pub summary: &'static str,
     /// Parquet tables (file stems) the tracer writes.
     pub tables: &'static [&'static str],
+    /// Its eBPF maps: shrunk to nothing when the tracer is not running, so a run pays kernel
+    /// memory only for the tracers it uses.
+    pub maps: &'static [&'static str],
+    /// Those of its maps that are ring buffers (their smallest size is a page).
+    pub ring_buffers: &'static [&'static str],
 }
 
 pub const TRACERS: &[TracerInfo] = &[
@@ -14,21 +21,46 @@ pub const TRACERS: &[TracerInfo] = &[
         name: "syscalls",
         summary: "system calls: counts, errors and latency histograms per thread, and slow calls",
         tables: &["syscalls", "syscall_events"],
+        maps: &[
+            syscalls::STATS_MAP,
+            syscalls::INFLIGHT_MAP,
+            syscalls::INTERVAL_MAP,
+        ],
+        ring_buffers: &[syscalls::EVENTS_MAP],
     },
     TracerInfo {
         name: "block",
         summary: "block I/O requests: device, operation, bytes, queue and service latency",
         tables: &["block_io", "block_io_stats"],
+        maps: &[block::INFLIGHT_MAP, block::STATS_MAP],
+        ring_buffers: &[block::EVENTS_MAP],
     },
     TracerInfo {
         name: "files",
         summary: "file-system I/O on regular files: calls, bytes, latency per file, slow operations",
         tables: &["file_io", "file_io_events"],
+        maps: &[
+            files::SYSCALLS_MAP,
+            files::FD_INFLIGHT_MAP,
+            files::PATH_INFLIGHT_MAP,
+            files::STATS_MAP,
+            files::INTERVAL_MAP,
+        ],
+        ring_buffers: &[files::EVENTS_MAP],
     },
     TracerInfo {
         name: "proc",
         summary: "/proc sampled every interval: per-process CPU, memory, I/O, faults; system CPU, memory, load, disks, network",
         tables: &["proc_stats", "system_stats", "disk_stats", "net_stats"],
+        maps: &[],
+        ring_buffers: &[],
+    },
+    TracerInfo {
+        name: "python",
+        summary: "CPython stacks on CPU (sampled) and off CPU (blocked in syscalls), with file and line",
+        tables: &["python_samples", "python_stacks"],
+        maps: &[python::PROCS_MAP, python::OFF_CPU_MAP],
+        ring_buffers: &[python::SAMPLES_MAP],
     },
 ];
 

@@ -1,6 +1,7 @@
-//! The `python` tracer: CPython stacks sampled on CPU. The kernel side finds the sampled
-//! thread's `PyThreadState` through glibc's thread-specific data (CPython's `autoTSSkey`) and
-//! walks the frame chain, emitting (code object, instruction) pairs; userspace names them.
+//! The `python` tracer: CPython stacks sampled on CPU, and taken off CPU when a thread that
+//! blocked in a system call returns from it. The kernel side finds the thread's
+//! `PyThreadState` through glibc's thread-specific data (CPython's `autoTSSkey`) and walks the
+//! frame chain, emitting (code object, instruction) pairs; userspace names them.
 
 /// Hash map `u32 tgid` -> [`PyProcess`]: target processes with a known interpreter.
 pub const PROCS_MAP: &str = "PYTHON_PROCS";
@@ -17,6 +18,24 @@ pub const MAX_FRAMES: usize = 128;
 /// Sample kinds.
 pub mod kind {
     pub const ON_CPU: u32 = 0;
+    /// Blocked in a system call: the stack that made it, weighted by the time off CPU.
+    pub const OFF_CPU: u32 = 1;
+}
+
+/// Hash map `u32 tid` -> [`OffCpu`]: target threads that blocked and have not returned to
+/// user space since.
+pub const OFF_CPU_MAP: &str = "PYTHON_OFF_CPU";
+pub const OFF_CPU_MAX: u32 = 16384;
+
+/// A target thread's time off CPU since it entered its current system call: the periods it
+/// was switched out add up (a wait may sleep and wake several times).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OffCpu {
+    /// When the current period began; 0 while the thread is on CPU.
+    pub start_ns: u64,
+    /// The periods that ended.
+    pub total_ns: u64,
 }
 
 /// How to walk one process's interpreter (from its CPython version's layout).
@@ -54,6 +73,8 @@ pub struct PyFrame {
 pub struct PySample {
     /// Kernel monotonic time.
     pub time_ns: u64,
+    /// Off-CPU time for `kind::OFF_CPU` samples (on-CPU samples weigh one period).
+    pub weight_ns: u64,
     pub tgid: u32,
     pub tid: u32,
     pub kind: u32,
@@ -76,7 +97,12 @@ pub struct PythonConfig {
     pub pthread_specific: u32,
     /// Frames to walk, at most [`MAX_FRAMES`].
     pub depth: u32,
+    /// Offsets of `prev_state` and `next_pid` in `sched:sched_switch` records.
+    pub switch_prev_state: u32,
+    pub switch_next_pid: u32,
     pub _pad: u32,
+    /// Off-CPU periods shorter than this are not sampled.
+    pub off_cpu_min_ns: u64,
 }
 
-crate::user_pod!(PyProcess, PyFrame, PySample, PythonConfig);
+crate::user_pod!(PyProcess, PyFrame, PySample, PythonConfig, OffCpu);

@@ -24,24 +24,33 @@ pub struct Options {
 
 const SYSCALL_WAYS: &[Way] = &[
     Way::Untraced,
-    Way::Scalpels("syscalls"),
+    Way::Scalpels("syscalls", &[]),
     Way::Bpftrace("syscalls.bt"),
     Way::Strace,
     // Tracers of other syscalls should cost these nothing.
-    Way::Scalpels("files,block"),
+    Way::Scalpels("files,block", &[]),
 ];
 const FILE_WAYS: &[Way] = &[
     Way::Untraced,
-    Way::Scalpels("files,block"),
+    Way::Scalpels("files,block", &[]),
     Way::Bpftrace("file_io.bt"),
+];
+const PYTHON_CPU_WAYS: &[Way] = &[
+    Way::Untraced,
+    Way::Scalpels("python", &["--python-hz", "99"]),
+    Way::PySpy("99"),
+    Way::Scalpels("python", &["--python-hz", "999"]),
+    Way::PySpy("999"),
 ];
 
 /// How a workload is run: bare, or under a tracer.
 #[derive(Clone, Copy)]
 enum Way {
     Untraced,
-    /// scalpels-trace with these tracers.
-    Scalpels(&'static str),
+    /// scalpels-trace with these tracers (and options).
+    Scalpels(&'static str, &'static [&'static str]),
+    /// py-spy record at this rate.
+    PySpy(&'static str),
     /// bpftrace running this script of xtask/bench/, which does the same job.
     Bpftrace(&'static str),
     Strace,
@@ -60,7 +69,12 @@ impl Way {
     fn label(self) -> String {
         match self {
             Way::Untraced => "untraced".into(),
-            Way::Scalpels(tracers) => format!("scalpels-trace --tracers {tracers}"),
+            Way::Scalpels(tracers, options) => {
+                format!("scalpels-trace --tracers {tracers} {}", options.join(" "))
+                    .trim_end()
+                    .to_owned()
+            }
+            Way::PySpy(rate) => format!("py-spy record --rate {rate}"),
             Way::Bpftrace(script) => format!("bpftrace xtask/bench/{script}"),
             Way::Strace => "strace -c -f".into(),
         }
@@ -91,7 +105,7 @@ impl Bench {
     fn argv(&self, way: Way, workload: &[String], extra: &[&str]) -> Vec<String> {
         let mut argv: Vec<String> = match way {
             Way::Untraced => vec![],
-            Way::Scalpels(tracers) => {
+            Way::Scalpels(tracers, options) => {
                 let out = self.dir.join("runs").display().to_string();
                 let mut a = vec![
                     self.trace.display().to_string(),
@@ -100,7 +114,7 @@ impl Bench {
                     "--out".into(),
                     out,
                 ];
-                a.extend(extra.iter().map(|s| s.to_string()));
+                a.extend(options.iter().chain(extra).map(|s| s.to_string()));
                 a.push("--".into());
                 a
             }
@@ -116,6 +130,16 @@ impl Bench {
             Way::Strace => ["strace", "-c", "-f", "-o", "/dev/null"]
                 .map(String::from)
                 .to_vec(),
+            Way::PySpy(rate) => {
+                let out = self.dir.join("py-spy.txt").display().to_string();
+                [
+                    "py-spy", "record", "--rate", rate, "--format", "raw", "--output",
+                ]
+                .map(String::from)
+                .into_iter()
+                .chain([out, "--".into()])
+                .collect()
+            }
         };
         argv.extend(workload.iter().cloned());
         argv
@@ -198,6 +222,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let result = bench.result.display().to_string();
     let python = setup::python()?;
     let script = root().join("xtask/bench/python_requests.py");
+    let cpu_script = root().join("xtask/bench/python_cpu.py");
     let data = bench.dir.join("io-data").display().to_string();
     let file_io_argv = |mode: &'static str| {
         let (program, data, result) = (file_io.display().to_string(), data.clone(), result.clone());
@@ -211,7 +236,7 @@ pub fn run(opts: &Options) -> Result<()> {
             ]
         })
     };
-    let workloads: [Workload; 4] = [
+    let workloads: [Workload; 5] = [
         Workload {
             title: "getppid loop in C: ns per call",
             operations: opts.calls,
@@ -242,6 +267,19 @@ pub fn run(opts: &Options) -> Result<()> {
                 ]
             }),
             ways: SYSCALL_WAYS,
+        },
+        Workload {
+            title: "CPU-bound Python (a 1000-iteration loop per call): ns per call",
+            operations: opts.requests / 4,
+            argv: Box::new(|n| {
+                vec![
+                    python.clone(),
+                    cpu_script.display().to_string(),
+                    n.to_string(),
+                    result.clone(),
+                ]
+            }),
+            ways: PYTHON_CPU_WAYS,
         },
     ];
 
@@ -294,7 +332,7 @@ fn stress(bench: &Bench, workload: &[String], opts: &Options) -> Result<String> 
     ] {
         let _ = fs::remove_dir_all(bench.dir.join("runs"));
         eprintln!("xtask: bench: loader: {scenario}");
-        let m = bench.measure(&bench.argv(Way::Scalpels("syscalls"), workload, extra))?;
+        let m = bench.measure(&bench.argv(Way::Scalpels("syscalls", &[]), workload, extra))?;
         let manifest = only_manifest(&bench.dir.join("runs"))?;
         let events = manifest["tables"]["syscall_events"]["rows"]
             .as_u64()

@@ -114,6 +114,11 @@ pub fn all(tests: bool) -> Result<()> {
 
 /// The other tools `bench` runs beside Scalpels.
 pub fn bench_tools() -> Result<()> {
+    if succeeds("py-spy", &["--version"]) {
+        eprintln!("xtask: py-spy: present");
+    } else {
+        run(command("python3").args(["-m", "pip", "install", "--quiet", "py-spy"]))?;
+    }
     let missing: Vec<&str> = BENCH_TOOLS
         .iter()
         .copied()

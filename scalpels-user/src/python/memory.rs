@@ -75,6 +75,8 @@ impl ProcessMemory {
         self.read_array(addr).map(i32::from_ne_bytes)
     }
 
+    /// Used by the tests that walk live interpreters as the kernel side does.
+    #[cfg(test)]
     pub fn read_u8(&self, addr: u64) -> io::Result<u8> {
         self.read_array(addr).map(u8::from_ne_bytes)
     }

@@ -1,16 +1,393 @@
-//! The `python` tracer's knowledge of CPython: where each version keeps threads, frames and
-//! code objects (`versions`), reading them from a live process (`memory`, `code`), and turning
-//! a sampled (code object, instruction) into function, file and line (`linetable`, `code`).
+//! The `python` tracer, userspace side: finds CPython in target processes (`discover`),
+//! tells the sampler in `scalpels-ebpf/src/python.rs` how to walk each one, and names the
+//! sampled frames (`code`), deduplicating stacks into `python_stacks`.
 
-// Wired by the python tracer.
-#![allow(dead_code)]
-
-pub mod code;
-pub mod linetable;
-pub mod memory;
-pub mod versions;
+mod code;
+mod discover;
+mod linetable;
+mod memory;
+mod pthread;
+pub mod tables;
+mod versions;
 
 #[cfg(test)]
 mod live_tests;
 #[cfg(test)]
-mod test_pythons;
+pub(crate) mod test_pythons;
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    hash::{Hash as _, Hasher as _},
+    os::fd::{AsFd as _, BorrowedFd},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap as BpfHashMap, MapData, RingBuf},
+    programs::{
+        PerfEvent, RawTracePoint, TracePoint,
+        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
+    },
+    util::online_cpus,
+};
+use tracers::python::{
+    CONFIG_GLOBAL, MAX_FRAMES, PROCS_MAP, PyProcess, PySample, PythonConfig, SAMPLES_MAP, kind,
+};
+
+use crate::{
+    btf,
+    cli::Toggle,
+    clock::Clock,
+    run::table::TableWriter,
+    tracefs,
+    tracer::{Env, Interval, Prepared, Tracer},
+};
+use code::{Frame, Symbolizer};
+use discover::{Discoverer, Discovery, Interpreter};
+use tables::SampleRow;
+use versions::Layout;
+
+/// How often processes not yet seen running CPython are looked at again: often, because a
+/// command or a restarted service becomes Python a few milliseconds after its exec, and what
+/// it does before it is found is not sampled.
+const RETRY_EVERY: Duration = Duration::from_millis(10);
+/// How long a target may go without CPython before it is left alone (until it is listed as a
+/// target again, e.g. after an exec).
+const GIVE_UP_AFTER: Duration = Duration::from_secs(3);
+
+pub struct PreparedPython {
+    config: PythonConfig,
+    hz: u64,
+    off_cpu: bool,
+}
+
+/// Learns where the thread pointer is (BTF) and where glibc keeps pthread keys (measured).
+pub fn prepare(env: &Env) -> Result<PreparedPython> {
+    let vmlinux = btf::load_vmlinux()?;
+    let task_fsbase = btf::member_offset(&vmlinux, "task_struct", "thread")?
+        + btf::member_offset(&vmlinux, "thread_struct", "fsbase")?;
+    let switch = |field| tracefs::field_offset(env.tracefs, "sched", "sched_switch", field);
+    Ok(PreparedPython {
+        config: PythonConfig {
+            task_fsbase,
+            pthread_specific: pthread::specific_offset()
+                .context("locating glibc's pthread keys")?,
+            depth: env.cli.python_depth.min(MAX_FRAMES as u32),
+            switch_prev_state: switch("prev_state")?,
+            switch_next_pid: switch("next_pid")?,
+            _pad: 0,
+            off_cpu_min_ns: u64::try_from(env.cli.python_off_cpu_min.as_nanos())
+                .unwrap_or(u64::MAX),
+        },
+        hz: env.cli.python_hz,
+        off_cpu: env.cli.python_off_cpu == Toggle::On,
+    })
+}
+
+impl Prepared for PreparedPython {
+    fn set_globals<'a>(&'a self, loader: &mut EbpfLoader<'a>) {
+        loader.override_global(CONFIG_GLOBAL, &self.config, true);
+    }
+
+    fn attach(self: Box<Self>, ebpf: &mut Ebpf, env: &Env) -> Result<Box<dyn Tracer>> {
+        let prog: &mut PerfEvent = ebpf
+            .program_mut("python_sample")
+            .context("eBPF object has no program python_sample")?
+            .try_into()?;
+        prog.load().context("loading python_sample")?;
+        let cpus = online_cpus().map_err(|(path, e)| anyhow::anyhow!("reading {path}: {e}"))?;
+        for cpu in cpus {
+            prog.attach(
+                PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                PerfEventScope::AllProcessesOneCpu { cpu },
+                SamplePolicy::Frequency(self.hz),
+                false,
+            )
+            .with_context(|| format!("attaching the CPU-clock sampler on CPU {cpu}"))?;
+        }
+        if self.off_cpu {
+            attach_off_cpu(ebpf)?;
+        }
+        let take = |ebpf: &mut Ebpf, name: &str| {
+            ebpf.take_map(name)
+                .with_context(|| format!("eBPF object has no map {name}"))
+        };
+        Ok(Box::new(PythonTracer {
+            procs: BpfHashMap::try_from(take(ebpf, PROCS_MAP)?)?,
+            samples: RingBuf::try_from(take(ebpf, SAMPLES_MAP)?)?,
+            weight_ns: (1_000_000_000 / self.hz.max(1)) as i64,
+            clock: env.clock,
+            discoverer: Discoverer::default(),
+            interpreters: HashMap::new(),
+            pending: BTreeMap::new(),
+            found: BTreeMap::new(),
+            unsupported: BTreeMap::new(),
+            last_retry: Instant::now(),
+            symbolizer: Symbolizer::default(),
+            stacks_written: HashSet::new(),
+            new_stacks: Vec::new(),
+            leaf_counts: HashMap::new(),
+            processes: BTreeSet::new(),
+            samples_table: env.table("python_samples", tables::samples_schema()),
+            stacks_table: env.table("python_stacks", tables::stacks_schema()),
+        }))
+    }
+}
+
+/// The programs that take stacks of threads back from blocking.
+fn attach_off_cpu(ebpf: &mut Ebpf) -> Result<()> {
+    let switch: &mut TracePoint = ebpf
+        .program_mut("python_switch")
+        .context("eBPF object has no program python_switch")?
+        .try_into()?;
+    switch.load().context("loading python_switch")?;
+    switch
+        .attach("sched", "sched_switch")
+        .context("attaching python_switch to sched:sched_switch")?;
+    for (program, tracepoint) in [
+        ("python_syscall_enter", "sys_enter"),
+        ("python_syscall_exit", "sys_exit"),
+    ] {
+        let prog: &mut RawTracePoint = ebpf
+            .program_mut(program)
+            .with_context(|| format!("eBPF object has no program {program}"))?
+            .try_into()?;
+        prog.load().with_context(|| format!("loading {program}"))?;
+        prog.attach(tracepoint)
+            .with_context(|| format!("attaching {program} to raw tracepoint {tracepoint}"))?;
+    }
+    Ok(())
+}
+
+pub struct PythonTracer {
+    procs: BpfHashMap<MapData, u32, PyProcess>,
+    samples: RingBuf<MapData>,
+    weight_ns: i64,
+    clock: Clock,
+    discoverer: Discoverer,
+    /// Target processes running a CPython the sampler can walk.
+    interpreters: HashMap<u32, Layout>,
+    /// Targets not (yet) seen running CPython, and since when.
+    pending: BTreeMap<u32, Instant>,
+    /// Targets found running CPython: which, for the summary.
+    found: BTreeMap<u32, String>,
+    /// Targets running a CPython that cannot be read, and why.
+    unsupported: BTreeMap<u32, String>,
+    last_retry: Instant,
+    symbolizer: Symbolizer,
+    stacks_written: HashSet<u64>,
+    /// Stacks seen for the first time since the last write.
+    new_stacks: Vec<(u64, Vec<Frame>)>,
+    /// Samples per innermost function, for the summary.
+    leaf_counts: HashMap<String, u64>,
+    processes: BTreeSet<u32>,
+    samples_table: TableWriter,
+    stacks_table: TableWriter,
+}
+
+/// What the sampler needs to walk a process's interpreter.
+fn walk_of(interpreter: &Interpreter) -> PyProcess {
+    let layout = &interpreter.layout;
+    let (frame_owner, owner_c_stack) = match layout.frame_owner {
+        Some(versions::FrameOwner::OwnerByte { offset, c_stack }) => {
+            (offset + 1, u32::from(c_stack))
+        }
+        _ => (0, 0),
+    };
+    PyProcess {
+        tss_key: interpreter.tss_key,
+        tstate_frame: layout.tstate_frame,
+        cframe_current_frame: layout.cframe_current_frame.map_or(0, |o| o + 1),
+        frame_code: layout.frame_code,
+        frame_previous: layout.frame_previous,
+        frame_instr: layout.frame_instr,
+        frame_owner,
+        owner_c_stack,
+    }
+}
+
+/// A stack's identity: a hash of its frames, the same in every run for the same code lines.
+fn stack_id(frames: &[Frame]) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    for frame in frames {
+        frame.function.hash(&mut hasher);
+        frame.file.hash(&mut hasher);
+        frame.line.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+impl PythonTracer {
+    /// Looks for CPython in the pending targets.
+    fn discover_pending(&mut self) -> Result<()> {
+        let now = Instant::now();
+        if now.duration_since(self.last_retry) < RETRY_EVERY {
+            return Ok(());
+        }
+        self.last_retry = now;
+        let pending: Vec<(u32, Instant)> = self.pending.iter().map(|(&p, &t)| (p, t)).collect();
+        for (pid, since) in pending {
+            let found = match self.discoverer.discover(pid) {
+                Ok(found) => found,
+                // Gone, or not readable: nothing to sample.
+                Err(_) => Discovery::NotPython,
+            };
+            match found {
+                Discovery::Found(interpreter) => {
+                    self.procs
+                        .insert(pid, walk_of(&interpreter), 0)
+                        .context("registering a CPython process with the sampler")?;
+                    let (major, minor) = interpreter.version;
+                    let found = format!("CPython {major}.{minor} ({})", interpreter.file.display());
+                    self.found.insert(pid, found);
+                    self.interpreters.insert(pid, interpreter.layout);
+                    self.pending.remove(&pid);
+                }
+                Discovery::Unsupported(reason) => {
+                    eprintln!("scalpels-trace: python: process {pid}: unsupported {reason}");
+                    self.unsupported.insert(pid, reason);
+                    self.pending.remove(&pid);
+                }
+                Discovery::NotPython if now.duration_since(since) > GIVE_UP_AFTER => {
+                    self.pending.remove(&pid);
+                }
+                Discovery::NotPython => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn sample_row(&mut self, sample: &PySample) -> Option<SampleRow> {
+        let layout = self.interpreters.get(&sample.tgid)?;
+        let depth = (sample.depth as usize).min(MAX_FRAMES);
+        let frames: Vec<Frame> = sample.frames[..depth]
+            .iter()
+            .map(|f| self.symbolizer.frame(sample.tgid, layout, f.code, f.instr))
+            .collect();
+        let id = stack_id(&frames);
+        if let Some(leaf) = frames.first().filter(|_| sample.kind == kind::ON_CPU) {
+            *self.leaf_counts.entry(leaf.function.clone()).or_default() += 1;
+        }
+        if self.stacks_written.insert(id) {
+            self.new_stacks.push((id, frames));
+        }
+        let (kind, weight_ns) = match sample.kind {
+            kind::OFF_CPU => ("off_cpu", sample.weight_ns as i64),
+            _ => ("on_cpu", self.weight_ns),
+        };
+        Some(SampleRow {
+            time: self.clock.to_utc_ns(sample.time_ns),
+            pid: sample.tgid,
+            tid: sample.tid,
+            stack_id: id,
+            kind,
+            weight_ns,
+            truncated: sample.truncated != 0,
+        })
+    }
+}
+
+impl Tracer for PythonTracer {
+    fn name(&self) -> &'static str {
+        "python"
+    }
+
+    fn watch(&mut self, pids: &BTreeSet<u32>) {
+        let now = Instant::now();
+        for &pid in pids {
+            if !self.interpreters.contains_key(&pid) && !self.unsupported.contains_key(&pid) {
+                self.pending.entry(pid).or_insert(now);
+            }
+        }
+        // Look at new targets at once: a service's processes are already running.
+        self.last_retry = now - RETRY_EVERY;
+    }
+
+    fn event_source(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.samples.as_fd())
+    }
+
+    fn poll_events(&mut self) -> Result<()> {
+        self.discover_pending()?;
+        let mut samples = Vec::new();
+        while let Some(item) = self.samples.next() {
+            if item.len() >= size_of::<PySample>() {
+                // SAFETY: the kernel wrote a PySample (tracers::python) here.
+                samples.push(unsafe { item.as_ptr().cast::<PySample>().read_unaligned() });
+            }
+        }
+        let rows: Vec<SampleRow> = samples.iter().filter_map(|s| self.sample_row(s)).collect();
+        self.processes.extend(rows.iter().map(|r| r.pid));
+        if !self.new_stacks.is_empty() {
+            let stacks = std::mem::take(&mut self.new_stacks);
+            self.stacks_table.write(&tables::stacks_batch(&stacks)?)?;
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.samples_table.write(&tables::samples_batch(&rows)?)
+    }
+
+    fn collect_interval(&mut self, _interval: &Interval) -> Result<()> {
+        // Processes that exited: forget them (their pids may be reused).
+        let gone: Vec<u32> = self
+            .interpreters
+            .keys()
+            .copied()
+            .filter(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+            .collect();
+        for pid in gone {
+            self.interpreters.remove(&pid);
+            self.symbolizer.forget(pid);
+            let _ = self.procs.remove(&pid);
+        }
+        Ok(())
+    }
+
+    fn events(&self) -> u64 {
+        self.samples_table.rows()
+    }
+
+    fn processes(&self) -> &BTreeSet<u32> {
+        &self.processes
+    }
+
+    fn tables(&mut self) -> Vec<&mut TableWriter> {
+        vec![&mut self.samples_table, &mut self.stacks_table]
+    }
+
+    fn summary(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .found
+            .iter()
+            .map(|(pid, found)| format!("  process {pid}: {found}"))
+            .chain(
+                self.unsupported
+                    .iter()
+                    .map(|(pid, reason)| format!("  process {pid}: unsupported {reason}")),
+            )
+            .collect();
+        let total: u64 = self.leaf_counts.values().sum();
+        let mut top: Vec<_> = self.leaf_counts.iter().collect();
+        top.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
+        lines.push(format!(
+            "  {:<50} {:>8} {:>7}",
+            "function on CPU (innermost)", "samples", "share"
+        ));
+        lines.extend(top.into_iter().take(10).map(|(function, n)| {
+            format!(
+                "  {:<50} {:>8} {:>6.1}%",
+                function,
+                n,
+                100.0 * *n as f64 / total.max(1) as f64
+            )
+        }));
+        lines
+    }
+
+    fn into_tables(self: Box<Self>) -> Vec<TableWriter> {
+        vec![self.samples_table, self.stacks_table]
+    }
+}

@@ -1,0 +1,194 @@
+//! The python tracer on real interpreters: the on-CPU stacks of known hot functions, with
+//! their files and lines, per thread, and a sleeping thread's time off CPU, for every CPython
+//! 3.8-3.13 installed (absent ones are skipped) and Debian's stripped python3.11.
+
+use std::{collections::HashMap, path::Path, process::Output, time::Duration};
+
+use scalpels_tests::*;
+
+type Frames = Vec<(String, String, Option<u64>)>;
+
+/// `python_stacks.parquet` as stack_id -> frames, innermost first.
+fn stacks(run: &Path) -> HashMap<u64, Frames> {
+    let batch = read_table(&run.join("python_stacks.parquet"));
+    let (ids, levels) = (u64s(&batch, "stack_id"), u64s(&batch, "level"));
+    let (functions, files) = (strings(&batch, "function"), strings(&batch, "file"));
+    let lines = batch.column_by_name("line").unwrap();
+    let line_values = u64s(&batch, "line");
+    let mut rows: Vec<usize> = (0..batch.num_rows()).collect();
+    rows.sort_by_key(|&i| (ids[i], levels[i]));
+    let mut stacks: HashMap<u64, Frames> = HashMap::new();
+    for i in rows {
+        let line = (!lines.is_null(i)).then_some(line_values[i]);
+        stacks
+            .entry(ids[i])
+            .or_default()
+            .push((functions[i].clone(), files[i].clone(), line));
+    }
+    stacks
+}
+
+/// The stack most samples of thread `tid` landed in, and how many samples the thread had.
+fn top_stack(run: &Path, tid: u64) -> (u64, usize) {
+    let samples = read_table(&run.join("python_samples.parquet"));
+    let (tids, ids) = (u64s(&samples, "tid"), u64s(&samples, "stack_id"));
+    let mut counts: HashMap<u64, usize> = HashMap::new();
+    for i in (0..samples.num_rows()).filter(|&i| tids[i] == tid) {
+        *counts.entry(ids[i]).or_default() += 1;
+    }
+    let total = counts.values().sum();
+    let top = counts.into_iter().max_by_key(|&(_, n)| n).map(|(id, _)| id);
+    (
+        top.unwrap_or_else(|| panic!("no samples of thread {tid}")),
+        total,
+    )
+}
+
+fn check_hot_stacks(interpreter: &str, run: &Path, output: &[u8]) {
+    let script = workload("hot_functions.py");
+    let value = |key: &str| printed(output, key)[0];
+    let stacks = stacks(run);
+    let (top, samples) = top_stack(run, value("main_tid"));
+    assert!(
+        samples >= 50,
+        "{interpreter}: {samples} samples of the main thread"
+    );
+    let frames = &stacks[&top];
+    let names: Vec<&str> = frames.iter().map(|f| f.0.as_str()).collect();
+    assert_eq!(
+        names[..3],
+        ["leaf", "middle", "outer"],
+        "{interpreter}: {frames:?}"
+    );
+    assert!(
+        frames[..3].iter().all(|f| f.1 == script),
+        "{interpreter}: {frames:?}"
+    );
+    let leaf_line = frames[0].2.expect("leaf has a line");
+    assert!(
+        [value("leaf_loop"), value("leaf_add")].contains(&leaf_line),
+        "{interpreter}: leaf at line {leaf_line}"
+    );
+    assert_eq!(frames[1].2, Some(value("middle_call")), "{interpreter}");
+    assert_eq!(frames[2].2, Some(value("outer_call")), "{interpreter}");
+    // The other thread is attributed to its own function.
+    let (spinner, spinner_samples) = top_stack(run, value("spinner_tid"));
+    assert!(
+        spinner_samples >= 20,
+        "{interpreter}: {spinner_samples} spinner samples"
+    );
+    assert_eq!(stacks[&spinner][0].0, "spinner", "{interpreter}");
+    check_off_cpu(interpreter, run, output, &stacks);
+}
+
+/// The sleeping thread's time off CPU is attributed to the line that sleeps.
+fn check_off_cpu(interpreter: &str, run: &Path, output: &[u8], stacks: &HashMap<u64, Frames>) {
+    let value = |key: &str| printed(output, key)[0];
+    let samples = read_table(&run.join("python_samples.parquet"));
+    let (tids, ids, kinds) = (
+        u64s(&samples, "tid"),
+        u64s(&samples, "stack_id"),
+        strings(&samples, "kind"),
+    );
+    let weights = i64s(&samples, "weight");
+    let waiter = value("waiter_tid");
+    let mut in_sleep = 0i64;
+    for i in (0..samples.num_rows()).filter(|&i| tids[i] == waiter && kinds[i] == "off_cpu") {
+        let leaf = &stacks[&ids[i]][0];
+        assert_eq!(leaf.0, "waiter", "{interpreter}: {:?}", stacks[&ids[i]]);
+        if leaf.2 == Some(value("waiter_sleep")) {
+            in_sleep += weights[i];
+        }
+    }
+    // Off CPU while sleeping, plus the short waits for the GIL after each wake-up.
+    let slept = value("waiter_slept_ns") as f64;
+    let ratio = in_sleep as f64 / slept;
+    assert!(
+        (0.95..1.15).contains(&ratio),
+        "{interpreter}: off-CPU {in_sleep} ns at the sleep line for {slept} ns slept"
+    );
+}
+
+fn trace_hot_functions(interpreter: &str, test: &str) -> (std::path::PathBuf, Output) {
+    let out = out_dir(test);
+    let output = trace(
+        &[
+            "--out",
+            out.to_str().unwrap(),
+            "--tracers",
+            "python",
+            "--python-hz",
+            "499",
+            "--",
+            interpreter,
+            &workload("hot_functions.py"),
+            "2",
+        ],
+        Duration::from_secs(60),
+    );
+    (run_dir(&output), output)
+}
+
+/// Installed interpreters: the test one, Debian's, and pyenv's 3.8 to 3.13.
+fn interpreters() -> Vec<String> {
+    let mut found = vec![python().to_owned()];
+    if Path::new("/usr/bin/python3.11").exists() {
+        found.push("/usr/bin/python3.11".into());
+    }
+    let pyenv = Path::new("/root/.pyenv/versions");
+    for minor in 8..=13 {
+        let Ok(versions) = std::fs::read_dir(pyenv) else {
+            break;
+        };
+        for version in versions.flatten() {
+            let name = version.file_name().to_string_lossy().into_owned();
+            let binary = version.path().join(format!("bin/python3.{minor}"));
+            if name.starts_with(&format!("3.{minor}.")) && binary.exists() {
+                let binary = binary.display().to_string();
+                if !found.contains(&binary) {
+                    found.push(binary);
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn on_cpu_stacks_of_hot_functions_in_every_installed_cpython() {
+    for (i, interpreter) in interpreters().iter().enumerate() {
+        let (run, output) = trace_hot_functions(interpreter, &format!("python-hot-{i}"));
+        check_hot_stacks(interpreter, &run, &output.stdout);
+        let manifest = manifest(&run);
+        assert_eq!(manifest["tracers"][0]["drops"]["samples_dropped"], 0);
+    }
+}
+
+#[test]
+fn attaches_to_a_running_interpreter() {
+    let out = out_dir("python-running");
+    let go = out.join("go");
+    let mut workload_proc =
+        start_python(&[&workload("hot_functions.py"), "3", go.to_str().unwrap()]);
+    // Let the interpreter get going before the trace starts.
+    std::thread::sleep(Duration::from_millis(300));
+    let tracer = spawn_trace(&[
+        "--out",
+        out.to_str().unwrap(),
+        "--tracers",
+        "python",
+        "--python-hz",
+        "499",
+        "--pid",
+        &workload_proc.pid().to_string(),
+    ]);
+    release_when_attached(&out, &go);
+    let workload_out = std::mem::replace(
+        &mut workload_proc.0,
+        std::process::Command::new("true").spawn().unwrap(),
+    )
+    .wait_with_output()
+    .unwrap();
+    let output = wait_with_limit(tracer, Duration::from_secs(30));
+    check_hot_stacks(python(), &run_dir(&output), &workload_out.stdout);
+}
