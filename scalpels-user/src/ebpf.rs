@@ -3,7 +3,11 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use aya::{Ebpf, programs::TracePoint};
+use aya::{
+    Ebpf,
+    programs::{Program, TracePoint},
+};
+use tracers::catalogue;
 
 use crate::tracefs;
 
@@ -30,4 +34,20 @@ pub fn attach_target_programs(ebpf: &mut Ebpf) -> Result<()> {
             .with_context(|| format!("attaching {program} to tracepoint sched:{event}"))?;
     }
     Ok(())
+}
+
+/// Detaches and unloads the programs of `tracer`, after it failed to attach some of them.
+pub fn unload_programs(ebpf: &mut Ebpf, tracer: &str) {
+    let Some(info) = catalogue::find(tracer) else {
+        return;
+    };
+    for name in info.programs {
+        // Errors here only mean the program was never loaded.
+        let _ = match ebpf.program_mut(name) {
+            Some(Program::TracePoint(p)) => p.unload(),
+            Some(Program::RawTracePoint(p)) => p.unload(),
+            Some(Program::PerfEvent(p)) => p.unload(),
+            _ => Ok(()),
+        };
+    }
 }

@@ -202,10 +202,13 @@ impl Session<'_> {
         for (name, p) in prepared {
             match p.attach(&mut ebpf, &env) {
                 Ok(t) => tracers.push(t),
-                Err(e) => unavailable.push(Unavailable {
-                    name,
-                    reason: format!("{e:#}"),
-                }),
+                Err(e) => {
+                    ebpf::unload_programs(&mut ebpf, name);
+                    unavailable.push(Unavailable {
+                        name,
+                        reason: format!("{e:#}"),
+                    });
+                }
             }
         }
         if tracers.is_empty() {
@@ -379,7 +382,8 @@ impl Session<'_> {
         let mut status = StatusLine::new();
         let began = Instant::now();
         let mut interval_start = utc_now_ns();
-        let mut last_events: u64 = 0;
+        // Rows each tracer had produced at the previous status line.
+        let mut last_events = vec![0u64; attached.tracers.len()];
 
         let end_reason = loop {
             tokio::select! {
@@ -419,16 +423,24 @@ impl Session<'_> {
                     if matches!(self.spec, TargetSpec::Pids(_)) && members.pids.is_empty() {
                         break "targets exited".to_owned();
                     }
-                    let events: u64 = attached.tracers.iter().map(|t| t.events()).sum();
-                    let rate = (events - last_events) as f64 / self.cli.interval.as_secs_f64();
-                    last_events = events;
+                    let seconds = self.cli.interval.as_secs_f64();
+                    let rates: Vec<String> = attached
+                        .tracers
+                        .iter()
+                        .zip(&mut last_events)
+                        .map(|(t, last)| {
+                            let rate = t.events().saturating_sub(*last) as f64 / seconds;
+                            *last = t.events();
+                            format!("{} {rate:.0}/s", t.name())
+                        })
+                        .collect();
                     let drops: u64 = attached.tracers.iter().flat_map(|t| attached.counters.of(t.name()).into_values()).sum();
                     let waiting = if members.pids.is_empty() { "  (waiting for the service)" } else { "" };
                     status.show(&format!(
-                        "scalpels {:>5.0}s  targets {}  rows {:.0}/s  drops {drops}{waiting}",
+                        "scalpels {:>5.0}s  targets {}  {}  drops {drops}{waiting}",
                         began.elapsed().as_secs_f64(),
                         members.pids.len(),
-                        rate,
+                        rates.join("  "),
                     ));
                 }
             }

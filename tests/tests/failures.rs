@@ -121,6 +121,52 @@ fn missing_tracefs_that_cannot_be_mounted_is_explained() {
 }
 
 #[test]
+fn a_tracer_that_cannot_attach_is_reported_and_the_others_run() {
+    // A kernel without syscall tracepoints (CONFIG_FTRACE_SYSCALLS off), as far as the files
+    // tracer can tell: an empty directory over tracefs' events/syscalls.
+    let out = out_dir("unavailable");
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing; \
+             mount -t tmpfs none /sys/kernel/tracing/events/syscalls && exec \"$@\"",
+        )
+        .arg("sh")
+        .arg(scalpels_trace())
+        .args([
+            "--out",
+            out.to_str().unwrap(),
+            "--tracers",
+            "syscalls,files",
+            "--",
+        ])
+        .args([python(), &workload("syscall_counts.py"), "300", "3"])
+        .output()
+        .expect("unshare (util-linux) runs");
+    let run = run_dir(&output);
+    assert!(
+        stderr(&output).contains("warning: tracer files is unavailable"),
+        "{}",
+        stderr(&output)
+    );
+    let manifest = manifest(&run);
+    let tracers = manifest["tracers"].as_array().unwrap();
+    let files = tracers.iter().find(|t| t["name"] == "files").unwrap();
+    assert_eq!(files["status"], "unavailable");
+    assert!(
+        files["reason"].as_str().unwrap().contains("sys_enter"),
+        "{files}"
+    );
+    let syscalls = tracers.iter().find(|t| t["name"] == "syscalls").unwrap();
+    assert_eq!(syscalls["status"], "attached");
+    // The tracer that attached did its whole job.
+    let tid = printed(&output.stdout, "worker_tid")[0];
+    let totals = syscall_totals(&run, |_, t| t == tid);
+    assert_eq!(totals.get("getppid"), Some(&(300, 0)), "{totals:?}");
+    assert!(!run.join("file_io.parquet").exists());
+}
+
+#[test]
 fn sigterm_mid_run_finalizes_files_and_manifest() {
     let out = out_dir("sigterm");
     let tracer = spawn_trace(&[

@@ -14,6 +14,9 @@ pub struct TracerInfo {
     pub maps: &'static [&'static str],
     /// Those of its maps that are ring buffers (their smallest size is a page).
     pub ring_buffers: &'static [&'static str],
+    /// Its eBPF programs: unloaded (and so detached) if the tracer fails half-way through
+    /// attaching, so an unavailable tracer costs nothing.
+    pub programs: &'static [&'static str],
 }
 
 pub const TRACERS: &[TracerInfo] = &[
@@ -27,6 +30,12 @@ pub const TRACERS: &[TracerInfo] = &[
             syscalls::INTERVAL_MAP,
         ],
         ring_buffers: &[syscalls::EVENTS_MAP],
+        programs: &[
+            "syscalls_enter",
+            "syscalls_exit",
+            "syscalls_exec",
+            "syscalls_thread_exit",
+        ],
     },
     TracerInfo {
         name: "block",
@@ -34,6 +43,7 @@ pub const TRACERS: &[TracerInfo] = &[
         tables: &["block_io", "block_io_stats"],
         maps: &[block::INFLIGHT_MAP, block::STATS_MAP],
         ring_buffers: &[block::EVENTS_MAP],
+        programs: &["block_start", "block_issue", "block_done"],
     },
     TracerInfo {
         name: "files",
@@ -47,6 +57,7 @@ pub const TRACERS: &[TracerInfo] = &[
             files::INTERVAL_MAP,
         ],
         ring_buffers: &[files::EVENTS_MAP],
+        programs: &["files_enter", "files_exit"],
     },
     TracerInfo {
         name: "proc",
@@ -54,6 +65,7 @@ pub const TRACERS: &[TracerInfo] = &[
         tables: &["proc_stats", "system_stats", "disk_stats", "net_stats"],
         maps: &[],
         ring_buffers: &[],
+        programs: &[],
     },
     TracerInfo {
         name: "python",
@@ -61,6 +73,12 @@ pub const TRACERS: &[TracerInfo] = &[
         tables: &["python_samples", "python_stacks"],
         maps: &[python::PROCS_MAP, python::OFF_CPU_MAP],
         ring_buffers: &[python::SAMPLES_MAP],
+        programs: &[
+            "python_sample",
+            "python_switch",
+            "python_syscall_enter",
+            "python_syscall_exit",
+        ],
     },
 ];
 
