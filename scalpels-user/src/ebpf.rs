@@ -5,7 +5,8 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use aya::{
     Ebpf,
-    programs::{Program, TracePoint},
+    maps::Map,
+    programs::{Program, RawTracePoint, TracePoint},
 };
 use tracers::catalogue;
 
@@ -21,17 +22,45 @@ pub fn fork_child_pid_offset(tracefs: &Path) -> Result<u32> {
 
 /// Attaches the programs that keep the target set current across forks and exits.
 pub fn attach_target_programs(ebpf: &mut Ebpf) -> Result<()> {
-    for (program, event) in [
-        ("target_fork", "sched_process_fork"),
-        ("target_exit", "sched_process_exit"),
-    ] {
-        let prog: &mut TracePoint = ebpf
+    attach_tracepoint(ebpf, "target_fork", [("sched", "sched_process_fork")])?;
+    attach_tracepoint(ebpf, "target_exit", [("sched", "sched_process_exit")])
+}
+
+/// Takes map `name` out of the object, for a tracer to own.
+pub fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
+    ebpf.take_map(name)
+        .with_context(|| format!("eBPF object has no map {name}"))
+}
+
+/// Loads tracepoint program `program` and attaches it to each (category, event).
+pub fn attach_tracepoint<C: AsRef<str>, E: AsRef<str>>(
+    ebpf: &mut Ebpf,
+    program: &str,
+    events: impl IntoIterator<Item = (C, E)>,
+) -> Result<()> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(program)
+        .with_context(|| format!("eBPF object has no program {program}"))?
+        .try_into()?;
+    prog.load().with_context(|| format!("loading {program}"))?;
+    for (category, event) in events {
+        let (category, event) = (category.as_ref(), event.as_ref());
+        prog.attach(category, event)
+            .with_context(|| format!("attaching {program} to tracepoint {category}:{event}"))?;
+    }
+    Ok(())
+}
+
+/// Loads and attaches raw-tracepoint programs: (program, tracepoint) pairs.
+pub fn attach_raw_tracepoints(ebpf: &mut Ebpf, programs: &[(&str, &str)]) -> Result<()> {
+    for &(program, tracepoint) in programs {
+        let prog: &mut RawTracePoint = ebpf
             .program_mut(program)
             .with_context(|| format!("eBPF object has no program {program}"))?
             .try_into()?;
         prog.load().with_context(|| format!("loading {program}"))?;
-        prog.attach("sched", event)
-            .with_context(|| format!("attaching {program} to tracepoint sched:{event}"))?;
+        prog.attach(tracepoint)
+            .with_context(|| format!("attaching {program} to raw tracepoint {tracepoint}"))?;
     }
     Ok(())
 }

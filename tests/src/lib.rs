@@ -254,6 +254,14 @@ impl Reaped {
     pub fn pid(&self) -> u32 {
         self.0.id()
     }
+
+    /// Waits for the process to exit by itself and returns its output.
+    pub fn output(self) -> Output {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so the child is moved out once.
+        let child = unsafe { std::ptr::read(&this.0) };
+        child.wait_with_output().expect("workload output")
+    }
 }
 
 impl Drop for Reaped {

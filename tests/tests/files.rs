@@ -58,7 +58,7 @@ fn files_opened_before_the_trace_are_named() {
     let go = out.join("go");
     let file = out.join("config.ini");
     fs::write(&file, vec![b'c'; 10_000]).unwrap();
-    let mut workload_proc = start_python(&[
+    let workload_proc = start_python(&[
         &workload("file_ops.py"),
         "preopened",
         go.to_str().unwrap(),
@@ -77,12 +77,7 @@ fn files_opened_before_the_trace_are_named() {
     ]);
     release_when_attached(&out, &go);
     // Reaped first: a zombie would still be a live target.
-    let workload_out = std::mem::replace(
-        &mut workload_proc.0,
-        std::process::Command::new("true").spawn().unwrap(),
-    )
-    .wait_with_output()
-    .unwrap();
+    let workload_out = workload_proc.output();
     let output = wait_with_limit(tracer, Duration::from_secs(30));
     assert_eq!(printed(&workload_out.stdout, "read"), [10_000]);
     let run = run_dir(&output);

@@ -168,8 +168,7 @@ fn on_cpu_stacks_of_hot_functions_in_every_installed_cpython() {
 fn attaches_to_a_running_interpreter() {
     let out = out_dir("python-running");
     let go = out.join("go");
-    let mut workload_proc =
-        start_python(&[&workload("hot_functions.py"), "3", go.to_str().unwrap()]);
+    let workload_proc = start_python(&[&workload("hot_functions.py"), "3", go.to_str().unwrap()]);
     // Let the interpreter get going before the trace starts.
     std::thread::sleep(Duration::from_millis(300));
     let tracer = spawn_trace(&[
@@ -183,12 +182,7 @@ fn attaches_to_a_running_interpreter() {
         &workload_proc.pid().to_string(),
     ]);
     release_when_attached(&out, &go);
-    let workload_out = std::mem::replace(
-        &mut workload_proc.0,
-        std::process::Command::new("true").spawn().unwrap(),
-    )
-    .wait_with_output()
-    .unwrap();
+    let workload_out = workload_proc.output();
     let output = wait_with_limit(tracer, Duration::from_secs(30));
     check_hot_stacks(python(), &run_dir(&output), &workload_out.stdout);
 }

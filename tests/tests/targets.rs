@@ -1,6 +1,6 @@
 //! Targeting for real: --pid with fork following, services by process name and by cgroup.
 
-use std::{fs, path::Path, process::Command, time::Duration};
+use std::{fs, path::Path, time::Duration};
 
 use scalpels_tests::*;
 
@@ -8,7 +8,7 @@ use scalpels_tests::*;
 fn pid_mode_follows_forked_children_and_ends_when_they_exit() {
     let out = out_dir("pid-fork");
     let go = out.join("go");
-    let mut workload_proc = start_python(&[
+    let workload_proc = start_python(&[
         &workload("wait_then.py"),
         go.to_str().unwrap(),
         "fork",
@@ -24,10 +24,7 @@ fn pid_mode_follows_forked_children_and_ends_when_they_exit() {
         "60s",
     ]);
     release_when_attached(&out, &go);
-    let workload_out =
-        std::mem::replace(&mut workload_proc.0, Command::new("true").spawn().unwrap())
-            .wait_with_output()
-            .unwrap();
+    let workload_out = workload_proc.output();
     let child = printed(&workload_out.stdout, "child")[0];
 
     let output = wait_with_limit(tracer, Duration::from_secs(30));

@@ -16,7 +16,6 @@ use anyhow::{Context as _, Result};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuHashMap, RingBuf},
-    programs::TracePoint,
 };
 use tracers::{
     block::{
@@ -102,18 +101,9 @@ impl Prepared for PreparedBlock {
             ("block_issue", "block_rq_issue"),
             ("block_done", "block_rq_complete"),
         ] {
-            let prog: &mut TracePoint = ebpf
-                .program_mut(program)
-                .with_context(|| format!("eBPF object has no program {program}"))?
-                .try_into()?;
-            prog.load().with_context(|| format!("loading {program}"))?;
-            prog.attach("block", event)
-                .with_context(|| format!("attaching {program} to tracepoint block:{event}"))?;
+            crate::ebpf::attach_tracepoint(ebpf, program, [("block", event)])?;
         }
-        let take = |ebpf: &mut Ebpf, name: &str| {
-            ebpf.take_map(name)
-                .with_context(|| format!("eBPF object has no map {name}"))
-        };
+        let take = crate::ebpf::take_map;
         Ok(Box::new(BlockTracer {
             stats: PerCpuHashMap::try_from(take(ebpf, STATS_MAP)?)?,
             events: RingBuf::try_from(take(ebpf, EVENTS_MAP)?)?,

@@ -17,7 +17,6 @@ use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuHashMap, RingBuf},
-    programs::TracePoint,
 };
 use syscalls::Sysno;
 use tracers::files::{
@@ -171,10 +170,7 @@ impl Prepared for PreparedFiles {
     }
 
     fn attach(self: Box<Self>, ebpf: &mut Ebpf, env: &Env) -> Result<Box<dyn Tracer>> {
-        let take = |ebpf: &mut Ebpf, name: &str| {
-            ebpf.take_map(name)
-                .with_context(|| format!("eBPF object has no map {name}"))
-        };
+        let take = crate::ebpf::take_map;
         let mut specs: Array<MapData, FileSyscall> = Array::try_from(take(ebpf, SYSCALLS_MAP)?)?;
         for t in &self.traced {
             specs
@@ -182,16 +178,11 @@ impl Prepared for PreparedFiles {
                 .with_context(|| format!("configuring syscall {}", t.name))?;
         }
         for (program, phase) in [("files_enter", "enter"), ("files_exit", "exit")] {
-            let prog: &mut TracePoint = ebpf
-                .program_mut(program)
-                .with_context(|| format!("eBPF object has no program {program}"))?
-                .try_into()?;
-            prog.load().with_context(|| format!("loading {program}"))?;
-            for t in &self.traced {
-                let event = format!("sys_{phase}_{}", t.name);
-                prog.attach("syscalls", &event)
-                    .with_context(|| format!("attaching {program} to syscalls:{event}"))?;
-            }
+            let events = self
+                .traced
+                .iter()
+                .map(|t| ("syscalls", format!("sys_{phase}_{}", t.name)));
+            crate::ebpf::attach_tracepoint(ebpf, program, events)?;
         }
         Ok(Box::new(FilesTracer {
             stats: PerCpuHashMap::try_from(take(ebpf, STATS_MAP)?)?,

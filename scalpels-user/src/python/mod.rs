@@ -27,7 +27,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, RingBuf},
     programs::{
-        PerfEvent, RawTracePoint, TracePoint,
+        PerfEvent,
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     },
     util::online_cpus,
@@ -110,10 +110,7 @@ impl Prepared for PreparedPython {
         if self.off_cpu {
             attach_off_cpu(ebpf)?;
         }
-        let take = |ebpf: &mut Ebpf, name: &str| {
-            ebpf.take_map(name)
-                .with_context(|| format!("eBPF object has no map {name}"))
-        };
+        let take = crate::ebpf::take_map;
         Ok(Box::new(PythonTracer {
             procs: BpfHashMap::try_from(take(ebpf, PROCS_MAP)?)?,
             samples: RingBuf::try_from(take(ebpf, SAMPLES_MAP)?)?,
@@ -138,27 +135,14 @@ impl Prepared for PreparedPython {
 
 /// The programs that take stacks of threads back from blocking.
 fn attach_off_cpu(ebpf: &mut Ebpf) -> Result<()> {
-    let switch: &mut TracePoint = ebpf
-        .program_mut("python_switch")
-        .context("eBPF object has no program python_switch")?
-        .try_into()?;
-    switch.load().context("loading python_switch")?;
-    switch
-        .attach("sched", "sched_switch")
-        .context("attaching python_switch to sched:sched_switch")?;
-    for (program, tracepoint) in [
-        ("python_syscall_enter", "sys_enter"),
-        ("python_syscall_exit", "sys_exit"),
-    ] {
-        let prog: &mut RawTracePoint = ebpf
-            .program_mut(program)
-            .with_context(|| format!("eBPF object has no program {program}"))?
-            .try_into()?;
-        prog.load().with_context(|| format!("loading {program}"))?;
-        prog.attach(tracepoint)
-            .with_context(|| format!("attaching {program} to raw tracepoint {tracepoint}"))?;
-    }
-    Ok(())
+    crate::ebpf::attach_tracepoint(ebpf, "python_switch", [("sched", "sched_switch")])?;
+    crate::ebpf::attach_raw_tracepoints(
+        ebpf,
+        &[
+            ("python_syscall_enter", "sys_enter"),
+            ("python_syscall_exit", "sys_exit"),
+        ],
+    )
 }
 
 pub struct PythonTracer {

@@ -13,7 +13,6 @@ use anyhow::{Context as _, Result};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, MapData, RingBuf},
-    programs::RawTracePoint,
 };
 use tracers::{
     histogram::HIST_SLOTS,
@@ -60,24 +59,16 @@ impl Prepared for PreparedSyscalls {
     }
 
     fn attach(self: Box<Self>, ebpf: &mut Ebpf, env: &Env) -> Result<Box<dyn Tracer>> {
-        for (program, tracepoint) in [
-            ("syscalls_enter", "sys_enter"),
-            ("syscalls_exit", "sys_exit"),
-            ("syscalls_exec", "sched_process_exec"),
-            ("syscalls_thread_exit", "sched_process_exit"),
-        ] {
-            let prog: &mut RawTracePoint = ebpf
-                .program_mut(program)
-                .with_context(|| format!("eBPF object has no program {program}"))?
-                .try_into()?;
-            prog.load().with_context(|| format!("loading {program}"))?;
-            prog.attach(tracepoint)
-                .with_context(|| format!("attaching {program} to raw tracepoint {tracepoint}"))?;
-        }
-        let take = |ebpf: &mut Ebpf, name: &str| {
-            ebpf.take_map(name)
-                .with_context(|| format!("eBPF object has no map {name}"))
-        };
+        crate::ebpf::attach_raw_tracepoints(
+            ebpf,
+            &[
+                ("syscalls_enter", "sys_enter"),
+                ("syscalls_exit", "sys_exit"),
+                ("syscalls_exec", "sched_process_exec"),
+                ("syscalls_thread_exit", "sched_process_exit"),
+            ],
+        )?;
+        let take = crate::ebpf::take_map;
         Ok(Box::new(SyscallsTracer {
             stats: BpfHashMap::try_from(take(ebpf, STATS_MAP)?)?,
             interval_map: Array::try_from(take(ebpf, INTERVAL_MAP)?)?,
