@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use clap::{ArgGroup, Parser, ValueEnum};
+use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
@@ -14,17 +14,43 @@ pub enum Toggle {
     Off,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum Analysis {
+    /// Draw a run's Python stacks as an SVG flame graph, with its folded stacks beside it
+    /// (`.folded`, which Speedscope and flamegraph.pl read too).
+    Flamegraph {
+        /// The run directory.
+        run: PathBuf,
+        /// Where the service waited (off-CPU stacks) instead of where it ran.
+        #[arg(long)]
+        off_cpu: bool,
+        /// Only this process.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// The SVG to write (default: RUN/python-on-cpu.svg or python-off-cpu.svg).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
 /// Trace what an OpenStack service (or any process) does with eBPF, into Parquet files.
 #[derive(Debug, Parser)]
 #[command(
     name = "scalpels-trace",
     version,
     group(ArgGroup::new("target").args(["service", "pid", "command", "list_tracers"]).required(true)),
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
     after_help = "Examples:\n  sudo scalpels-trace --service nova-compute --duration 60s\n  \
                   sudo scalpels-trace --pid 1234 --pid 5678\n  \
-                  sudo scalpels-trace --tracers syscalls -- python3 app.py"
+                  sudo scalpels-trace --tracers syscalls -- python3 app.py\n  \
+                  scalpels-trace flamegraph scalpels-runs/20261125T031500Z-nova-compute"
 )]
 pub struct Cli {
+    /// Work on a finished run instead of tracing.
+    #[command(subcommand)]
+    pub analysis: Option<Analysis>,
+
     /// Trace a service: a systemd unit (by its cgroup), else processes with this name.
     #[arg(long, value_name = "NAME", conflicts_with_all = ["pid", "command"])]
     pub service: Option<String>,
@@ -126,5 +152,11 @@ mod tests {
         .unwrap();
         assert_eq!(cli.pid, [1, 2]);
         assert_eq!(cli.tracers, ["syscalls"]);
+        let cli =
+            Cli::try_parse_from(["scalpels-trace", "flamegraph", "run", "--off-cpu"]).unwrap();
+        assert!(matches!(
+            cli.analysis,
+            Some(Analysis::Flamegraph { off_cpu: true, .. })
+        ));
     }
 }

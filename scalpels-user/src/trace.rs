@@ -17,12 +17,13 @@ use tracers::{
 };
 
 use crate::{
-    cli::Cli,
+    cli::{Analysis, Cli},
     clock::{Clock, utc_now_ns},
     counters::Counters,
     ebpf,
     events_ready::EventsReady,
     preflight,
+    python::flamegraph,
     run::{SCHEMA_VERSION, manifest, run_dir, status::StatusLine},
     target::{self, Members, ServiceMatch, TargetSpec, set::TargetSet, spawn::GatedChild},
     tracefs,
@@ -79,6 +80,23 @@ fn rfc3339(utc_ns: i64) -> String {
 
 /// Runs `scalpels-trace` as the CLI asked; returns the process exit code.
 pub fn run(cli: Cli) -> Result<u8> {
+    if let Some(Analysis::Flamegraph {
+        run,
+        off_cpu,
+        pid,
+        output,
+    }) = &cli.analysis
+    {
+        let svg = flamegraph::write(&flamegraph::Request {
+            run,
+            off_cpu: *off_cpu,
+            pid: *pid,
+            output: output.clone(),
+        })?;
+        println!("flame graph: {}", svg.display());
+        println!("folded stacks: {}", svg.with_extension("folded").display());
+        return Ok(0);
+    }
     if cli.list_tracers {
         for t in catalogue::TRACERS {
             println!(

@@ -154,11 +154,47 @@ fn interpreters() -> Vec<String> {
     found
 }
 
+/// `scalpels-trace flamegraph` draws the run: its folded stacks hold the hot path with its lines.
+fn check_flamegraph(run: &Path, output: &[u8]) {
+    let value = |key: &str| printed(output, key)[0];
+    let drawn = std::process::Command::new(scalpels_trace())
+        .arg("flamegraph")
+        .arg(run)
+        .output()
+        .unwrap();
+    assert!(drawn.status.success(), "{}", stderr(&drawn));
+    let folded = std::fs::read_to_string(run.join("python-on-cpu.folded")).unwrap();
+    let hot = format!(
+        "outer (hot_functions.py:{});middle (hot_functions.py:{});leaf (hot_functions.py:",
+        value("outer_call"),
+        value("middle_call")
+    );
+    let total: u64 = folded
+        .lines()
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum();
+    let on_hot_path: u64 = folded
+        .lines()
+        .filter(|l| l.contains(&hot))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum();
+    // Two threads share the GIL: the main thread's hot path holds about half of the CPU time.
+    assert!(
+        on_hot_path * 4 > total,
+        "{on_hot_path} of {total} µs on {hot}:\n{folded}"
+    );
+    let svg = std::fs::read_to_string(run.join("python-on-cpu.svg")).unwrap();
+    assert!(svg.starts_with("<?xml") && svg.contains("leaf (hot_functions.py:"));
+}
+
 #[test]
 fn on_cpu_stacks_of_hot_functions_in_every_installed_cpython() {
     for (i, interpreter) in interpreters().iter().enumerate() {
         let (run, output) = trace_hot_functions(interpreter, &format!("python-hot-{i}"));
         check_hot_stacks(interpreter, &run, &output.stdout);
+        if i == 0 {
+            check_flamegraph(&run, &output.stdout);
+        }
         let manifest = manifest(&run);
         assert_eq!(manifest["tracers"][0]["drops"]["samples_dropped"], 0);
     }

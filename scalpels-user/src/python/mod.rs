@@ -4,6 +4,7 @@
 
 mod code;
 mod discover;
+pub mod flamegraph;
 mod linetable;
 mod memory;
 mod pthread;

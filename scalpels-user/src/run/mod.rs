@@ -2,6 +2,7 @@
 
 pub mod columns;
 pub mod manifest;
+pub mod read;
 pub mod run_dir;
 pub mod status;
 pub mod table;

@@ -1,0 +1,141 @@
+//! `scalpels-trace flamegraph RUN`: a run's Python stacks as folded stacks (which Speedscope and
+//! other flame-graph tools import) and as an SVG flame graph drawn by inferno.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs::File,
+    io::{BufWriter, Write as _},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result, bail};
+use arrow::{
+    array::{Array as _, AsArray as _, RecordBatch},
+    compute::cast,
+    datatypes::{DataType, DurationNanosecondType, UInt32Type, UInt64Type},
+};
+use inferno::flamegraph;
+
+use crate::run::read;
+
+/// What to draw.
+pub struct Request<'a> {
+    pub run: &'a Path,
+    pub off_cpu: bool,
+    pub pid: Option<u32>,
+    pub output: Option<PathBuf>,
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn arrow::array::Array> {
+    batch
+        .column_by_name(name)
+        .map(|c| c.as_ref())
+        .with_context(|| format!("no column {name}"))
+}
+
+fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>> {
+    let array = cast(column(batch, name)?, &DataType::Utf8)?;
+    let array = array.as_string::<i32>();
+    Ok((0..array.len())
+        .map(|i| array.value(i).to_owned())
+        .collect())
+}
+
+/// stack_id -> frame labels, outermost first (folded stacks read root to leaf).
+fn stacks(run: &Path) -> Result<HashMap<u64, Vec<String>>> {
+    let mut frames: HashMap<u64, BTreeMap<u32, String>> = HashMap::new();
+    for batch in read::table(run, "python_stacks")? {
+        let ids = column(&batch, "stack_id")?.as_primitive::<UInt64Type>();
+        let levels = column(&batch, "level")?.as_primitive::<UInt32Type>();
+        let lines = column(&batch, "line")?.as_primitive::<UInt32Type>();
+        let (functions, files) = (strings(&batch, "function")?, strings(&batch, "file")?);
+        for i in 0..batch.num_rows() {
+            let file = Path::new(&files[i])
+                .file_name()
+                .map_or(files[i].clone(), |f| f.to_string_lossy().into_owned());
+            let place = if lines.is_null(i) {
+                file
+            } else {
+                format!("{file}:{}", lines.value(i))
+            };
+            // Folded stacks separate frames with ';'.
+            let label = format!("{} ({place})", functions[i]).replace(';', ",");
+            frames
+                .entry(ids.value(i))
+                .or_default()
+                .insert(levels.value(i), label);
+        }
+    }
+    Ok(frames
+        .into_iter()
+        .map(|(id, levels)| (id, levels.into_values().rev().collect()))
+        .collect())
+}
+
+/// Folded stacks ("outer;middle;leaf weight"), weights in microseconds, heaviest first.
+pub fn folded(request: &Request) -> Result<Vec<String>> {
+    let kind = if request.off_cpu { "off_cpu" } else { "on_cpu" };
+    let mut weights: HashMap<u64, i64> = HashMap::new();
+    for batch in read::table(request.run, "python_samples")? {
+        let pids = column(&batch, "pid")?.as_primitive::<UInt32Type>();
+        let ids = column(&batch, "stack_id")?.as_primitive::<UInt64Type>();
+        let weight = column(&batch, "weight")?.as_primitive::<DurationNanosecondType>();
+        let kinds = strings(&batch, "kind")?;
+        for (i, sample_kind) in kinds.iter().enumerate() {
+            if sample_kind == kind && request.pid.is_none_or(|pid| pids.value(i) == pid) {
+                *weights.entry(ids.value(i)).or_default() += weight.value(i);
+            }
+        }
+    }
+    let stacks = stacks(request.run)?;
+    let mut lines: Vec<(i64, String)> = weights
+        .into_iter()
+        .filter_map(|(id, ns)| {
+            let frames = stacks.get(&id)?;
+            Some((ns / 1000, format!("{} {}", frames.join(";"), ns / 1000)))
+        })
+        .filter(|(us, _)| *us > 0)
+        .collect();
+    lines.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    Ok(lines.into_iter().map(|(_, line)| line).collect())
+}
+
+/// Writes `<output>.svg` (default `RUN/python-on-cpu.svg` or `python-off-cpu.svg`) and the
+/// folded stacks beside it; returns the SVG's path.
+pub fn write(request: &Request) -> Result<PathBuf> {
+    let kind = if request.off_cpu { "off-cpu" } else { "on-cpu" };
+    let svg = request
+        .output
+        .clone()
+        .unwrap_or_else(|| request.run.join(format!("python-{kind}.svg")));
+    let lines = folded(request)?;
+    if lines.is_empty() {
+        bail!(
+            "{} has no {kind} Python samples{}",
+            request.run.display(),
+            request
+                .pid
+                .map_or(String::new(), |p| format!(" of process {p}"))
+        );
+    }
+    let folded_path = svg.with_extension("folded");
+    let mut out = BufWriter::new(
+        File::create(&folded_path)
+            .with_context(|| format!("creating {}", folded_path.display()))?,
+    );
+    for line in &lines {
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    let mut options = flamegraph::Options::default();
+    options.title = format!("Python {kind}: {}", request.run.display());
+    options.count_name = "µs".into();
+    let file = File::create(&svg).with_context(|| format!("creating {}", svg.display()))?;
+    flamegraph::from_lines(
+        &mut options,
+        lines.iter().map(String::as_str),
+        BufWriter::new(file),
+    )
+    .context("drawing the flame graph")?;
+    Ok(svg)
+}
