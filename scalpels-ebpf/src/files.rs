@@ -19,9 +19,10 @@ use tracers::{
         FileStats, FileSyscall, FileWalk, FilesConfig, INFLIGHT_MAX, PATH_BYTES, PathInflight,
         STATS_MAX, SYSCALLS_MAX, kind, op,
     },
+    python::kind as python_kind,
 };
 
-use crate::{counters::bump, target::is_target, wakeup};
+use crate::{counters::bump, python, target::is_target, wakeup};
 
 #[map]
 static FILE_SYSCALLS: Array<FileSyscall> = Array::with_max_entries(SYSCALLS_MAX, 0);
@@ -296,6 +297,8 @@ fn account(key: &FileKey, duration_ns: u64, ret: i64) {
 
 #[inline(always)]
 fn send_slow(key: &FileKey, tid: u32, end_ns: u64, duration_ns: u64, ret: i64) {
+    let pid_tgid = (u64::from(key.tgid) << 32) | u64::from(tid);
+    let python_stack = python::send_stack(pid_tgid, python_kind::SYSCALL, duration_ns, end_ns);
     let Some(mut entry) = FILE_EVENTS.reserve::<FileSlowEvent>(0) else {
         bump(Counter::FilesEventsDropped);
         return;
@@ -306,7 +309,7 @@ fn send_slow(key: &FileKey, tid: u32, end_ns: u64, duration_ns: u64, ret: i64) {
         tid,
         fd: key.fd,
         op: key.op,
-        _pad: 0,
+        python_stack: u32::from(python_stack),
         end_ns,
         duration_ns,
         ret,

@@ -71,30 +71,32 @@ fn thread_state(config: &PythonConfig, process: &PyProcess) -> Option<u64> {
     (tstate != 0).then_some(tstate)
 }
 
-/// Walks the current thread's Python stack into a sample of `kind` weighing `weight_ns`.
+/// Walks the current thread's Python stack into a sample of `kind` weighing `weight_ns`, timed
+/// `time_ns`. Whether a sample was sent: not for threads of processes not (yet) known to run
+/// CPython, nor outside Python code.
 #[inline(always)]
-fn send_stack(pid_tgid: u64, kind: u32, weight_ns: u64) {
+pub fn send_stack(pid_tgid: u64, kind: u32, weight_ns: u64, time_ns: u64) -> bool {
     let tgid = (pid_tgid >> 32) as u32;
     // SAFETY: copied out of the map.
     let Some(process) = (unsafe { PYTHON_PROCS.get(&tgid) }).copied() else {
-        return;
+        return false;
     };
     let config = config();
     let Some(tstate) = thread_state(&config, &process) else {
-        return;
+        return false;
     };
     let Some(mut frame) = read_user::<u64>(tstate, process.tstate_frame) else {
-        return;
+        return false;
     };
     if process.cframe_current_frame != 0 && frame != 0 {
         frame = read_user(frame, process.cframe_current_frame - 1).unwrap_or(0);
     }
     if frame == 0 {
-        return;
+        return false;
     }
     let Some(mut entry) = PYTHON_SAMPLES.reserve::<PySample>(0) else {
         bump(Counter::PythonSamplesDropped);
-        return;
+        return false;
     };
     let sample = entry.as_mut_ptr();
     // The depth lives in the sample (ring-buffer memory), not in a register: the verifier then
@@ -131,7 +133,7 @@ fn send_stack(pid_tgid: u64, kind: u32, weight_ns: u64) {
     // SAFETY: as above.
     let depth = unsafe { (*sample).depth };
     unsafe {
-        (*sample).time_ns = bpf_ktime_get_ns();
+        (*sample).time_ns = time_ns;
         (*sample).weight_ns = weight_ns;
         (*sample).tgid = tgid;
         (*sample).tid = pid_tgid as u32;
@@ -141,9 +143,10 @@ fn send_stack(pid_tgid: u64, kind: u32, weight_ns: u64) {
     }
     if depth == 0 {
         entry.discard(0);
-    } else {
-        entry.submit(wakeup::flags(&PYTHON_SAMPLES, SAMPLES_BYTES));
+        return false;
     }
+    entry.submit(wakeup::flags(&PYTHON_SAMPLES, SAMPLES_BYTES));
+    true
 }
 
 /// On CPU: the thread the timer interrupted, if it is a target running Python.
@@ -152,7 +155,8 @@ pub fn python_sample(_ctx: PerfEventContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     if tgid != 0 && is_target(tgid) {
-        send_stack(pid_tgid, kind::ON_CPU, 0);
+        // SAFETY: helper without arguments.
+        send_stack(pid_tgid, kind::ON_CPU, 0, unsafe { bpf_ktime_get_ns() });
     }
     0
 }
@@ -229,7 +233,9 @@ pub fn python_syscall_exit(_ctx: RawTracePointContext) -> i32 {
     };
     let _ = PYTHON_OFF_CPU.remove(&tid);
     if period.total_ns >= config().off_cpu_min_ns {
-        send_stack(pid_tgid, kind::OFF_CPU, period.total_ns);
+        // SAFETY: helper without arguments.
+        let now = unsafe { bpf_ktime_get_ns() };
+        send_stack(pid_tgid, kind::OFF_CPU, period.total_ns, now);
     }
     0
 }

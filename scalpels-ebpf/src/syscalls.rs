@@ -13,13 +13,14 @@ use aya_ebpf::{
 use tracers::{
     counters::Counter,
     histogram,
+    python::kind as python_kind,
     syscalls::{
         ARGS, EVENTS_BYTES, INFLIGHT_MAX, STATS_MAX, SlowSyscallEvent, SyscallInflight, SyscallKey,
         SyscallStats, SyscallsConfig,
     },
 };
 
-use crate::{counters::bump, target::is_target, wakeup};
+use crate::{counters::bump, python, target::is_target, wakeup};
 
 #[map]
 static SYSCALL_STATS: HashMap<SyscallKey, SyscallStats> = HashMap::with_max_entries(STATS_MAX, 0);
@@ -169,6 +170,10 @@ fn send_slow_event(
     duration_ns: u64,
     ret: i64,
 ) {
+    // The Python code that made the call, when the caller runs CPython and the python tracer
+    // knows it.
+    let pid_tgid = (u64::from(key.tgid) << 32) | u64::from(key.tid);
+    let python_stack = python::send_stack(pid_tgid, python_kind::SYSCALL, duration_ns, end_ns);
     let Some(mut entry) = SYSCALL_EVENTS.reserve::<SlowSyscallEvent>(0) else {
         bump(Counter::SyscallEventsDropped);
         return;
@@ -187,7 +192,7 @@ fn send_slow_event(
         tgid: key.tgid,
         tid: key.tid,
         nr: key.nr,
-        _pad: 0,
+        python_stack: u32::from(python_stack),
         ret,
         args,
         comm: bpf_get_current_comm().unwrap_or_default(),

@@ -23,7 +23,7 @@ use crate::{
     ebpf,
     events_ready::EventsReady,
     preflight,
-    python::flamegraph,
+    python::{StackIndex, flamegraph},
     run::{SCHEMA_VERSION, manifest, run_dir, status::StatusLine},
     target::{self, Members, ServiceMatch, TargetSpec, set::TargetSet, spawn::GatedChild},
     tracefs,
@@ -141,6 +141,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         run_id,
         started_ns,
         clock: Clock::calibrate(),
+        stacks: StackIndex::default(),
     };
     runtime.block_on(session.trace(&tracefs, &tracers))
 }
@@ -159,6 +160,7 @@ struct Session<'a> {
     run_id: String,
     started_ns: i64,
     clock: Clock,
+    stacks: StackIndex,
 }
 
 /// Everything attached for a run.
@@ -178,6 +180,7 @@ impl Session<'_> {
             tracefs,
             clock: self.clock,
             cli: self.cli,
+            stacks: &self.stacks,
         };
         let by_cgroup = matches!(self.service, Some(ServiceMatch::Cgroup(_)));
         let target_config = TargetConfig {
@@ -473,9 +476,15 @@ impl Session<'_> {
             end: ended_ns,
             pids: &members.pids,
         };
+        // Every tracer reads its ring buffer before any collects, so the events of one that
+        // point at another's records (Python stacks) find them.
+        for t in &mut attached.tracers {
+            t.poll_events()?;
+        }
         for t in &mut attached.tracers {
             t.poll_events()?;
             t.collect_interval(&interval)?;
+            t.finish()?;
         }
         if let Some(child) = &mut child {
             child.reap();

@@ -12,7 +12,13 @@ use arrow::datatypes::SchemaRef;
 use aya::{Ebpf, EbpfLoader};
 
 use crate::{
-    block, cli::Cli, clock::Clock, files, proc, python, run::table::TableWriter, syscalls,
+    block,
+    cli::Cli,
+    clock::Clock,
+    files, proc,
+    python::{self, StackIndex},
+    run::table::TableWriter,
+    syscalls,
 };
 
 /// Options and facts a tracer needs to configure and attach itself.
@@ -22,6 +28,8 @@ pub struct Env<'a> {
     pub clock: Clock,
     /// Tracer options (`--slow-syscall`, `--block-all`, ...).
     pub cli: &'a Cli,
+    /// Python stacks of other tracers' events, shared by all tracers of the run.
+    pub stacks: &'a StackIndex,
 }
 
 impl Env<'_> {
@@ -62,6 +70,10 @@ pub trait Tracer {
     fn tables(&mut self) -> Vec<&mut TableWriter>;
     /// Lines for the end-of-run summary.
     fn summary(&self) -> Vec<String>;
+    /// Writes what it still holds back (called once, after the last poll and collection).
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Gives up its tables when the run ends.
     fn into_tables(self: Box<Self>) -> Vec<TableWriter>;
 }

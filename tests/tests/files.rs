@@ -3,6 +3,7 @@
 
 use std::{collections::HashMap, fs, path::Path, time::Duration};
 
+use arrow::array::Array as _;
 use scalpels_tests::*;
 
 /// Sums of (calls, bytes) per op of the rows of `pid` on `path` in `file_io.parquet`.
@@ -96,7 +97,7 @@ fn slow_operations_renames_and_unlinks_are_events() {
             "--out",
             out.to_str().unwrap(),
             "--tracers",
-            "files",
+            "files,python",
             "--slow-file-io",
             "1ms",
             "--",
@@ -124,6 +125,35 @@ fn slow_operations_renames_and_unlinks_are_events() {
         .expect("the fsync is a slow-operation event");
     assert_eq!(paths[sync], path);
     assert!(durations[sync] >= 1_000_000);
+    // With the python tracer on, the event names the Python line that made the call.
+    let script = workload("file_ops.py");
+    let fsync_line = std::fs::read_to_string(&script)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("os.fsync"))
+        .unwrap() as u64
+        + 1;
+    let stack = u64s(&events, "python_stack_id")[sync];
+    assert!(
+        !events
+            .column_by_name("python_stack_id")
+            .unwrap()
+            .is_null(sync)
+    );
+    let stacks = read_table(&run.join("python_stacks.parquet"));
+    let (ids, levels, lines) = (
+        u64s(&stacks, "stack_id"),
+        u64s(&stacks, "level"),
+        u64s(&stacks, "line"),
+    );
+    let (functions, files) = (strings(&stacks, "function"), strings(&stacks, "file"));
+    let leaf = (0..stacks.num_rows())
+        .find(|&i| ids[i] == stack && levels[i] == 0)
+        .expect("the stack is in python_stacks");
+    assert_eq!(
+        (functions[leaf].as_str(), files[leaf].as_str(), lines[leaf]),
+        ("<module>", script.as_str(), fsync_line)
+    );
     // The same call is the interval's maximum in file_io.
     let io = read_table(&run.join("file_io.parquet"));
     let (io_pids, io_ops, max) = (

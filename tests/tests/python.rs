@@ -4,6 +4,8 @@
 
 use std::{collections::HashMap, path::Path, process::Output, time::Duration};
 
+use arrow::array::Array as _;
+
 use scalpels_tests::*;
 
 type Frames = Vec<(String, String, Option<u64>)>;
@@ -221,4 +223,53 @@ fn attaches_to_a_running_interpreter() {
     let workload_out = workload_proc.output();
     let output = wait_with_limit(tracer, Duration::from_secs(30));
     check_hot_stacks(python(), &run_dir(&output), &workload_out.stdout);
+}
+
+#[test]
+fn slow_syscalls_carry_the_python_stack_that_made_them() {
+    let out = out_dir("python-syscall-stack");
+    let output = trace(
+        &[
+            "--out",
+            out.to_str().unwrap(),
+            "--tracers",
+            "syscalls,python",
+            "--",
+            python(),
+            &workload("slow_call.py"),
+        ],
+        Duration::from_secs(60),
+    );
+    let run = run_dir(&output);
+    let value = |key: &str| printed(&output.stdout, key)[0];
+    let events = read_table(&run.join("syscall_events.parquet"));
+    let (tids, names) = (u64s(&events, "tid"), strings(&events, "syscall"));
+    let stack_ids = events.column_by_name("python_stack_id").unwrap();
+    let stack_values = u64s(&events, "python_stack_id");
+    let sleeps: Vec<usize> = (0..events.num_rows())
+        .filter(|&i| tids[i] == value("tid") && names[i] == "clock_nanosleep")
+        .collect();
+    assert_eq!(sleeps.len(), 5, "slow sleeps of the main thread");
+    let stacks = stacks(&run);
+    let script = workload("slow_call.py");
+    for i in sleeps {
+        assert!(!stack_ids.is_null(i), "sleep {i} has no Python stack");
+        let frames = &stacks[&stack_values[i]];
+        assert_eq!(
+            frames[..2],
+            [
+                (
+                    "fetch_config".to_owned(),
+                    script.clone(),
+                    Some(value("sleep_line"))
+                ),
+                (
+                    "handle_request".to_owned(),
+                    script.clone(),
+                    Some(value("call_line"))
+                ),
+            ],
+            "{frames:?}"
+        );
+    }
 }

@@ -25,6 +25,9 @@ if mode == "preopened":
     print(f"read={total}", flush=True)
 elif mode == "slow_sync":
     path, mib = sys.argv[2], int(sys.argv[3])
+    # Like a service that has been running a while: the tracer has found the interpreter
+    # (it looks for it every few tens of milliseconds after an exec).
+    time.sleep(0.3)
     block = b"d" * (1 << 20)
     with open(path, "wb") as f:
         for _ in range(mib):

@@ -150,7 +150,8 @@ pub struct FileSlowEvent {
     pub tid: u32,
     pub fd: u32,
     pub op: u32,
-    pub _pad: u32,
+    /// Non-zero: a Python stack sample was sent with this `tid` and `end_ns` as its time.
+    pub python_stack: u32,
     /// Kernel monotonic time at return.
     pub end_ns: u64,
     pub duration_ns: u64,

@@ -20,6 +20,9 @@ pub mod kind {
     pub const ON_CPU: u32 = 0;
     /// Blocked in a system call: the stack that made it, weighted by the time off CPU.
     pub const OFF_CPU: u32 = 1;
+    /// The stack that made a slow system call (a `syscall_events` row), weighted by its
+    /// duration, timed at its return.
+    pub const SYSCALL: u32 = 2;
 }
 
 /// Hash map `u32 tid` -> [`OffCpu`]: target threads that blocked and have not returned to

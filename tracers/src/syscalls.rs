@@ -82,7 +82,9 @@ pub struct SlowSyscallEvent {
     pub tgid: u32,
     pub tid: u32,
     pub nr: u32,
-    pub _pad: u32,
+    /// Non-zero: a Python stack sample of kind `python::kind::SYSCALL` with this `tid` and
+    /// `end_ns` as its time was sent too (the caller is a known CPython process).
+    pub python_stack: u32,
     pub ret: i64,
     pub args: [u64; ARGS],
     pub comm: [u8; 16],

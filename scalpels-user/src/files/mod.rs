@@ -28,6 +28,7 @@ use crate::{
     block::devices,
     btf,
     clock::Clock,
+    python::AwaitingStacks,
     run::{columns::comm, table::TableWriter},
     tracefs::{self, Field},
     tracer::{Env, Interval, Prepared, Tracer},
@@ -197,6 +198,7 @@ impl Prepared for PreparedFiles {
             totals: BTreeMap::new(),
             processes: BTreeSet::new(),
             watched: BTreeSet::new(),
+            waiting: AwaitingStacks::new(env.stacks),
         }))
     }
 }
@@ -240,6 +242,8 @@ pub struct FilesTracer {
     processes: BTreeSet<u32>,
     /// Targets whose open files were read when they became targets.
     watched: BTreeSet<u32>,
+    /// Slow operations waiting for their Python stack.
+    waiting: AwaitingStacks<EventRow>,
 }
 
 /// A NUL-terminated path from the kernel.
@@ -249,8 +253,26 @@ fn path_of(bytes: &[u8]) -> Option<String> {
 }
 
 impl FilesTracer {
-    /// Converts one ring-buffer record (an open is remembered, the others become rows).
-    fn event(&mut self, bytes: &[u8]) -> Option<EventRow> {
+    /// Writes the events whose Python stack is known or not coming (`all`: every one).
+    fn write_events(&mut self, all: bool) -> Result<()> {
+        let rows: Vec<EventRow> = self
+            .waiting
+            .ready(all)
+            .into_iter()
+            .map(|(row, python_stack_id)| EventRow {
+                python_stack_id,
+                ..row
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.events_table.write(&tables::events_batch(&rows)?)
+    }
+
+    /// Converts one ring-buffer record (an open is remembered, the others become rows, with
+    /// the key of the Python stack the kernel took for them, if it did).
+    fn event(&mut self, bytes: &[u8]) -> Option<(EventRow, Option<(u32, u64)>)> {
         let record_kind = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?);
         match record_kind {
             kind::OPEN if bytes.len() >= size_of::<FileOpenEvent>() => {
@@ -264,7 +286,7 @@ impl FilesTracer {
                 // SAFETY: as above, a FileSlowEvent.
                 let e = unsafe { bytes.as_ptr().cast::<FileSlowEvent>().read_unaligned() };
                 self.paths.resolve(e.tgid, &e.file);
-                Some(EventRow {
+                let row = EventRow {
                     start: self.clock.to_utc_ns(e.end_ns.saturating_sub(e.duration_ns)),
                     duration_ns: e.duration_ns,
                     pid: e.tgid,
@@ -275,12 +297,14 @@ impl FilesTracer {
                     path: self.paths.get(&e.file).map(str::to_owned),
                     new_path: None,
                     ret: e.ret,
-                })
+                    python_stack_id: None,
+                };
+                Some((row, (e.python_stack != 0).then_some((e.tid, e.end_ns))))
             }
             kind::PATH if bytes.len() >= size_of::<FilePathEvent>() => {
                 // SAFETY: as above, a FilePathEvent.
                 let e = unsafe { bytes.as_ptr().cast::<FilePathEvent>().read_unaligned() };
-                Some(EventRow {
+                let row = EventRow {
                     start: self.clock.to_utc_ns(e.end_ns.saturating_sub(e.duration_ns)),
                     duration_ns: e.duration_ns,
                     pid: e.tgid,
@@ -291,7 +315,9 @@ impl FilesTracer {
                     path: path_of(&e.path),
                     new_path: path_of(&e.path2),
                     ret: e.ret,
-                })
+                    python_stack_id: None,
+                };
+                Some((row, None))
             }
             _ => None,
         }
@@ -320,11 +346,16 @@ impl Tracer for FilesTracer {
         while let Some(item) = self.events.next() {
             records.push(item.to_vec());
         }
-        let rows: Vec<EventRow> = records.iter().filter_map(|r| self.event(r)).collect();
-        if rows.is_empty() {
-            return Ok(());
+        for record in &records {
+            if let Some((row, stack_key)) = self.event(record) {
+                self.waiting.push(row, stack_key);
+            }
         }
-        self.events_table.write(&tables::events_batch(&rows)?)
+        self.write_events(false)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.write_events(true)
     }
 
     fn collect_interval(&mut self, interval: &Interval) -> Result<()> {

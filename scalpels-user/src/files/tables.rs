@@ -6,7 +6,7 @@ use anyhow::Result;
 use arrow::{
     array::{
         ArrayRef, DurationNanosecondBuilder, Int32Builder, Int64Builder, RecordBatch,
-        StringDictionaryBuilder, UInt32Builder, UInt64Builder,
+        StringDictionaryBuilder, UInt32Builder, UInt64Array, UInt64Builder,
     },
     datatypes::{DataType, Field, Int32Type, Schema, SchemaRef},
 };
@@ -101,6 +101,7 @@ pub fn events_schema() -> SchemaRef {
         Field::new("path", dictionary(), true),
         Field::new("new_path", dictionary(), true),
         Field::new("ret", DataType::Int64, false),
+        Field::new("python_stack_id", DataType::UInt64, true),
     ]))
 }
 
@@ -117,6 +118,8 @@ pub struct EventRow {
     pub path: Option<String>,
     pub new_path: Option<String>,
     pub ret: i64,
+    /// The Python code that made the call (joins `python_stacks`).
+    pub python_stack_id: Option<u64>,
 }
 
 pub fn events_batch(rows: &[EventRow]) -> Result<RecordBatch> {
@@ -150,6 +153,11 @@ pub fn events_batch(rows: &[EventRow]) -> Result<RecordBatch> {
         Arc::new(path.finish()),
         Arc::new(new_path.finish()),
         Arc::new(ret.finish()),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.python_stack_id)
+                .collect::<UInt64Array>(),
+        ),
     ];
     Ok(RecordBatch::try_new(events_schema(), columns)?)
 }

@@ -8,6 +8,8 @@ pub mod flamegraph;
 mod linetable;
 mod memory;
 mod pthread;
+mod stack_index;
+pub use stack_index::{AwaitingStacks, StackIndex};
 pub mod tables;
 mod versions;
 
@@ -114,6 +116,7 @@ impl Prepared for PreparedPython {
         let take = crate::ebpf::take_map;
         Ok(Box::new(PythonTracer {
             procs: BpfHashMap::try_from(take(ebpf, PROCS_MAP)?)?,
+            stack_index: env.stacks.clone(),
             samples: RingBuf::try_from(take(ebpf, SAMPLES_MAP)?)?,
             weight_ns: (1_000_000_000 / self.hz.max(1)) as i64,
             clock: env.clock,
@@ -148,6 +151,8 @@ fn attach_off_cpu(ebpf: &mut Ebpf) -> Result<()> {
 
 pub struct PythonTracer {
     procs: BpfHashMap<MapData, u32, PyProcess>,
+    /// Where stacks taken for other tracers' events are filed.
+    stack_index: StackIndex,
     samples: RingBuf<MapData>,
     weight_ns: i64,
     clock: Clock,
@@ -260,6 +265,10 @@ impl PythonTracer {
         }
         let (kind, weight_ns) = match sample.kind {
             kind::OFF_CPU => ("off_cpu", sample.weight_ns as i64),
+            kind::SYSCALL => {
+                self.stack_index.insert(sample.tid, sample.time_ns, id);
+                ("syscall", sample.weight_ns as i64)
+            }
             _ => ("on_cpu", self.weight_ns),
         };
         Some(SampleRow {

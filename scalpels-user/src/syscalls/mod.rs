@@ -25,6 +25,7 @@ use tracers::{
 use crate::{
     btf,
     clock::Clock,
+    python::AwaitingStacks,
     run::{columns, table::TableWriter},
     tracer::{Env, Interval, Prepared, Tracer},
 };
@@ -78,6 +79,7 @@ impl Prepared for PreparedSyscalls {
             clock: env.clock,
             stats_table: env.table("syscalls", tables::stats_schema()),
             events_table: env.table("syscall_events", tables::events_schema()),
+            waiting: AwaitingStacks::new(env.stacks),
             totals: BTreeMap::new(),
             processes: BTreeSet::new(),
         }))
@@ -103,6 +105,8 @@ pub struct SyscallsTracer {
     clock: Clock,
     stats_table: TableWriter,
     events_table: TableWriter,
+    /// Slow calls waiting for their Python stack.
+    waiting: AwaitingStacks<SlowSyscallEvent>,
     totals: BTreeMap<u32, Totals>,
     processes: BTreeSet<u32>,
 }
@@ -112,6 +116,17 @@ fn thread_is_alive(key: &SyscallKey) -> bool {
 }
 
 impl SyscallsTracer {
+    /// Writes the slow calls whose Python stack is known or not coming (`all`: every one).
+    fn write_events(&mut self, all: bool) -> Result<()> {
+        let (ready, stacks): (Vec<_>, Vec<_>) = self.waiting.ready(all).into_iter().unzip();
+        if ready.is_empty() {
+            return Ok(());
+        }
+        let clock = self.clock;
+        let batch = tables::events_batch(&ready, &stacks, |ns| clock.to_utc_ns(ns))?;
+        self.events_table.write(&batch)
+    }
+
     /// The change of one key since the previous collection, if it made calls.
     fn delta(&self, key: &SyscallKey, now: &SyscallStats, interval: u64) -> Option<StatsRow> {
         let zero = SyscallStats::default();
@@ -149,19 +164,19 @@ impl Tracer for SyscallsTracer {
     }
 
     fn poll_events(&mut self) -> Result<()> {
-        let mut batch = Vec::new();
         while let Some(item) = self.events.next() {
             if item.len() >= size_of::<SlowSyscallEvent>() {
                 // SAFETY: the kernel wrote a SlowSyscallEvent (tracers::syscalls) here.
-                batch.push(unsafe { item.as_ptr().cast::<SlowSyscallEvent>().read_unaligned() });
+                let event = unsafe { item.as_ptr().cast::<SlowSyscallEvent>().read_unaligned() };
+                let key = (event.python_stack != 0).then_some((event.tid, event.end_ns));
+                self.waiting.push(event, key);
             }
         }
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let clock = self.clock;
-        self.events_table
-            .write(&tables::events_batch(&batch, |ns| clock.to_utc_ns(ns))?)
+        self.write_events(false)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.write_events(true)
     }
 
     fn collect_interval(&mut self, interval: &Interval<'_>) -> Result<()> {

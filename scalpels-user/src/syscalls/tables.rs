@@ -6,7 +6,7 @@ use anyhow::Result;
 use arrow::{
     array::{
         ArrayRef, DurationNanosecondBuilder, Int64Builder, RecordBatch, StringDictionaryBuilder,
-        UInt32Builder, UInt64Builder,
+        UInt32Builder, UInt64Array, UInt64Builder,
     },
     datatypes::{DataType, Field, Int32Type, Schema, SchemaRef},
 };
@@ -108,12 +108,14 @@ pub fn events_schema() -> SchemaRef {
         Field::new("ret", DataType::Int64, false),
     ];
     fields.extend((0..ARGS).map(|i| Field::new(format!("arg{i}"), DataType::UInt64, false)));
+    fields.push(Field::new("python_stack_id", DataType::UInt64, true));
     Arc::new(Schema::new(fields))
 }
 
 /// Builds a batch of slow calls; `to_utc` converts kernel monotonic ns.
 pub fn events_batch(
     events: &[SlowSyscallEvent],
+    python_stacks: &[Option<u64>],
     to_utc: impl Fn(u64) -> i64,
 ) -> Result<RecordBatch> {
     let mut start = timestamps();
@@ -151,5 +153,8 @@ pub fn events_batch(
         Arc::new(ret.finish()),
     ];
     columns.extend(args.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    columns.push(Arc::new(
+        python_stacks.iter().copied().collect::<UInt64Array>(),
+    ));
     Ok(RecordBatch::try_new(events_schema(), columns)?)
 }

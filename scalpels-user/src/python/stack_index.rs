@@ -1,0 +1,94 @@
+//! Python stacks taken for other tracers' events: the kernel sends a `SYSCALL` stack sample
+//! with the event's thread and time; the python tracer files its stack id here under that key,
+//! and the event's tracer picks it up for its `python_stack_id` column.
+
+use std::{cell::RefCell, collections::HashMap, rc::Rc};
+
+/// (tid, kernel time ns) -> stack id. Cheap to clone: every tracer holds the same index.
+#[derive(Clone, Default)]
+pub struct StackIndex(Rc<RefCell<HashMap<(u32, u64), u64>>>);
+
+impl StackIndex {
+    pub fn insert(&self, tid: u32, time_ns: u64, stack_id: u64) {
+        self.0.borrow_mut().insert((tid, time_ns), stack_id);
+    }
+
+    /// The stack id filed for an event, taken out of the index.
+    pub fn take(&self, tid: u32, time_ns: u64) -> Option<u64> {
+        self.0.borrow_mut().remove(&(tid, time_ns))
+    }
+}
+
+/// Polls an event waits for its Python stack (the python tracer may read its ring buffer after
+/// the event's tracer) before it is written without one: about a second.
+const WAIT_POLLS: u32 = 20;
+
+/// Events waiting for their Python stack before they are written.
+pub struct AwaitingStacks<T> {
+    index: StackIndex,
+    waiting: Vec<Awaiting<T>>,
+}
+
+struct Awaiting<T> {
+    event: T,
+    /// (tid, kernel time) of the stack sample the kernel sent, if it sent one.
+    key: Option<(u32, u64)>,
+    polls: u32,
+}
+
+impl<T> AwaitingStacks<T> {
+    pub fn new(index: &StackIndex) -> Self {
+        Self {
+            index: index.clone(),
+            waiting: Vec::new(),
+        }
+    }
+
+    /// Adds an event; `key` is `Some((tid, time_ns))` when the kernel took its stack.
+    pub fn push(&mut self, event: T, key: Option<(u32, u64)>) {
+        self.waiting.push(Awaiting {
+            event,
+            key,
+            polls: 0,
+        });
+    }
+
+    /// The events whose stack is known or will not come (every one when `all`), with their
+    /// stack ids; the others wait for the next poll.
+    pub fn ready(&mut self, all: bool) -> Vec<(T, Option<u64>)> {
+        let mut ready = Vec::new();
+        for mut awaiting in std::mem::take(&mut self.waiting) {
+            let stack = awaiting
+                .key
+                .and_then(|(tid, time_ns)| self.index.take(tid, time_ns));
+            if stack.is_some() || awaiting.key.is_none() || all || awaiting.polls >= WAIT_POLLS {
+                ready.push((awaiting.event, stack));
+            } else {
+                awaiting.polls += 1;
+                self.waiting.push(awaiting);
+            }
+        }
+        ready
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_wait_for_their_stack_a_bounded_time() {
+        let index = StackIndex::default();
+        let mut awaiting = AwaitingStacks::new(&index);
+        awaiting.push("no stack", None);
+        awaiting.push("stack", Some((7, 100)));
+        awaiting.push("lost", Some((7, 200)));
+        assert_eq!(awaiting.ready(false), [("no stack", None)]);
+        index.insert(7, 100, 42);
+        assert_eq!(awaiting.ready(false), [("stack", Some(42))]);
+        for _ in 0..WAIT_POLLS {
+            assert!(awaiting.ready(false).is_empty());
+        }
+        assert_eq!(awaiting.ready(false), [("lost", None)]);
+    }
+}
