@@ -73,11 +73,23 @@ pub struct Frame {
 /// What the frame of an unreadable code object is called.
 pub const UNKNOWN_FUNCTION: &str = "<unknown>";
 
+/// Reads of a code object tried before it is taken as unreadable: a sample can catch a frame
+/// being set up, whose code pointer is not yet the frame's, and a read can fail once.
+const READ_ATTEMPTS: u32 = 3;
+
+/// What is known of one (process, code object).
+#[derive(Debug)]
+enum Cached {
+    Read(CodeInfo),
+    /// Failed this many times.
+    Failed(u32),
+}
+
 /// Symbolizes frames, reading each (process, code object) once: code objects of running code
-/// stay alive and unchanged, and one that could not be read is not tried again.
+/// stay alive and unchanged; one that could not be read is tried a few times, then given up.
 #[derive(Debug, Default)]
 pub struct Symbolizer {
-    codes: HashMap<(u32, u64), Option<CodeInfo>>,
+    codes: HashMap<(u32, u64), Cached>,
 }
 
 impl Symbolizer {
@@ -85,11 +97,19 @@ impl Symbolizer {
     /// sampler read at `layout.frame_instr` (a pointer for 3.11+, else `f_lasti`, of which only
     /// the low 32 bits count so that a zero- or sign-extended -1 both work).
     pub fn frame(&mut self, pid: u32, layout: &Layout, code_addr: u64, instr: u64) -> Frame {
-        let code = self
+        let cached = self
             .codes
             .entry((pid, code_addr))
-            .or_insert_with(|| read(&ProcessMemory::new(pid), code_addr, layout).ok());
-        let Some(code) = code else {
+            .or_insert(Cached::Failed(0));
+        if let Cached::Failed(attempts) = *cached
+            && attempts < READ_ATTEMPTS
+        {
+            *cached = match read(&ProcessMemory::new(pid), code_addr, layout) {
+                Ok(code) => Cached::Read(code),
+                Err(_) => Cached::Failed(attempts + 1),
+            };
+        }
+        let Cached::Read(code) = cached else {
             return Frame {
                 function: UNKNOWN_FUNCTION.to_owned(),
                 file: String::new(),
