@@ -25,6 +25,9 @@ use crate::{counters::bump, target::is_target, wakeup};
 
 const _: () = assert!(MAX_FRAMES.is_power_of_two());
 
+/// Samples of waits or calls at least this long wake the loader at once.
+const PROMPT_AFTER_NS: u64 = 1_000_000;
+
 #[map]
 static PYTHON_PROCS: HashMap<u32, PyProcess> = HashMap::with_max_entries(PROCS_MAX, 0);
 
@@ -145,7 +148,14 @@ pub fn send_stack(pid_tgid: u64, kind: u32, weight_ns: u64, time_ns: u64) -> boo
         entry.discard(0);
         return false;
     }
-    entry.submit(wakeup::flags(&PYTHON_SAMPLES, SAMPLES_BYTES));
+    // After a long wait, wake the loader now: the process may be about to exit (a main thread
+    // joining its workers), and its code objects can only be named while it lives.
+    let flags = if weight_ns >= PROMPT_AFTER_NS {
+        wakeup::BPF_RB_FORCE_WAKEUP
+    } else {
+        wakeup::flags(&PYTHON_SAMPLES, SAMPLES_BYTES)
+    };
+    entry.submit(flags);
     true
 }
 

@@ -6,7 +6,7 @@
 use aya_ebpf::{bindings::BPF_RB_AVAIL_DATA, maps::RingBuf};
 
 const BPF_RB_NO_WAKEUP: u64 = 1;
-const BPF_RB_FORCE_WAKEUP: u64 = 2;
+pub const BPF_RB_FORCE_WAKEUP: u64 = 2;
 
 /// Flags for submitting to `ring`, a ring buffer of `bytes` bytes.
 #[inline(always)]

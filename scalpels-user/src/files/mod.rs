@@ -246,6 +246,16 @@ pub struct FilesTracer {
     waiting: AwaitingStacks<EventRow>,
 }
 
+/// The end of `path` in at most `width` characters (the file name is what tells files apart).
+fn tail(path: &str, width: usize) -> String {
+    let chars: Vec<char> = path.chars().collect();
+    if chars.len() <= width {
+        return path.to_owned();
+    }
+    let kept: String = chars[chars.len() - (width - 1)..].iter().collect();
+    format!("…{kept}")
+}
+
 /// A NUL-terminated path from the kernel.
 fn path_of(bytes: &[u8]) -> Option<String> {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
@@ -426,7 +436,7 @@ impl Tracer for FilesTracer {
         lines.extend(top.into_iter().take(10).map(|((path, op), t)| {
             format!(
                 "  {:<40} {:<6} {:>8} {:>12.2} {:>9.3} ms",
-                path,
+                tail(path, 40),
                 op,
                 t.calls,
                 t.bytes as f64 / (1 << 20) as f64,

@@ -129,7 +129,8 @@ impl Prepared for PreparedPython {
             symbolizer: Symbolizer::default(),
             stacks_written: HashSet::new(),
             new_stacks: Vec::new(),
-            leaf_counts: HashMap::new(),
+            on_cpu: HashMap::new(),
+            off_cpu: HashMap::new(),
             processes: BTreeSet::new(),
             samples_table: env.table("python_samples", tables::samples_schema()),
             stacks_table: env.table("python_stacks", tables::stacks_schema()),
@@ -170,8 +171,10 @@ pub struct PythonTracer {
     stacks_written: HashSet<u64>,
     /// Stacks seen for the first time since the last write.
     new_stacks: Vec<(u64, Vec<Frame>)>,
-    /// Samples per innermost function, for the summary.
-    leaf_counts: HashMap<String, u64>,
+    /// Time on CPU (samples × period) per innermost function, for the summary.
+    on_cpu: HashMap<String, u64>,
+    /// Time off CPU per innermost function, for the summary.
+    off_cpu: HashMap<String, u64>,
     processes: BTreeSet<u32>,
     samples_table: TableWriter,
     stacks_table: TableWriter,
@@ -196,6 +199,28 @@ fn walk_of(interpreter: &Interpreter) -> PyProcess {
         frame_owner,
         owner_c_stack,
     }
+}
+
+/// The ten innermost functions with the most time, with their share.
+fn top_functions(title: &str, times: &HashMap<String, u64>) -> Vec<String> {
+    let total: u64 = times.values().sum();
+    let mut top: Vec<_> = times.iter().collect();
+    top.sort_by_key(|(_, ns)| std::cmp::Reverse(**ns));
+    let mut lines = vec![format!(
+        "  {:<50} {:>10} {:>7}",
+        format!("function {title} (innermost)"),
+        "time",
+        "share"
+    )];
+    lines.extend(top.into_iter().take(10).map(|(function, ns)| {
+        format!(
+            "  {:<50} {:>7.3} s {:>6.1}%",
+            function,
+            *ns as f64 / 1e9,
+            100.0 * *ns as f64 / total.max(1) as f64
+        )
+    }));
+    lines
 }
 
 /// A stack's identity: a hash of its frames, the same in every run for the same code lines.
@@ -257,8 +282,13 @@ impl PythonTracer {
             .map(|f| self.symbolizer.frame(sample.tgid, layout, f.code, f.instr))
             .collect();
         let id = stack_id(&frames);
-        if let Some(leaf) = frames.first().filter(|_| sample.kind == kind::ON_CPU) {
-            *self.leaf_counts.entry(leaf.function.clone()).or_default() += 1;
+        if let Some(leaf) = frames.first() {
+            let function = leaf.function.clone();
+            match sample.kind {
+                kind::ON_CPU => *self.on_cpu.entry(function).or_default() += self.weight_ns as u64,
+                kind::OFF_CPU => *self.off_cpu.entry(function).or_default() += sample.weight_ns,
+                _ => {}
+            }
         }
         if self.stacks_written.insert(id) {
             self.new_stacks.push((id, frames));
@@ -363,21 +393,9 @@ impl Tracer for PythonTracer {
                     .map(|(pid, reason)| format!("  process {pid}: unsupported {reason}")),
             )
             .collect();
-        let total: u64 = self.leaf_counts.values().sum();
-        let mut top: Vec<_> = self.leaf_counts.iter().collect();
-        top.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
-        lines.push(format!(
-            "  {:<50} {:>8} {:>7}",
-            "function on CPU (innermost)", "samples", "share"
-        ));
-        lines.extend(top.into_iter().take(10).map(|(function, n)| {
-            format!(
-                "  {:<50} {:>8} {:>6.1}%",
-                function,
-                n,
-                100.0 * *n as f64 / total.max(1) as f64
-            )
-        }));
+        for (title, times) in [("on CPU", &self.on_cpu), ("off CPU", &self.off_cpu)] {
+            lines.extend(top_functions(title, times));
+        }
         lines
     }
 
