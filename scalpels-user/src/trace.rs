@@ -406,23 +406,22 @@ impl Session<'_> {
         // Rows each tracer had produced at the previous status line.
         let mut last_events = vec![0u64; attached.tracers.len()];
 
+        // A failure mid-run (a full disk) ends the run like a signal would: what was written
+        // is kept, and the end is recorded, as far as the failure allows.
+        let mut failure: Option<anyhow::Error> = None;
         let end_reason = loop {
             tokio::select! {
                 _ = sigint.recv() => break "SIGINT".to_owned(),
                 _ = sigterm.recv() => break "SIGTERM".to_owned(),
                 _ = &mut deadline, if self.cli.duration.is_some() => break "duration".to_owned(),
                 ready = events_ready.wait() => {
-                    ready?;
-                    for t in &mut attached.tracers {
-                        t.poll_events()?;
+                    if let Err(e) = ready.and_then(|()| poll_all(&mut attached.tracers, false)) {
+                        break stopped_by(&mut failure, e);
                     }
                 }
                 _ = poll.tick() => {
-                    for t in &mut attached.tracers {
-                        t.poll_events()?;
-                        for table in t.tables() {
-                            table.flush_if_due()?;
-                        }
+                    if let Err(e) = poll_all(&mut attached.tracers, true) {
+                        break stopped_by(&mut failure, e);
                     }
                     if let Some(code) = child.as_mut().and_then(GatedChild::try_wait) {
                         break format!("command exited with status {code}");
@@ -431,14 +430,16 @@ impl Session<'_> {
                 _ = collect.tick() => {
                     let now = utc_now_ns();
                     members = self.members(&attached);
-                    attached.targets.add(&members)?;
+                    if let Err(e) = attached.targets.add(&members) {
+                        break stopped_by(&mut failure, e);
+                    }
                     for t in &mut attached.tracers {
                         t.watch(&members.pids);
                     }
                     pids_seen.extend(&members.pids);
                     let interval = Interval { start: interval_start, end: now, pids: &members.pids };
-                    for t in &mut attached.tracers {
-                        t.collect_interval(&interval)?;
+                    if let Err(e) = attached.tracers.iter_mut().try_for_each(|t| t.collect_interval(&interval)) {
+                        break stopped_by(&mut failure, e);
                     }
                     interval_start = now;
                     if matches!(self.spec, TargetSpec::Pids(_)) && members.pids.is_empty() {
@@ -477,14 +478,15 @@ impl Session<'_> {
             pids: &members.pids,
         };
         // Every tracer reads its ring buffer before any collects, so the events of one that
-        // point at another's records (Python stacks) find them.
+        // point at another's records (Python stacks) find them. After a failure each step is
+        // still tried: whatever can be saved is.
         for t in &mut attached.tracers {
-            t.poll_events()?;
+            keep(&mut failure, t.poll_events());
         }
         for t in &mut attached.tracers {
-            t.poll_events()?;
-            t.collect_interval(&interval)?;
-            t.finish()?;
+            keep(&mut failure, t.poll_events());
+            keep(&mut failure, t.collect_interval(&interval));
+            keep(&mut failure, t.finish());
         }
         if let Some(child) = &mut child {
             child.reap();
@@ -502,13 +504,17 @@ impl Session<'_> {
             for table in t.into_tables() {
                 let rows = table.rows();
                 let name = table.name();
-                table.finish()?;
+                keep(&mut failure, table.finish().map(drop));
                 if let Some(record) = manifest.tables.get_mut(name) {
                     record.rows = rows;
                 }
             }
         }
-        manifest.write(&self.run_dir)?;
+        if let Some(e) = &failure {
+            manifest.status = "failed";
+            manifest.end_reason = Some(format!("error: {e:#}"));
+        }
+        keep(&mut failure, manifest.write(&self.run_dir));
 
         println!("run: {}", self.run_dir.display());
         println!("ended: {end_reason}");
@@ -528,6 +534,39 @@ impl Session<'_> {
                 println!("{line}");
             }
         }
-        Ok(0)
+        match failure {
+            Some(e) => Err(e.context(format!(
+                "the run stopped; what was written before is in {}",
+                self.run_dir.display()
+            ))),
+            None => Ok(0),
+        }
     }
+}
+
+/// Reads every tracer's ring buffer and, with `flush`, closes the row groups that are due.
+fn poll_all(tracers: &mut [Box<dyn Tracer>], flush: bool) -> Result<()> {
+    for t in tracers {
+        t.poll_events()?;
+        if flush {
+            for table in t.tables() {
+                table.flush_if_due()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the first failure of the steps that end a run.
+fn keep(failure: &mut Option<anyhow::Error>, result: Result<()>) {
+    if let Err(e) = result {
+        failure.get_or_insert(e);
+    }
+}
+
+/// Records why the run stops early and names the end.
+fn stopped_by(failure: &mut Option<anyhow::Error>, e: anyhow::Error) -> String {
+    let reason = format!("error: {e:#}");
+    *failure = Some(e);
+    reason
 }

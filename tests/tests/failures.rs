@@ -166,6 +166,83 @@ fn a_tracer_that_cannot_attach_is_reported_and_the_others_run() {
     assert!(!run.join("file_io.parquet").exists());
 }
 
+/// A small tmpfs mounted for one test, unmounted when it ends.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn new(test: &str, size: &str) -> Self {
+        let dir = out_dir(test);
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "none"])
+            .arg(&dir)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mounting a tmpfs on {}", dir.display());
+        SmallDisk(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_ends_the_run_keeping_what_was_written() {
+    let disk = SmallDisk::new("disk-full", "300k");
+    // Every call an event: the segments outgrow 300 KiB within a second.
+    let output = trace(
+        &[
+            "--out",
+            disk.0.to_str().unwrap(),
+            "--tracers",
+            "syscalls",
+            "--slow-syscall",
+            "0ns",
+            "--flush-interval",
+            "200ms",
+            "--",
+            python(),
+            &workload("syscall_counts.py"),
+            "300000",
+            "0",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("No space left on device"),
+        "{}",
+        stderr(&output)
+    );
+    let run = std::fs::read_dir(&disk.0)
+        .unwrap()
+        .next()
+        .expect("a run directory")
+        .unwrap()
+        .path();
+    let manifest = manifest(&run);
+    assert_eq!(manifest["status"], "failed");
+    assert!(
+        manifest["end_reason"]
+            .as_str()
+            .unwrap()
+            .contains("No space left on device")
+    );
+    // What was flushed before the disk filled is readable, and no half-written file is left.
+    let events = read_table(&run.join("syscall_events.parts"));
+    assert!(events.num_rows() > 1000, "{} rows", events.num_rows());
+    assert!(read_table(&run.join("syscalls.parquet")).num_rows() > 0);
+    let leftovers: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .chain(std::fs::read_dir(run.join("syscall_events.parts")).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 #[test]
 fn sigterm_mid_run_finalizes_files_and_manifest() {
     let out = out_dir("sigterm");

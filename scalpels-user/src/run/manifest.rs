@@ -13,7 +13,7 @@ pub struct Manifest {
     pub schema_version: u32,
     pub scalpels_version: &'static str,
     pub run_id: String,
-    /// "running", "complete".
+    /// "running", "complete", or "failed" (end_reason says why).
     pub status: &'static str,
     /// Why the run ended: "duration", "SIGINT", "SIGTERM", "targets exited".
     pub end_reason: Option<String>,
@@ -83,9 +83,9 @@ impl Manifest {
     pub fn write(&self, run_dir: &Path) -> Result<()> {
         let json = serde_json::to_vec_pretty(self).context("serializing the manifest")?;
         let partial = run_dir.join("manifest.json.partial");
-        fs::write(&partial, json).with_context(|| format!("writing {}", partial.display()))?;
-        fs::rename(&partial, run_dir.join("manifest.json"))
-            .with_context(|| format!("renaming {}", partial.display()))
+        super::write_then_rename(&partial, &run_dir.join("manifest.json"), |partial| {
+            fs::write(partial, json).with_context(|| format!("writing {}", partial.display()))
+        })
     }
 }
 

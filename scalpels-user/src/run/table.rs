@@ -123,13 +123,15 @@ impl TableWriter {
         let Some(segment) = self.segment.take() else {
             return Ok(());
         };
-        segment
-            .writer
-            .close()
-            .with_context(|| format!("closing {}", segment.writing.display()))?;
-        fs::rename(&segment.writing, &segment.done)
-            .with_context(|| format!("renaming {}", segment.writing.display()))?;
-        self.closed_segments.push(segment.done);
+        let (writing, done) = (segment.writing.clone(), segment.done.clone());
+        super::write_then_rename(&writing, &done, |writing| {
+            segment
+                .writer
+                .close()
+                .map(drop)
+                .with_context(|| format!("closing {}", writing.display()))
+        })?;
+        self.closed_segments.push(done);
         Ok(())
     }
 
@@ -138,23 +140,25 @@ impl TableWriter {
         self.close_segment()?;
         let path = self.run_dir.join(format!("{}.parquet", self.name));
         let partial = self.run_dir.join(format!("{}.parquet.partial", self.name));
-        if self.closed_segments.is_empty() {
-            // No rows: still write the schema, so every run has the same files and columns.
-            let file = File::create(&partial)
-                .with_context(|| format!("creating {}", partial.display()))?;
-            ArrowWriter::try_new(file, self.schema.clone(), Some(writer_properties()))?
-                .close()
-                .with_context(|| format!("closing {}", partial.display()))?;
-        } else {
-            concat_segments(&self.closed_segments, &partial).with_context(|| {
-                format!(
-                    "merging the segments of {} into {}",
-                    self.name,
-                    partial.display()
-                )
-            })?;
-        }
-        fs::rename(&partial, &path).with_context(|| format!("renaming {}", partial.display()))?;
+        super::write_then_rename(&partial, &path, |partial| {
+            if self.closed_segments.is_empty() {
+                // No rows: still write the schema, so every run has the same files and columns.
+                let file = File::create(partial)
+                    .with_context(|| format!("creating {}", partial.display()))?;
+                ArrowWriter::try_new(file, self.schema.clone(), Some(writer_properties()))?
+                    .close()
+                    .map(drop)
+                    .with_context(|| format!("closing {}", partial.display()))
+            } else {
+                concat_segments(&self.closed_segments, partial).with_context(|| {
+                    format!(
+                        "merging the segments of {} into {}",
+                        self.name,
+                        partial.display()
+                    )
+                })
+            }
+        })?;
         if !self.closed_segments.is_empty() {
             fs::remove_dir_all(self.parts_dir())
                 .with_context(|| format!("removing {}", self.parts_dir().display()))?;
