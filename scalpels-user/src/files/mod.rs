@@ -62,19 +62,6 @@ const SYSCALLS: &[(&str, u32)] = &[
     ("unlinkat", op::UNLINK),
 ];
 
-/// (struct, member) pairs walked from the current task to an fd's inode, in FileWalk order.
-const WALK: [(&str, &str); 9] = [
-    ("task_struct", "files"),
-    ("files_struct", "fdt"),
-    ("fdtable", "max_fds"),
-    ("fdtable", "fd"),
-    ("file", "f_inode"),
-    ("inode", "i_mode"),
-    ("inode", "i_ino"),
-    ("inode", "i_sb"),
-    ("super_block", "s_dev"),
-];
-
 /// A traced syscall: its number, tracepoint name and record layout.
 struct Traced {
     nr: u32,
@@ -104,21 +91,20 @@ fn format(tracefs: &Path, event: &str) -> Result<Vec<Field>> {
 /// Learns the syscall record layouts (tracefs) and the task-to-inode walk (BTF).
 pub fn prepare(env: &Env) -> Result<PreparedFiles> {
     let vmlinux = btf::load_vmlinux()?;
-    let mut walk = [0u32; WALK.len()];
-    for (offset, (st, member)) in walk.iter_mut().zip(WALK) {
-        *offset = btf::member_offset(&vmlinux, st, member)?;
-    }
-    let [
-        task_files,
-        files_fdt,
-        fdtable_max_fds,
-        fdtable_fd,
-        file_inode,
-        inode_mode,
-        inode_ino,
-        inode_sb,
-        sb_dev,
-    ] = walk;
+    // The walk from the current task to an fd's inode.
+    let offset = |st: &str, member: &str| btf::member_offset(&vmlinux, st, member);
+    let walk = FileWalk {
+        task_files: offset("task_struct", "files")?,
+        files_fdt: offset("files_struct", "fdt")?,
+        fdtable_max_fds: offset("fdtable", "max_fds")?,
+        fdtable_fd: offset("fdtable", "fd")?,
+        file_inode: offset("file", "f_inode")?,
+        inode_mode: offset("inode", "i_mode")?,
+        inode_ino: offset("inode", "i_ino")?,
+        inode_sb: offset("inode", "i_sb")?,
+        sb_dev: offset("super_block", "s_dev")?,
+        _pad: 0,
+    };
     let mut traced = Vec::new();
     for &(name, operation) in SYSCALLS {
         let (Ok(sysno), Ok(fields)) = (
@@ -148,18 +134,7 @@ pub fn prepare(env: &Env) -> Result<PreparedFiles> {
             slow_ns: u64::try_from(env.cli.slow_file_io.as_nanos()).unwrap_or(u64::MAX),
             nr_offset: offset_of(&enter, &["__syscall_nr"]),
             ret_offset: offset_of(&exit, &["ret"]),
-            walk: FileWalk {
-                task_files,
-                files_fdt,
-                fdtable_max_fds,
-                fdtable_fd,
-                file_inode,
-                inode_mode,
-                inode_ino,
-                inode_sb,
-                sb_dev,
-                _pad: 0,
-            },
+            walk,
         },
         traced,
     })
