@@ -292,6 +292,7 @@ impl Session<'_> {
                 reason: None,
                 events: t.events(),
                 drops: attached.counters.of(t.name()),
+                notes: t.notes(),
             });
             let info = catalogue::find(t.name()).expect("attached tracers are in the catalogue");
             for table in info.tables {
@@ -311,6 +312,7 @@ impl Session<'_> {
             reason: Some(u.reason.clone()),
             events: 0,
             drops: BTreeMap::new(),
+            notes: BTreeMap::new(),
         }));
         let (kind, cgroup) = match (&self.spec, &self.service) {
             (TargetSpec::Service(_), Some(ServiceMatch::Cgroup(dir))) => {

@@ -68,6 +68,10 @@ pub trait Tracer {
     fn processes(&self) -> &BTreeSet<u32>;
     /// Its tables, to flush and, at the end, to finish.
     fn tables(&mut self) -> Vec<&mut TableWriter>;
+    /// Per-process notes for the manifest (e.g. an interpreter it cannot read).
+    fn notes(&self) -> BTreeMap<u32, String> {
+        BTreeMap::new()
+    }
     /// Lines for the end-of-run summary.
     fn summary(&self) -> Vec<String>;
     /// Writes what it still holds back (called once, after the last poll and collection).

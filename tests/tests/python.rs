@@ -273,3 +273,43 @@ fn slow_syscalls_carry_the_python_stack_that_made_them() {
         );
     }
 }
+
+#[test]
+fn unsupported_interpreters_are_reported_and_the_other_tracers_go_on() {
+    // pyenv's 3.7 (or 2.7): older than the layouts Scalpels knows.
+    let Some(old) = ["3.7", "2.7"].iter().find_map(|minor| {
+        std::fs::read_dir("/root/.pyenv/versions")
+            .ok()?
+            .flatten()
+            .map(|v| v.path().join(format!("bin/python{minor}")))
+            .find(|p| p.exists())
+    }) else {
+        eprintln!("skipped: no CPython 3.7 or 2.7 installed");
+        return;
+    };
+    let out = out_dir("python-unsupported");
+    let output = trace(
+        &[
+            "--out",
+            out.to_str().unwrap(),
+            "--tracers",
+            "python,syscalls",
+            "--",
+            old.to_str().unwrap(),
+            "-c",
+            "import os, time\nfor _ in range(500): os.getppid()\ntime.sleep(0.3)\nprint('pid=%d' % os.getpid())",
+        ],
+        Duration::from_secs(60),
+    );
+    let run = run_dir(&output);
+    let pid = printed(&output.stdout, "pid")[0];
+    let manifest = manifest(&run);
+    let tracers = manifest["tracers"].as_array().unwrap();
+    let python = tracers.iter().find(|t| t["name"] == "python").unwrap();
+    let note = python["notes"][pid.to_string()]
+        .as_str()
+        .unwrap_or_default();
+    assert!(note.starts_with("unsupported CPython"), "{python}");
+    let totals = syscall_totals(&run, |p, _| p == pid);
+    assert_eq!(totals.get("getppid").map(|t| t.0), Some(500), "{totals:?}");
+}

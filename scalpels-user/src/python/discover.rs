@@ -17,6 +17,9 @@ use super::{
     versions::{self, Layout},
 };
 
+/// The CPython versions whose layout Scalpels knows.
+const SUPPORTED: std::ops::RangeInclusive<(u8, u8)> = (3, 8)..=(3, 13);
+
 /// What a process turned out to be.
 pub enum Discovery {
     /// No CPython mapped (yet: a process may still be starting or about to exec).
@@ -128,6 +131,12 @@ pub struct Discoverer {
 impl Discoverer {
     pub fn discover(&mut self, pid: u32) -> Result<Discovery> {
         for candidate in candidates(pid)? {
+            let (major, minor) = candidate.version;
+            if !SUPPORTED.contains(&candidate.version) {
+                return Ok(Discovery::Unsupported(format!(
+                    "CPython {major}.{minor} (supported: 3.8 to 3.13)"
+                )));
+            }
             // Through the process's root, so containers' files are the ones they mapped.
             let file = Path::new(&format!("/proc/{pid}/root"))
                 .join(candidate.path.strip_prefix("/").unwrap_or(&candidate.path));
@@ -165,14 +174,7 @@ fn interpreter(pid: u32, candidate: Candidate, runtime: u64) -> Result<Discovery
             }
         }
     } else {
-        match versions::layout(major, minor) {
-            Some(layout) => layout,
-            None => {
-                return Ok(Discovery::Unsupported(format!(
-                    "CPython {major}.{minor} (supported: 3.8 to 3.13)"
-                )));
-            }
-        }
+        versions::layout(major, minor).context("no layout for a supported version")?
     };
     let initialized = memory.read_u32(runtime + u64::from(layout.tss_key) - 4)?;
     let tss_key = memory.read_u32(runtime + u64::from(layout.tss_key))?;

@@ -382,6 +382,18 @@ impl Tracer for PythonTracer {
         vec![&mut self.samples_table, &mut self.stacks_table]
     }
 
+    fn notes(&self) -> BTreeMap<u32, String> {
+        let unsupported = self
+            .unsupported
+            .iter()
+            .map(|(&pid, reason)| (pid, format!("unsupported {reason}")));
+        self.found
+            .iter()
+            .map(|(&pid, found)| (pid, found.clone()))
+            .chain(unsupported)
+            .collect()
+    }
+
     fn summary(&self) -> Vec<String> {
         let mut lines: Vec<String> = self
             .found

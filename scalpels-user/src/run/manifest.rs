@@ -69,6 +69,10 @@ pub struct TracerRecord {
     pub events: u64,
     /// Loss counters from the kernel, by name (see the README).
     pub drops: BTreeMap<&'static str, u64>,
+    /// What the tracer found worth saying about the targets (e.g. an interpreter it cannot
+    /// read), by process id.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub notes: BTreeMap<u32, String>,
 }
 
 #[derive(Debug, Serialize)]
