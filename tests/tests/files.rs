@@ -165,6 +165,16 @@ fn slow_operations_renames_and_unlinks_are_events() {
         (0..io.num_rows())
             .any(|i| io_pids[i] == pid && io_ops[i] == "sync" && max[i] == durations[sync])
     );
+    // Reading 32 MiB back from the disk in one call is slow too.
+    let rets = i64s(&events, "ret");
+    assert!(
+        (0..events.num_rows()).any(|i| pids[i] == pid
+            && ops[i] == "read"
+            && paths[i] == path
+            && rets[i] == 32 << 20
+            && durations[i] >= 1_000_000),
+        "no slow read of {path}"
+    );
     // Every unlink is an event, slow or not.
     assert!(
         (0..events.num_rows()).any(|i| pids[i] == pid && ops[i] == "unlink" && paths[i] == path)

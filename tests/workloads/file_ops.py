@@ -1,9 +1,11 @@
 """File-system work for the files tracer.
 
 usage: file_ops.py preopened GO_FILE PATH -- opens PATH, waits for GO_FILE, then reads it all
-       file_ops.py slow_sync PATH MIB     -- writes MIB MiB through the page cache, then fsyncs
+       file_ops.py slow_sync PATH MIB     -- writes MIB MiB through the page cache, fsyncs, then
+                                             reads it back from the disk (O_DIRECT) in one call
 Prints pid= first and read= (bytes) after a read.
 """
+import mmap
 import os
 import sys
 import time
@@ -34,6 +36,11 @@ elif mode == "slow_sync":
             f.write(block)
         f.flush()
         os.fsync(f.fileno())
+    # One read of the whole file from the disk, not the page cache: a slow read.
+    buffer = mmap.mmap(-1, mib << 20)  # page-aligned, as O_DIRECT needs
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    print(f"read={os.readv(fd, [buffer])}", flush=True)
+    os.close(fd)
     os.unlink(path)
 else:
     sys.exit(f"unknown mode {mode}")
