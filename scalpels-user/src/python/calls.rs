@@ -299,6 +299,30 @@ impl PythonCalls {
         }
     }
 
+    /// The ten most called functions, with their mean time.
+    pub fn summary(&self) -> Vec<String> {
+        let mut top: Vec<_> = self.previous.iter().collect();
+        top.sort_by_key(|(_, stats)| std::cmp::Reverse(stats.calls));
+        let mut lines = vec![format!(
+            "  {:<50} {:>10} {:>12}",
+            "function (exact calls)", "calls", "mean"
+        )];
+        lines.extend(top.into_iter().take(10).map(|(key, stats)| {
+            let name = |addr| {
+                self.names
+                    .get(&(key.tgid, addr))
+                    .map_or("?", String::as_str)
+            };
+            format!(
+                "  {:<50} {:>10} {:>9.3} µs",
+                format!("{} ({})", name(key.funcname), name(key.filename)),
+                stats.calls,
+                stats.total_ns as f64 / stats.calls.max(1) as f64 / 1e3
+            )
+        }));
+        lines
+    }
+
     pub fn notes(&self) -> &BTreeMap<u32, String> {
         &self.notes
     }

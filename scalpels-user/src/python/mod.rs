@@ -451,6 +451,7 @@ impl Tracer for PythonTracer {
         for (title, times) in [("on CPU", &self.on_cpu), ("off CPU", &self.off_cpu)] {
             lines.extend(top_functions(title, times));
         }
+        lines.extend(self.calls.iter().flat_map(PythonCalls::summary));
         lines
     }
 
