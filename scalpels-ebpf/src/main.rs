@@ -6,6 +6,7 @@ mod block;
 mod counters;
 mod files;
 mod python;
+mod python_calls;
 mod syscalls;
 mod target;
 mod wakeup;

@@ -76,6 +76,7 @@ pub fn unload_programs(ebpf: &mut Ebpf, tracer: &str) {
             Some(Program::TracePoint(p)) => p.unload(),
             Some(Program::RawTracePoint(p)) => p.unload(),
             Some(Program::PerfEvent(p)) => p.unload(),
+            Some(Program::UProbe(p)) => p.unload(),
             _ => Ok(()),
         };
     }

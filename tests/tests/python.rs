@@ -313,3 +313,87 @@ fn unsupported_interpreters_are_reported_and_the_other_tracers_go_on() {
     let totals = syscall_totals(&run, |p, _| p == pid);
     assert_eq!(totals.get("getppid").map(|t| t.0), Some(500), "{totals:?}");
 }
+
+/// The rows of `python_calls.parquet` of process `pid` as (function, file, calls, total ns);
+/// none when the table was not written.
+fn call_rows(run: &Path, pid: u64) -> Vec<(String, String, u64, i64)> {
+    let path = run.join("python_calls.parquet");
+    if !path.exists() {
+        return Vec::new();
+    }
+    let batch = read_table(&path);
+    let (pids, calls) = (u64s(&batch, "pid"), u64s(&batch, "calls"));
+    let (functions, files) = (strings(&batch, "function"), strings(&batch, "file"));
+    let totals = i64s(&batch, "total_time");
+    (0..batch.num_rows())
+        .filter(|&i| pids[i] == pid)
+        .map(|i| (functions[i].clone(), files[i].clone(), calls[i], totals[i]))
+        .collect()
+}
+
+fn trace_calls(test: &str, interpreter: &str) -> (std::path::PathBuf, u64) {
+    let out = out_dir(test);
+    let output = trace(
+        &[
+            "--out",
+            out.to_str().unwrap(),
+            "--tracers",
+            "python",
+            "--python-calls",
+            "--",
+            interpreter,
+            &workload("counted_calls.py"),
+        ],
+        Duration::from_secs(60),
+    );
+    let run = run_dir(&output);
+    (run, printed(&output.stdout, "pid")[0])
+}
+
+#[test]
+fn python_calls_counts_every_call_through_usdt() {
+    let debian = "/usr/bin/python3.11";
+    if !Path::new(debian).exists() {
+        eprintln!("skipped: no {debian}");
+        return;
+    }
+    let (run, pid) = trace_calls("python-calls", debian);
+    let rows = call_rows(&run, pid);
+    let script = workload("counted_calls.py");
+    let counted: Vec<_> = rows
+        .iter()
+        .filter(|r| r.0 == "counted" && r.1 == script)
+        .collect();
+    let calls: u64 = counted.iter().map(|r| r.2).sum();
+    let total_ns: i64 = counted.iter().map(|r| r.3).sum();
+    assert_eq!(calls, 12345, "{rows:?}");
+    assert!(total_ns > 0, "{rows:?}");
+    let caller: u64 = rows.iter().filter(|r| r.0 == "caller").map(|r| r.2).sum();
+    assert_eq!(caller, 1, "{rows:?}");
+}
+
+#[test]
+fn python_calls_without_usdt_probes_is_noted() {
+    let Some(pyenv) = std::fs::read_dir("/root/.pyenv/versions")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|v| v.path().join("bin/python3.11"))
+        .find(|p| p.exists())
+    else {
+        eprintln!("skipped: no pyenv CPython 3.11");
+        return;
+    };
+    let (run, pid) = trace_calls("python-calls-pyenv", pyenv.to_str().unwrap());
+    let manifest = manifest(&run);
+    let tracers = manifest["tracers"].as_array().unwrap();
+    let python = tracers.iter().find(|t| t["name"] == "python").unwrap();
+    let note = python["notes"][pid.to_string()]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        note.contains("no USDT probes: exact calls unavailable"),
+        "{python}"
+    );
+    assert!(call_rows(&run, pid).is_empty());
+}

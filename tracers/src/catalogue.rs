@@ -1,6 +1,6 @@
 //! The tracers Scalpels knows, in the order they attach. Adding a tracer adds a line here.
 
-use crate::{block, files, python, syscalls};
+use crate::{block, files, python, python_calls, syscalls};
 
 /// A tracer, as the CLI and the manifest name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,14 +70,23 @@ pub const TRACERS: &[TracerInfo] = &[
     TracerInfo {
         name: "python",
         summary: "CPython stacks on CPU (sampled) and off CPU (blocked in syscalls), with file and line",
-        tables: &["python_samples", "python_stacks"],
-        maps: &[python::PROCS_MAP, python::OFF_CPU_MAP],
+        tables: &["python_samples", "python_stacks", "python_calls"],
+        maps: &[
+            python::PROCS_MAP,
+            python::OFF_CPU_MAP,
+            python_calls::ARGS_MAP,
+            python_calls::STACKS_MAP,
+            python_calls::EMPTY_STACK_MAP,
+            python_calls::STATS_MAP,
+        ],
         ring_buffers: &[python::SAMPLES_MAP],
         programs: &[
             "python_sample",
             "python_switch",
             "python_syscall_enter",
             "python_syscall_exit",
+            "python_call_entry",
+            "python_call_return",
         ],
     },
 ];

@@ -30,10 +30,13 @@ pub enum Counter {
     FilesEventsDropped = 9,
     /// A Python stack sample was dropped: the ring buffer was full.
     PythonSamplesDropped = 10,
+    /// A Python function's calls could not be aggregated (`--python-calls`): the statistics
+    /// map or the call-stack map was full.
+    PythonCallsMapFull = 11,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 11] = [
+    pub const ALL: [Counter; 12] = [
         Counter::TargetsMapFull,
         Counter::SyscallsInflightMapFull,
         Counter::SyscallsStatsMapFull,
@@ -45,6 +48,7 @@ impl Counter {
         Counter::FilesStatsMapFull,
         Counter::FilesEventsDropped,
         Counter::PythonSamplesDropped,
+        Counter::PythonCallsMapFull,
     ];
     pub const COUNT: u32 = Self::ALL.len() as u32;
 
@@ -61,7 +65,7 @@ impl Counter {
             Counter::FilesInflightMapFull
             | Counter::FilesStatsMapFull
             | Counter::FilesEventsDropped => "files",
-            Counter::PythonSamplesDropped => "python",
+            Counter::PythonSamplesDropped | Counter::PythonCallsMapFull => "python",
         }
     }
 
@@ -79,6 +83,7 @@ impl Counter {
             | Counter::BlockEventsDropped
             | Counter::FilesEventsDropped => "events_dropped",
             Counter::PythonSamplesDropped => "samples_dropped",
+            Counter::PythonCallsMapFull => "calls_map_full",
         }
     }
 }

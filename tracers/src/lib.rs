@@ -11,6 +11,7 @@ pub mod counters;
 pub mod files;
 pub mod histogram;
 pub mod python;
+pub mod python_calls;
 pub mod syscalls;
 pub mod target;
 

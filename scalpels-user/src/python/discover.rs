@@ -33,6 +33,8 @@ pub struct Interpreter {
     pub version: (u8, u8),
     /// The file holding `_PyRuntime`.
     pub file: PathBuf,
+    /// What to add to the file's virtual addresses for their addresses in the process.
+    pub load_bias: u64,
     pub tss_key: u32,
     pub layout: Layout,
 }
@@ -149,15 +151,20 @@ impl Discoverer {
                 }
             };
             let Some(section) = section else { continue };
-            let runtime = candidate.base + (section.address - section.first_load);
-            return interpreter(pid, candidate, runtime);
+            let load_bias = candidate.base.wrapping_sub(section.first_load);
+            return interpreter(
+                pid,
+                candidate,
+                load_bias,
+                load_bias.wrapping_add(section.address),
+            );
         }
         Ok(Discovery::NotPython)
     }
 }
 
 /// Reads the interpreter's layout and pthread key once its runtime is known.
-fn interpreter(pid: u32, candidate: Candidate, runtime: u64) -> Result<Discovery> {
+fn interpreter(pid: u32, candidate: Candidate, load_bias: u64, runtime: u64) -> Result<Discovery> {
     let (major, minor) = candidate.version;
     let memory = ProcessMemory::new(pid);
     let layout = if (major, minor) >= (3, 13) {
@@ -191,6 +198,7 @@ fn interpreter(pid: u32, candidate: Candidate, runtime: u64) -> Result<Discovery
     Ok(Discovery::Found(Interpreter {
         version: candidate.version,
         file: candidate.path,
+        load_bias,
         tss_key,
         layout,
     }))

@@ -75,6 +75,26 @@ impl ProcessMemory {
         self.read_array(addr).map(i32::from_ne_bytes)
     }
 
+    /// The NUL-terminated UTF-8 string at `addr` (at most `MAX_STR_CHARS` bytes), read page by
+    /// page so a string ending just before an unmapped page is still read.
+    pub fn read_c_str(&self, addr: u64) -> Result<String> {
+        const PAGE: u64 = 4096;
+        let mut text = Vec::new();
+        let mut at = addr;
+        while (text.len() as u64) < MAX_STR_CHARS {
+            let mut chunk = vec![0; (PAGE - at % PAGE).min(256) as usize];
+            self.read(at, &mut chunk)
+                .with_context(|| format!("reading the C string at {addr:#x}"))?;
+            if let Some(end) = chunk.iter().position(|&b| b == 0) {
+                text.extend_from_slice(&chunk[..end]);
+                return Ok(String::from_utf8_lossy(&text).into_owned());
+            }
+            at += chunk.len() as u64;
+            text.extend(chunk);
+        }
+        bail!("the C string at {addr:#x} is longer than {MAX_STR_CHARS} bytes")
+    }
+
     /// Used by the tests that walk live interpreters as the kernel side does.
     #[cfg(test)]
     pub fn read_u8(&self, addr: u64) -> io::Result<u8> {
@@ -165,6 +185,8 @@ mod tests {
         assert_eq!(mem.read_i32(addr + 4).unwrap(), 0x1122_3344);
         assert_eq!(mem.read_u8(addr).unwrap(), 0x88);
         assert!(mem.read_u64(0).is_err());
+        let text = c"counted";
+        assert_eq!(mem.read_c_str(text.as_ptr() as u64).unwrap(), "counted");
     }
 
     #[test]

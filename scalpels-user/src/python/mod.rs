@@ -1,7 +1,9 @@
 //! The `python` tracer, userspace side: finds CPython in target processes (`discover`),
 //! tells the sampler in `scalpels-ebpf/src/python.rs` how to walk each one, and names the
-//! sampled frames (`code`), deduplicating stacks into `python_stacks`.
+//! sampled frames (`code`), deduplicating stacks into `python_stacks`. With `--python-calls`,
+//! also counts every call through CPython's USDT probes (`calls`).
 
+mod calls;
 mod code;
 mod discover;
 pub mod flamegraph;
@@ -11,6 +13,8 @@ mod pthread;
 mod stack_index;
 pub use stack_index::{AwaitingStacks, StackIndex};
 pub mod tables;
+mod uprobe_link;
+mod usdt;
 mod versions;
 
 #[cfg(test)]
@@ -47,6 +51,7 @@ use crate::{
     tracefs,
     tracer::{Env, Interval, Prepared, Tracer},
 };
+use calls::PythonCalls;
 use code::{Frame, Symbolizer};
 use discover::{Discoverer, Discovery, Interpreter};
 use tables::SampleRow;
@@ -64,6 +69,7 @@ pub struct PreparedPython {
     config: PythonConfig,
     hz: u64,
     off_cpu: bool,
+    calls: bool,
 }
 
 /// Learns where the thread pointer is (BTF) and where glibc keeps pthread keys (measured).
@@ -86,12 +92,19 @@ pub fn prepare(env: &Env) -> Result<PreparedPython> {
         },
         hz: env.cli.python_hz,
         off_cpu: env.cli.python_off_cpu == Toggle::On,
+        calls: env.cli.python_calls,
     })
 }
 
 impl Prepared for PreparedPython {
     fn set_globals<'a>(&'a self, loader: &mut EbpfLoader<'a>) {
         loader.override_global(CONFIG_GLOBAL, &self.config, true);
+        if !self.calls {
+            // Without --python-calls its maps cost no kernel memory.
+            for map in calls::MAPS {
+                loader.map_max_entries(map, 1);
+            }
+        }
     }
 
     fn attach(self: Box<Self>, ebpf: &mut Ebpf, env: &Env) -> Result<Box<dyn Tracer>> {
@@ -113,8 +126,14 @@ impl Prepared for PreparedPython {
         if self.off_cpu {
             attach_off_cpu(ebpf)?;
         }
+        let calls = if self.calls {
+            Some(PythonCalls::attach(ebpf, env).context("setting up --python-calls")?)
+        } else {
+            None
+        };
         let take = crate::ebpf::take_map;
         Ok(Box::new(PythonTracer {
+            calls,
             procs: BpfHashMap::try_from(take(ebpf, PROCS_MAP)?)?,
             stack_index: env.stacks.clone(),
             samples: RingBuf::try_from(take(ebpf, SAMPLES_MAP)?)?,
@@ -151,6 +170,8 @@ fn attach_off_cpu(ebpf: &mut Ebpf) -> Result<()> {
 }
 
 pub struct PythonTracer {
+    /// Exact call counts (`--python-calls`).
+    calls: Option<PythonCalls>,
     procs: BpfHashMap<MapData, u32, PyProcess>,
     /// Where stacks taken for other tracers' events are filed.
     stack_index: StackIndex,
@@ -251,6 +272,9 @@ impl PythonTracer {
             };
             match found {
                 Discovery::Found(interpreter) => {
+                    if let Some(calls) = &mut self.calls {
+                        calls.arm(pid, &interpreter);
+                    }
                     self.procs
                         .insert(pid, walk_of(&interpreter), 0)
                         .context("registering a CPython process with the sampler")?;
@@ -335,6 +359,9 @@ impl Tracer for PythonTracer {
 
     fn poll_events(&mut self) -> Result<()> {
         self.discover_pending()?;
+        if let Some(calls) = &mut self.calls {
+            calls.name_new_functions();
+        }
         let mut samples = Vec::new();
         while let Some(item) = self.samples.next() {
             if item.len() >= size_of::<PySample>() {
@@ -354,7 +381,10 @@ impl Tracer for PythonTracer {
         self.samples_table.write(&tables::samples_batch(&rows)?)
     }
 
-    fn collect_interval(&mut self, _interval: &Interval) -> Result<()> {
+    fn collect_interval(&mut self, interval: &Interval) -> Result<()> {
+        if let Some(calls) = &mut self.calls {
+            calls.collect(interval)?;
+        }
         // Processes that exited: forget them (their pids may be reused).
         let gone: Vec<u32> = self
             .interpreters
@@ -366,12 +396,15 @@ impl Tracer for PythonTracer {
             self.interpreters.remove(&pid);
             self.symbolizer.forget(pid);
             let _ = self.procs.remove(&pid);
+            if let Some(calls) = &mut self.calls {
+                calls.forget(pid);
+            }
         }
         Ok(())
     }
 
     fn events(&self) -> u64 {
-        self.samples_table.rows()
+        self.samples_table.rows() + self.calls.as_ref().map_or(0, PythonCalls::rows)
     }
 
     fn processes(&self) -> &BTreeSet<u32> {
@@ -379,7 +412,9 @@ impl Tracer for PythonTracer {
     }
 
     fn tables(&mut self) -> Vec<&mut TableWriter> {
-        vec![&mut self.samples_table, &mut self.stacks_table]
+        let mut tables = vec![&mut self.samples_table, &mut self.stacks_table];
+        tables.extend(self.calls.as_mut().map(PythonCalls::table));
+        tables
     }
 
     fn notes(&self) -> BTreeMap<u32, String> {
@@ -387,11 +422,19 @@ impl Tracer for PythonTracer {
             .unsupported
             .iter()
             .map(|(&pid, reason)| (pid, format!("unsupported {reason}")));
-        self.found
+        let mut notes: BTreeMap<u32, String> = self
+            .found
             .iter()
             .map(|(&pid, found)| (pid, found.clone()))
             .chain(unsupported)
-            .collect()
+            .collect();
+        for (&pid, note) in self.calls.iter().flat_map(|c| c.notes()) {
+            notes
+                .entry(pid)
+                .and_modify(|n| *n = format!("{n}; {note}"))
+                .or_insert_with(|| note.clone());
+        }
+        notes
     }
 
     fn summary(&self) -> Vec<String> {
@@ -408,10 +451,20 @@ impl Tracer for PythonTracer {
         for (title, times) in [("on CPU", &self.on_cpu), ("off CPU", &self.off_cpu)] {
             lines.extend(top_functions(title, times));
         }
+        lines.extend(self.calls.iter().flat_map(PythonCalls::summary));
         lines
     }
 
+    fn finish(&mut self) -> Result<()> {
+        if let Some(calls) = &mut self.calls {
+            calls.disarm();
+        }
+        Ok(())
+    }
+
     fn into_tables(self: Box<Self>) -> Vec<TableWriter> {
-        vec![self.samples_table, self.stacks_table]
+        let mut tables = vec![self.samples_table, self.stacks_table];
+        tables.extend(self.calls.map(PythonCalls::into_table));
+        tables
     }
 }

@@ -101,3 +101,61 @@ pub fn stacks_batch(stacks: &[(u64, Vec<Frame>)]) -> Result<RecordBatch> {
     ];
     Ok(RecordBatch::try_new(stacks_schema(), columns)?)
 }
+
+/// `python_calls.parquet` (`--python-calls`): one row per (interval, process, function) with
+/// returns in the interval.
+pub fn calls_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("interval_start", timestamp(), false),
+        Field::new("interval_end", timestamp(), false),
+        Field::new("pid", DataType::UInt32, false),
+        Field::new("function", dictionary(), false),
+        Field::new("file", dictionary(), false),
+        Field::new("calls", DataType::UInt64, false),
+        Field::new("total_time", duration(), false),
+        Field::new("max_time", duration(), false),
+    ]))
+}
+
+pub struct CallRow {
+    pub pid: u32,
+    pub function: String,
+    pub file: String,
+    pub calls: u64,
+    pub total_ns: u64,
+    /// The longest call of the run so far (per-CPU maxima cannot be split by interval).
+    pub max_ns: u64,
+}
+
+pub fn calls_batch(start: i64, end: i64, rows: &[CallRow]) -> Result<RecordBatch> {
+    let (mut starts, mut ends) = (timestamps(), timestamps());
+    let mut pid = UInt32Builder::new();
+    let mut function = StringDictionaryBuilder::<Int32Type>::new();
+    let mut file = StringDictionaryBuilder::<Int32Type>::new();
+    let mut calls = UInt64Builder::new();
+    let (mut total, mut max) = (
+        DurationNanosecondBuilder::new(),
+        DurationNanosecondBuilder::new(),
+    );
+    for row in rows {
+        starts.append_value(start);
+        ends.append_value(end);
+        pid.append_value(row.pid);
+        function.append_value(&row.function);
+        file.append_value(&row.file);
+        calls.append_value(row.calls);
+        total.append_value(row.total_ns as i64);
+        max.append_value(row.max_ns as i64);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(starts.finish()),
+        Arc::new(ends.finish()),
+        Arc::new(pid.finish()),
+        Arc::new(function.finish()),
+        Arc::new(file.finish()),
+        Arc::new(calls.finish()),
+        Arc::new(total.finish()),
+        Arc::new(max.finish()),
+    ];
+    Ok(RecordBatch::try_new(calls_schema(), columns)?)
+}
