@@ -397,3 +397,77 @@ fn python_calls_without_usdt_probes_is_noted() {
     );
     assert!(call_rows(&run, pid).is_empty());
 }
+
+/// The address of CPython's `python:NAME` USDT semaphore in Debian's (non-PIE) python3.11.
+fn semaphore_address(name: &str) -> u64 {
+    let notes = std::process::Command::new("readelf")
+        .args(["-n", "/usr/bin/python3.11"])
+        .output()
+        .expect("readelf runs");
+    let text = String::from_utf8_lossy(&notes.stdout);
+    let mut lines = text
+        .lines()
+        .skip_while(|l| l.trim() != format!("Name: {name}"));
+    let location = lines.nth(1).expect("probe location line");
+    let semaphore = location.rsplit("Semaphore: 0x").next().unwrap().trim();
+    u64::from_str_radix(semaphore, 16).unwrap()
+}
+
+fn semaphore_value(pid: u32, address: u64) -> u16 {
+    use std::os::unix::fs::FileExt as _;
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut value = [0u8; 2];
+    mem.read_exact_at(&mut value, address).unwrap();
+    u16::from_ne_bytes(value)
+}
+
+#[test]
+fn python_calls_leaves_no_probe_armed_in_forked_workers() {
+    let debian = "/usr/bin/python3.11";
+    if !Path::new(debian).exists() {
+        eprintln!("skipped: no {debian}");
+        return;
+    }
+    let out = out_dir("python-calls-fork");
+    let go = out.join("go");
+    let service = Reaped(
+        std::process::Command::new(debian)
+            .arg(workload("forking_service.py"))
+            .arg(&go)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let tracer = spawn_trace(&[
+        "--out",
+        out.to_str().unwrap(),
+        "--tracers",
+        "python",
+        "--python-calls",
+        "--pid",
+        &service.pid().to_string(),
+        "--duration",
+        "3s",
+    ]);
+    release_when_attached(&out, &go);
+    let output = wait_with_limit(tracer, Duration::from_secs(30));
+    let run = run_dir(&output);
+    // The worker forked while its parent's probes were armed: both are disarmed at the end.
+    let child = manifest(&run)["target"]["pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_u64())
+        .find(|&p| p != u64::from(service.pid()))
+        .expect("the forked worker was traced") as u32;
+    for name in ["function__entry", "function__return", "line"] {
+        let address = semaphore_address(name);
+        assert_eq!(
+            semaphore_value(service.pid(), address),
+            0,
+            "{name} of the service"
+        );
+        assert_eq!(semaphore_value(child, address), 0, "{name} of the worker");
+    }
+    kill(child, libc::SIGKILL);
+}

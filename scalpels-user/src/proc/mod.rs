@@ -3,7 +3,7 @@
 //! for the machine (`system_stats`, `disk_stats`, `net_stats`): CPU states, memory, load, and
 //! per-disk and per-interface traffic. Counters become their change over each interval.
 
-mod counters;
+pub mod counters;
 mod devices;
 mod process;
 mod system;

@@ -34,6 +34,7 @@ use super::{
 };
 use crate::{
     btf,
+    proc::counters::Ticks,
     run::table::TableWriter,
     tracer::{Env, Interval},
 };
@@ -70,6 +71,9 @@ pub struct PythonCalls {
     files: HashMap<PathBuf, Result<FileProbes, String>>,
     /// Processes whose semaphores were raised, at their addresses in the process.
     armed: BTreeMap<u32, Vec<u64>>,
+    /// When each was armed, in clock ticks since boot (as /proc gives process start times).
+    armed_at: BTreeMap<u32, u64>,
+    ticks: Ticks,
     notes: BTreeMap<u32, String>,
     /// Cumulative statistics (summed over CPUs) at the previous collection.
     previous: HashMap<CallKey, CallStats>,
@@ -93,20 +97,48 @@ fn load_program(ebpf: &mut Ebpf, name: &str) -> Result<ProgramFd> {
     Ok(prog.fd()?.try_clone()?)
 }
 
-/// Adds `delta` to the u16 semaphore at `addr` in process `pid`.
-fn add_to_semaphore(pid: u32, addr: u64, delta: i16) -> Result<()> {
+fn open_memory(pid: u32) -> Result<std::fs::File> {
     let path = format!("/proc/{pid}/mem");
-    let mem = OpenOptions::new()
+    OpenOptions::new()
         .read(true)
         .write(true)
         .open(&path)
-        .with_context(|| format!("opening {path}"))?;
+        .with_context(|| format!("opening {path}"))
+}
+
+fn read_semaphore(mem: &std::fs::File, pid: u32, addr: u64) -> Result<u16> {
     let mut value = [0; 2];
     mem.read_exact_at(&mut value, addr)
         .with_context(|| format!("reading the USDT semaphore at {addr:#x} of {pid}"))?;
-    let value = u16::from_ne_bytes(value).wrapping_add_signed(delta);
+    Ok(u16::from_ne_bytes(value))
+}
+
+/// Adds `delta` to the u16 semaphore at `addr` in process `pid`, never going below zero (a
+/// counter wrapped to 65535 would leave the probes on for good).
+fn add_to_semaphore(pid: u32, addr: u64, delta: i16) -> Result<()> {
+    let mem = open_memory(pid)?;
+    let value = read_semaphore(&mem, pid, addr)?.saturating_add_signed(delta);
     mem.write_all_at(&value.to_ne_bytes(), addr)
         .with_context(|| format!("writing the USDT semaphore at {addr:#x} of {pid}"))
+}
+
+/// Whether `pid` was forked, after its parent's semaphores were raised, from a parent whose
+/// raise it then carries in its copy of the parent's memory (an exec would have reset them).
+fn inherited_raise(pid: u32, armed_at: &BTreeMap<u32, u64>, semaphores: &[u64]) -> Option<bool> {
+    let stat = procfs::process::Process::new(pid as i32)
+        .ok()?
+        .stat()
+        .ok()?;
+    let parent_armed = *armed_at.get(&u32::try_from(stat.ppid).ok()?)?;
+    if stat.starttime < parent_armed {
+        return Some(false);
+    }
+    let mem = open_memory(pid).ok()?;
+    Some(
+        semaphores
+            .iter()
+            .all(|&addr| read_semaphore(&mem, pid, addr).is_ok_and(|v| v > 0)),
+    )
 }
 
 impl PythonCalls {
@@ -126,6 +158,8 @@ impl PythonCalls {
             stats: PerCpuHashMap::try_from(take(ebpf, STATS_MAP)?)?,
             files: HashMap::new(),
             armed: BTreeMap::new(),
+            armed_at: BTreeMap::new(),
+            ticks: Ticks::of_this_system(),
             notes: BTreeMap::new(),
             previous: HashMap::new(),
             names: HashMap::new(),
@@ -199,22 +233,30 @@ impl PythonCalls {
                 return;
             }
         };
-        let (args, semaphores) = (probes.args, probes.semaphores.clone());
+        let args = probes.args;
+        let addresses: Vec<u64> = probes
+            .semaphores
+            .iter()
+            .map(|s| s.wrapping_add(interpreter.load_bias))
+            .collect();
+        // A worker forked from an armed service process already carries the raise: it is
+        // adopted (and lowered at the end), not raised twice.
+        let inherited = inherited_raise(pid, &self.armed_at, &addresses).unwrap_or(false);
         let armed = (|| -> Result<Vec<u64>> {
             self.args
                 .insert(pid, args, 0)
                 .context("registering the process's probe arguments")?;
-            let mut raised = Vec::new();
-            for semaphore in semaphores {
-                let addr = semaphore.wrapping_add(interpreter.load_bias);
-                add_to_semaphore(pid, addr, 1)?;
-                raised.push(addr);
+            if !inherited {
+                for &addr in &addresses {
+                    add_to_semaphore(pid, addr, 1)?;
+                }
             }
-            Ok(raised)
+            Ok(addresses)
         })();
         match armed {
             Ok(raised) => {
                 self.armed.insert(pid, raised);
+                self.armed_at.insert(pid, self.ticks.since_boot());
             }
             Err(e) => {
                 eprintln!("scalpels-trace: python: process {pid}: exact calls: {e:#}");
@@ -227,6 +269,7 @@ impl PythonCalls {
     /// Forgets an exited process.
     pub fn forget(&mut self, pid: u32) {
         self.armed.remove(&pid);
+        self.armed_at.remove(&pid);
         let _ = self.args.remove(&pid);
     }
 
