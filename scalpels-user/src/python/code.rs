@@ -21,6 +21,9 @@ pub struct CodeInfo {
     pub first_line: u32,
     table: Vec<u8>,
     format: LineFormat,
+    /// Where its name and line table live: if either changes, the address now holds another
+    /// code object (the first was freed and its memory reused).
+    identity: [u64; 2],
 }
 
 impl CodeInfo {
@@ -50,10 +53,12 @@ pub fn read(mem: &ProcessMemory, code_addr: u64, layout: &Layout) -> Result<Code
     let first_line = u32::try_from(first_line).with_context(|| {
         format!("code object {code_addr:#x} has first line {first_line}: not a code object?")
     })?;
+    let table_addr = pointer(layout.code_linetable, "the line table")?;
     let table = mem
-        .read_bytes_object(pointer(layout.code_linetable, "the line table")?)
+        .read_bytes_object(table_addr)
         .with_context(|| format!("reading the line table of code object {code_addr:#x}"))?;
     Ok(CodeInfo {
+        identity: [name, table_addr],
         function,
         file,
         first_line,
@@ -80,7 +85,8 @@ const READ_ATTEMPTS: u32 = 3;
 /// What is known of one (process, code object).
 #[derive(Debug)]
 enum Cached {
-    Read(CodeInfo),
+    /// Read, and still the same code object at the given check.
+    Read(CodeInfo, u64),
     /// Failed this many times.
     Failed(u32),
 }
@@ -90,6 +96,8 @@ enum Cached {
 #[derive(Debug, Default)]
 pub struct Symbolizer {
     codes: HashMap<(u32, u64), Cached>,
+    /// Counts batches of samples: each code object is checked once per batch.
+    check: u64,
 }
 
 impl Symbolizer {
@@ -97,19 +105,30 @@ impl Symbolizer {
     /// sampler read at `layout.frame_instr` (a pointer for 3.11+, else `f_lasti`, of which only
     /// the low 32 bits count so that a zero- or sign-extended -1 both work).
     pub fn frame(&mut self, pid: u32, layout: &Layout, code_addr: u64, instr: u64) -> Frame {
+        let check = self.check;
+        let memory = ProcessMemory::new(pid);
         let cached = self
             .codes
             .entry((pid, code_addr))
             .or_insert(Cached::Failed(0));
+        if let Cached::Read(code, checked) = cached
+            && *checked != check
+        {
+            if still_the_same(&memory, code_addr, layout, code) {
+                *checked = check;
+            } else {
+                *cached = Cached::Failed(0);
+            }
+        }
         if let Cached::Failed(attempts) = *cached
             && attempts < READ_ATTEMPTS
         {
-            *cached = match read(&ProcessMemory::new(pid), code_addr, layout) {
-                Ok(code) => Cached::Read(code),
+            *cached = match read(&memory, code_addr, layout) {
+                Ok(code) => Cached::Read(code, check),
                 Err(_) => Cached::Failed(attempts + 1),
             };
         }
-        let Cached::Read(code) = cached else {
+        let Cached::Read(code, _) = cached else {
             return Frame {
                 function: UNKNOWN_FUNCTION.to_owned(),
                 file: String::new(),
@@ -128,10 +147,27 @@ impl Symbolizer {
         }
     }
 
+    /// Starts a new batch of samples: code objects are checked again before they are trusted.
+    pub fn next_batch(&mut self) {
+        self.check += 1;
+    }
+
     /// Drops what was read from `pid` (it exited: its addresses may be reused by another).
     pub fn forget(&mut self, pid: u32) {
         self.codes.retain(|&(code_pid, _), _| code_pid != pid);
     }
+}
+
+/// Whether the code object read at `code_addr` is still there (same name and line table).
+fn still_the_same(
+    memory: &ProcessMemory,
+    code_addr: u64,
+    layout: &Layout,
+    code: &CodeInfo,
+) -> bool {
+    let name = layout.code_qualname.unwrap_or(layout.code_name);
+    let read = |offset: u32| memory.read_u64(code_addr + u64::from(offset)).ok();
+    [read(name), read(layout.code_linetable)] == [Some(code.identity[0]), Some(code.identity[1])]
 }
 
 /// Where a frame is in its code.

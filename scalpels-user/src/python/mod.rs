@@ -359,6 +359,7 @@ impl Tracer for PythonTracer {
 
     fn poll_events(&mut self) -> Result<()> {
         self.discover_pending()?;
+        self.symbolizer.next_batch();
         if let Some(calls) = &mut self.calls {
             calls.name_new_functions();
         }
