@@ -255,6 +255,31 @@ impl FilesTracer {
         self.events_table.write(&tables::events_batch(&rows)?)
     }
 
+    /// The row of an operation that ended at `end_ns` (kernel time), without fd or paths.
+    fn row(
+        &self,
+        end_ns: u64,
+        duration_ns: u64,
+        (pid, tid): (u32, u32),
+        task: &[u8; 16],
+        operation: u32,
+        ret: i64,
+    ) -> EventRow {
+        EventRow {
+            start: self.clock.to_utc_ns(end_ns.saturating_sub(duration_ns)),
+            duration_ns,
+            pid,
+            tid,
+            comm: comm(task),
+            op: op::name(operation),
+            fd: None,
+            path: None,
+            new_path: None,
+            ret,
+            python_stack_id: None,
+        }
+    }
+
     /// Converts one ring-buffer record (an open is remembered, the others become rows, with
     /// the key of the Python stack the kernel took for them, if it did).
     fn event(&mut self, bytes: &[u8]) -> Option<(EventRow, Option<(u32, u64)>)> {
@@ -272,17 +297,16 @@ impl FilesTracer {
                 let e = unsafe { bytes.as_ptr().cast::<FileSlowEvent>().read_unaligned() };
                 self.paths.resolve(e.tgid, &e.file);
                 let row = EventRow {
-                    start: self.clock.to_utc_ns(e.end_ns.saturating_sub(e.duration_ns)),
-                    duration_ns: e.duration_ns,
-                    pid: e.tgid,
-                    tid: e.tid,
-                    comm: comm(&e.comm),
-                    op: op::name(e.op),
                     fd: Some(e.fd),
                     path: self.paths.get(&e.file).map(str::to_owned),
-                    new_path: None,
-                    ret: e.ret,
-                    python_stack_id: None,
+                    ..self.row(
+                        e.end_ns,
+                        e.duration_ns,
+                        (e.tgid, e.tid),
+                        &e.comm,
+                        e.op,
+                        e.ret,
+                    )
                 };
                 Some((row, (e.python_stack != 0).then_some((e.tid, e.end_ns))))
             }
@@ -290,17 +314,16 @@ impl FilesTracer {
                 // SAFETY: as above, a FilePathEvent.
                 let e = unsafe { bytes.as_ptr().cast::<FilePathEvent>().read_unaligned() };
                 let row = EventRow {
-                    start: self.clock.to_utc_ns(e.end_ns.saturating_sub(e.duration_ns)),
-                    duration_ns: e.duration_ns,
-                    pid: e.tgid,
-                    tid: e.tid,
-                    comm: comm(&e.comm),
-                    op: op::name(e.op),
-                    fd: None,
                     path: path_of(&e.path),
                     new_path: path_of(&e.path2),
-                    ret: e.ret,
-                    python_stack_id: None,
+                    ..self.row(
+                        e.end_ns,
+                        e.duration_ns,
+                        (e.tgid, e.tid),
+                        &e.comm,
+                        e.op,
+                        e.ret,
+                    )
                 };
                 Some((row, None))
             }
