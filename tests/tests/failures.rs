@@ -2,6 +2,7 @@
 
 use std::{
     fs,
+    path::Path,
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -166,6 +167,18 @@ fn a_tracer_that_cannot_attach_is_reported_and_the_others_run() {
     assert!(!run.join("file_io.parquet").exists());
 }
 
+/// Whether a run under `out` has closed a segment of `table`.
+fn closed_segment_exists(out: &Path, table: &str) -> bool {
+    std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|run| std::fs::read_dir(run.path().join(format!("{table}.parts"))).ok())
+        .flatten()
+        .flatten()
+        .any(|part| part.file_name().to_string_lossy().ends_with(".parquet"))
+}
+
 /// A small tmpfs mounted for one test, unmounted when it ends.
 struct SmallDisk(std::path::PathBuf);
 
@@ -191,25 +204,38 @@ impl Drop for SmallDisk {
 #[test]
 fn a_full_disk_ends_the_run_keeping_what_was_written() {
     let disk = SmallDisk::new("disk-full", "300k");
-    // Every call an event: the segments outgrow 300 KiB within a second.
-    let output = trace(
-        &[
-            "--out",
-            disk.0.to_str().unwrap(),
-            "--tracers",
-            "syscalls",
-            "--slow-syscall",
-            "0ns",
-            "--flush-interval",
-            "200ms",
-            "--",
-            python(),
-            &workload("syscall_counts.py"),
-            "300000",
-            "0",
-        ],
-        Duration::from_secs(60),
-    );
+    let go = out_dir("disk-full-go").join("go");
+    // Every call an event: the segments outgrow 300 KiB within a second of the burst.
+    let tracer = spawn_trace(&[
+        "--out",
+        disk.0.to_str().unwrap(),
+        "--tracers",
+        "syscalls",
+        "--slow-syscall",
+        "0ns",
+        "--interval",
+        "200ms",
+        "--flush-interval",
+        "200ms",
+        "--",
+        python(),
+        &workload("wait_then.py"),
+        go.to_str().unwrap(),
+        "getppid",
+        "300000",
+    ]);
+    // The burst starts once a segment of per-interval rows is on disk, so the test knows what
+    // was written before the disk filled.
+    let start = Instant::now();
+    while !closed_segment_exists(&disk.0, "syscalls") {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no syscalls segment"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(&go, b"go").unwrap();
+    let output = wait_with_limit(tracer, Duration::from_secs(60));
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains("No space left on device"),
@@ -233,7 +259,13 @@ fn a_full_disk_ends_the_run_keeping_what_was_written() {
     // What was flushed before the disk filled is readable, and no half-written file is left.
     let events = read_table(&run.join("syscall_events.parts"));
     assert!(events.num_rows() > 1000, "{} rows", events.num_rows());
-    assert!(read_table(&run.join("syscalls.parquet")).num_rows() > 0);
+    let syscalls = run.join("syscalls.parquet");
+    let syscalls = if syscalls.exists() {
+        syscalls
+    } else {
+        run.join("syscalls.parts")
+    };
+    assert!(read_table(&syscalls).num_rows() > 0);
     let leftovers: Vec<_> = std::fs::read_dir(&run)
         .unwrap()
         .chain(std::fs::read_dir(run.join("syscall_events.parts")).unwrap())
