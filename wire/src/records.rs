@@ -1,7 +1,7 @@
 //! What the protocol parsers produce, before it becomes rows of `sql`, `http` and `rpc`.
 //! Times are UTC ns; latencies are `None` when the response was never seen.
 
-use super::stream::Side;
+use crate::stream::Side;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DbSystem {

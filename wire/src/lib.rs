@@ -1,0 +1,6 @@
+//! Protocol parsers for the `protocols` tracer, kept apart from the loader so they can be
+//! unit-tested and fuzzed without eBPF: each takes the segments of one connection and returns
+//! records. Nothing here does I/O, and no input makes it panic or loop.
+
+pub mod records;
+pub mod stream;
