@@ -1,20 +1,25 @@
 """Known conversations on loopback sockets, for the protocols tracer.
 
-usage: socket_talk.py DIR -- for each family (tcp = IPv4, tcp6 = IPv6, unix = a socket in DIR),
+usage: socket_talk.py talk DIR -- for each family (tcp = IPv4, tcp6 = IPv6, unix = a socket in DIR),
        a client (the main thread) connects to a server (a thread of the same process) and sends
        it a request through every send syscall Python has (send, sendmsg, writev), in pieces
        small enough to be copied whole; the server reads it through every receive syscall
        (recv_into, read, recvmsg, readv), then answers in 10000-byte sends, read by the client
        in pieces of at most 4096 bytes.
+       socket_talk.py preopened GO_FILE -- connects a client to a server (a thread) over IPv4,
+       waits for GO_FILE, then sends an HTTP request and its response over the connection made
+       before, and exits without closing it.
 
 Prints pid=, and per family: {family}_client_port= and {family}_server_port= (IP families),
 {family}_request= and {family}_response= (bytes each way), {family}_server_uncopied= (bytes
-of the server's sends beyond a 4096-byte prefix each).
+of the server's sends beyond a 4096-byte prefix each). preopened prints pid=, client_port=,
+server_port=, request=, response=.
 """
 import os
 import socket
 import sys
 import threading
+import time
 
 PREFIX = 4096
 
@@ -96,12 +101,40 @@ def talk(name, family, address):
     print(f"{name}_server_uncopied={result['uncopied']}", flush=True)
 
 
+def preopened(go_file):
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    print(f"client_port={client.getsockname()[1]}")
+    print(f"server_port={listener.getsockname()[1]}", flush=True)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(go_file):
+        if time.monotonic() > deadline:
+            sys.exit("go file never appeared")
+        time.sleep(0.02)
+    request = b"GET /preopened HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    client.sendall(request)
+    assert server.recv(4096) == request
+    server.sendall(response)
+    assert client.recv(4096) == response
+    print(f"request={len(request)}")
+    print(f"response={len(response)}", flush=True)
+    # Exits with both sockets open: the kernel closes them.
+    os._exit(0)
+
+
 def main():
-    directory = sys.argv[1]
     print(f"pid={os.getpid()}", flush=True)
-    talk("tcp", socket.AF_INET, ("127.0.0.1", 0))
-    talk("tcp6", socket.AF_INET6, ("::1", 0))
-    talk("unix", socket.AF_UNIX, os.path.join(directory, "talk.sock"))
+    if sys.argv[1] == "talk":
+        directory = sys.argv[2]
+        talk("tcp", socket.AF_INET, ("127.0.0.1", 0))
+        talk("tcp6", socket.AF_INET6, ("::1", 0))
+        talk("unix", socket.AF_UNIX, os.path.join(directory, "talk.sock"))
+    else:
+        preopened(sys.argv[2])
 
 
 main()
