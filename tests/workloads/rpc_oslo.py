@@ -54,9 +54,10 @@ def write_line(line):
 
 
 def transport(url):
-    conf = cfg.ConfigOpts()
-    conf([], project="scalpels-test")
-    return oslo_messaging.get_rpc_transport(conf, url=url)
+    # The global configuration, as in a service: oslo.messaging registers some of its
+    # options (tracing) on it alone.
+    cfg.CONF([], project="scalpels-test")
+    return oslo_messaging.get_rpc_transport(cfg.CONF, url=url)
 
 
 class Endpoint:
@@ -85,7 +86,7 @@ def serve(url, expected):
     rpc = transport(url)
     endpoint = Endpoint(expected)
     target = oslo_messaging.Target(topic=TOPIC, server="server-1")
-    server = oslo_messaging.get_rpc_server(rpc, target, [endpoint], executor="threading")
+    server = oslo_messaging.get_rpc_server(rpc, target, [endpoint])
     server.start()
     emit(event="ready", side="server", pid=os.getpid())
     handled = endpoint.all_handled.wait(RUN_LIMIT)
