@@ -290,12 +290,11 @@ fn probe(mode: &str) -> (std::process::Child, Vec<u32>) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let ready = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .any(|l| l == "ready");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = lines.by_ref().map_while(Result::ok).any(|l| l == "ready");
     assert!(ready, "the probe's servers did not start");
+    // Keeps reading, so the probe's last words do not fail on a closed pipe.
+    thread::spawn(move || lines.for_each(drop));
     let below = descendants(child.id());
     assert!(below.len() >= 4, "servers of the probe: {below:?}");
     (child, below)
