@@ -123,10 +123,8 @@ fn first_reply(port: u16, hello: &[u8]) -> Vec<u8> {
 /// Runs a set-up command (initdb, mariadb-install-db) to completion within `limit`, with
 /// `input` on its standard input, panicking with its output when it fails.
 fn run_setup(what: &str, cmd: &mut Command, input: &str, limit: Duration) {
-    let out_path = std::env::temp_dir().join(format!(
-        "scalpels-setup-{}-{what}.log",
-        std::process::id()
-    ));
+    let out_path =
+        std::env::temp_dir().join(format!("scalpels-setup-{}-{what}.log", std::process::id()));
     let out = std::fs::File::create(&out_path).expect("create set-up log");
     let mut child = cmd
         .stdin(Stdio::piped())

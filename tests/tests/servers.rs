@@ -102,7 +102,12 @@ fn mariadb_logs_exactly_what_the_pymysql_workload_sent() {
 
     let failed: Vec<(u32, String)> = queries
         .iter()
-        .filter_map(|q| Some((q["error_code"].as_str()?.parse().ok()?, str_of(&q["statement"])?)))
+        .filter_map(|q| {
+            Some((
+                q["error_code"].as_str()?.parse().ok()?,
+                str_of(&q["statement"])?,
+            ))
+        })
         .collect();
     assert_eq!(failed, [(1146, "SELECT * FROM no_such_table".to_owned())]);
     let logged_errors: Vec<(u32, String)> = db
@@ -256,7 +261,11 @@ fn http_pair_serves_what_the_client_asked() {
         .iter()
         .map(|r| r["local_port"].as_u64().unwrap())
         .collect();
-    assert_eq!(ports.len(), 2, "keep-alive: two connections for six requests");
+    assert_eq!(
+        ports.len(),
+        2,
+        "keep-alive: two connections for six requests"
+    );
 }
 
 /// Run by the lifetime tests below as a child test binary (SERVERS_PROBE set): starts
@@ -315,7 +324,12 @@ fn descendants(root: u32) -> Vec<u32> {
     let mut i = 0;
     while i < found.len() {
         let parent = found[i];
-        found.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
         i += 1;
     }
     found.remove(0);
@@ -323,8 +337,10 @@ fn descendants(root: u32) -> Vec<u32> {
 }
 
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, r)| !r.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+    })
 }
 
 fn assert_all_gone(pids: &[u32], within: Duration) {

@@ -163,7 +163,10 @@ fn parse_general_log(text: &str) -> Vec<LoggedCommand> {
 fn parse_entry(line: &str) -> Option<LoggedCommand> {
     let (time, rest) = line.split_once('\t')?;
     let time_ok = time.is_empty()
-        || (time.len() == 15 && time.bytes().all(|b| b.is_ascii_digit() || b" :".contains(&b)));
+        || (time.len() == 15
+            && time
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b" :".contains(&b)));
     if !time_ok {
         return None;
     }
@@ -171,7 +174,11 @@ fn parse_entry(line: &str) -> Option<LoggedCommand> {
     let (id, rest) = rest.split_once(' ')?;
     let connection = id.parse().ok()?;
     let (command, argument) = rest.split_once('\t')?;
-    if command.is_empty() || !command.bytes().all(|b| b.is_ascii_alphabetic() || b == b' ') {
+    if command.is_empty()
+        || !command
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || b == b' ')
+    {
         return None;
     }
     Some(LoggedCommand {

@@ -290,14 +290,13 @@ mod tests {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         let logged = statements(&entries);
-        let statement = |text: &str, prepared: Option<&str>, parameters: Option<&str>, code| {
-            LoggedStatement {
+        let statement =
+            |text: &str, prepared: Option<&str>, parameters: Option<&str>, code| LoggedStatement {
                 text: text.into(),
                 prepared: prepared.map(Into::into),
                 parameters: parameters.map(Into::into),
                 error_code: code,
-            }
-        };
+            };
         assert_eq!(
             logged,
             [
