@@ -5,7 +5,7 @@
 use std::{
     collections::HashSet,
     io::{BufRead as _, BufReader},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -46,7 +46,7 @@ fn str_of(v: &Value) -> Option<String> {
 }
 
 #[test]
-fn mariadb_logs_exactly_what_the_pymysql_workload_sent() {
+fn mariadb_logs_exactly_what_the_workload_sent_over_both_protocols() {
     let db = servers::mariadb();
     let port = db.port.to_string();
     let printed = run_workload(
@@ -60,18 +60,8 @@ fn mariadb_logs_exactly_what_the_pymysql_workload_sent() {
         ],
         Duration::from_secs(60),
     );
-    let connected = of_event(&printed, "connected");
-    let session = connected[0]["session"].as_u64().unwrap();
     let queries = of_event(&printed, "query");
-    assert_eq!(queries.len(), 9);
-    let sent: Vec<String> = queries
-        .iter()
-        .map(|q| str_of(&q["statement"]).unwrap())
-        .collect();
-    assert!(
-        sent.contains(&"INSERT INTO items VALUES (4, 'fig', 1)".to_owned()),
-        "{sent:#?}"
-    );
+    assert_eq!(queries.len(), 15);
     let rows: Vec<Option<u64>> = queries.iter().map(|q| q["rows"].as_u64()).collect();
     assert_eq!(
         rows,
@@ -84,21 +74,38 @@ fn mariadb_logs_exactly_what_the_pymysql_workload_sent() {
             Some(1),
             None,
             Some(1),
-            Some(3)
+            Some(3),
+            Some(0),
+            Some(1),
+            Some(1),
+            Some(2),
+            None,
+            Some(1),
         ]
     );
-
-    // The server's general log of that connection: PyMySQL's own set-up, then exactly the
-    // printed statements, in order.
-    let logged: Vec<String> = db
-        .session(session)
-        .into_iter()
-        .filter(|c| c.command == "Query")
-        .map(|c| c.argument)
-        .collect();
-    let (setup, workload) = logged.split_at(logged.len().saturating_sub(sent.len()));
-    assert_eq!(workload, sent);
-    assert_eq!(setup, ["SET NAMES utf8mb4", "SET AUTOCOMMIT = 0"]);
+    let sessions = of_event(&printed, "connected");
+    assert_eq!(sessions.len(), 2);
+    for session in sessions {
+        let id = session["session"].as_u64().unwrap();
+        let of_session: Vec<&&Value> = queries.iter().filter(|q| q["session"] == id).collect();
+        let expected: Vec<(String, String)> =
+            of_session.iter().flat_map(|q| general_log_of(q)).collect();
+        // The driver's own set-up (SET NAMES, autocommit), then exactly the workload's.
+        let logged: Vec<(String, String)> = db
+            .session(id)
+            .into_iter()
+            .filter(|c| ["Query", "Prepare", "Execute"].contains(&c.command.as_str()))
+            .map(|c| (c.command, c.argument))
+            .collect();
+        let (setup, workload) = logged.split_at(logged.len().saturating_sub(expected.len()));
+        assert_eq!(workload, expected, "{}", session["driver"]);
+        assert!(
+            setup
+                .iter()
+                .all(|(c, a)| c == "Query" && a.starts_with("SET ")),
+            "{setup:?}"
+        );
+    }
 
     let failed: Vec<(u32, String)> = queries
         .iter()
@@ -109,13 +116,55 @@ fn mariadb_logs_exactly_what_the_pymysql_workload_sent() {
             ))
         })
         .collect();
-    assert_eq!(failed, [(1146, "SELECT * FROM no_such_table".to_owned())]);
+    assert_eq!(
+        failed,
+        [
+            (1146, "SELECT * FROM no_such_table".to_owned()),
+            (1146, "SELECT * FROM no_such_table WHERE id = ?".to_owned())
+        ]
+    );
     let logged_errors: Vec<(u32, String)> = db
         .logged_errors()
         .into_iter()
         .map(|e| (e.errno, e.statement))
         .collect();
-    assert!(logged_errors.contains(&failed[0]), "{logged_errors:?}");
+    for failure in &failed {
+        assert!(logged_errors.contains(failure), "{logged_errors:?}");
+    }
+}
+
+/// What MariaDB's general log shows for one printed query: a `Query`, or for the binary
+/// protocol a `Prepare` (when it prepared) and an `Execute` with the parameters filled in
+/// (nothing when the statement failed to prepare).
+fn general_log_of(query: &Value) -> Vec<(String, String)> {
+    let statement = str_of(&query["statement"]).unwrap();
+    let Some(params) = query["params"].as_array() else {
+        return vec![("Query".into(), statement)];
+    };
+    if query["error_code"].is_string() {
+        return Vec::new();
+    }
+    let mut values = params.iter().map(|p| match p {
+        Value::String(s) => format!("'{s}'"),
+        other => other.to_string(),
+    });
+    let expanded = statement
+        .split('?')
+        .enumerate()
+        .map(|(i, part)| {
+            if i == 0 {
+                part.to_owned()
+            } else {
+                values.next().unwrap() + part
+            }
+        })
+        .collect();
+    let mut entries = Vec::new();
+    if query["prepared"] == true {
+        entries.push(("Prepare".into(), statement));
+    }
+    entries.push(("Execute".into(), expanded));
+    entries
 }
 
 #[test]
@@ -266,6 +315,39 @@ fn http_pair_serves_what_the_client_asked() {
         2,
         "keep-alive: two connections for six requests"
     );
+}
+
+#[test]
+fn sqlite_runs_what_the_workload_printed() {
+    let printed = run_workload(
+        &[&workload("sqlite_queries.py"), "--trace-callback"],
+        Duration::from_secs(30),
+    );
+    let loaded = &of_event(&printed, "loaded")[0];
+    assert!(
+        Path::new(loaded["libsqlite3"].as_str().unwrap()).exists(),
+        "{loaded}"
+    );
+    let queries = of_event(&printed, "query");
+    assert_eq!(queries.len(), 7);
+    // libsqlite3's own trace: one entry per execution of each statement that prepared.
+    let executed: Vec<String> = of_event(&printed, "executed")
+        .iter()
+        .map(|e| str_of(&e["sql"]).unwrap())
+        .collect();
+    let executions: u64 = queries
+        .iter()
+        .filter(|q| q["error_code"].is_null())
+        .map(|q| q["executions"].as_u64().unwrap())
+        .sum();
+    assert_eq!(executed.len() as u64, executions, "{executed:#?}");
+    assert_eq!(executed[1], "INSERT INTO items VALUES (1, 'apple', 3)");
+    assert!(!executed.iter().any(|e| e.contains("no_such_table")));
+    let cached: Vec<bool> = queries
+        .iter()
+        .map(|q| q["cached"].as_bool().unwrap())
+        .collect();
+    assert_eq!(cached.iter().filter(|c| **c).count(), 1);
 }
 
 /// Run by the lifetime tests below as a child test binary (SERVERS_PROBE set): starts

@@ -33,6 +33,7 @@ const TEST_PYTHON_MODULES: &[(&str, &str)] = &[
     ("pyarrow", "pyarrow"),
     ("pandas", "pandas"),
     ("pymysql", "PyMySQL"),
+    ("mysql.connector", "mysql-connector-python"),
     ("psycopg2", "psycopg2-binary"),
     ("psycopg", "psycopg[binary]"),
     ("oslo_messaging", "oslo.messaging"),
