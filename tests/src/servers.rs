@@ -11,7 +11,7 @@ mod postgres;
 mod process;
 mod rabbitmq;
 
-pub use mariadb::{LoggedCommand, MariaDb};
+pub use mariadb::{LoggedCommand, LoggedError, MariaDb};
 pub use postgres::{LoggedStatement, Postgres};
 pub use rabbitmq::RabbitMq;
 
