@@ -7,8 +7,8 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_smp_processor_id,
-        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user, generated,
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_probe_read_kernel, bpf_probe_read_user, generated,
     },
     macros::{map, tracepoint},
     maps::{Array, HashMap, LruHashMap, RingBuf},
@@ -492,7 +492,8 @@ fn send_data(header: &DataHeader, inflight: &Inflight, config: &ProtocolsConfig)
     // SAFETY: the scratch of this CPU is ours: programs do not preempt each other on one CPU.
     let payload = unsafe { (*scratch).payload.as_mut_ptr() };
     let captured = match inflight.op {
-        op::SEND | op::RECV => copy(payload, inflight.buf, want),
+        // A datagram read with MSG_TRUNC returns its whole length, which may exceed the buffer.
+        op::SEND | op::RECV => copy(payload, inflight.buf, want.min(inflight.count)),
         op::SEND_IOV | op::RECV_IOV => {
             copy_iovecs(payload, inflight.buf, inflight.count, want, &config.walk)
         }

@@ -30,7 +30,10 @@ fn connections(run: &std::path::Path, pid: u64) -> Vec<Conn> {
         strings(&table, "family"),
         strings(&table, "protocol"),
     );
-    let (locals, remotes) = (strings(&table, "local_addr"), strings(&table, "remote_addr"));
+    let (locals, remotes) = (
+        strings(&table, "local_addr"),
+        strings(&table, "remote_addr"),
+    );
     let (sent, received, not_captured) = (
         u64s(&table, "bytes_sent"),
         u64s(&table, "bytes_received"),
@@ -84,7 +87,10 @@ fn connections_of_every_family_with_addresses_roles_and_exact_bytes() {
         ("ipv6", "tcp6", "[::1]"),
         ("unix", "unix", ""),
     ] {
-        let (request, response) = (value(&format!("{name}_request")), value(&format!("{name}_response")));
+        let (request, response) = (
+            value(&format!("{name}_request")),
+            value(&format!("{name}_response")),
+        );
         let (client, server) = if family == "unix" {
             (String::new(), format!("{}/talk.sock", out.display()))
         } else {
@@ -108,7 +114,9 @@ fn connections_of_every_family_with_addresses_roles_and_exact_bytes() {
         // The client's pieces all fit the 4096-byte prefix; the server's 10000-byte sends do not.
         expected.push(conn("client", &client, &server, request, response, 0));
         let uncopied = value(&format!("{name}_server_uncopied"));
-        expected.push(conn("server", &server, &client, response, request, uncopied));
+        expected.push(conn(
+            "server", &server, &client, response, request, uncopied,
+        ));
     }
     assert_eq!(conns, expected);
     // Python's stdout (a pipe) and the listening sockets are not connections.

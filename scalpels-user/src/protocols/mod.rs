@@ -5,7 +5,9 @@
 
 mod connections;
 mod detect;
+mod ends;
 mod events;
+mod parsers;
 pub mod tables;
 
 use std::{
@@ -25,18 +27,21 @@ use tracers::protocols::{
     CONFIG_GLOBAL, CONNS_MAP, ConnKey, ConnState, EVENTS_MAP, MAX_PAYLOAD, ProtocolsConfig,
     SCRATCH_MAP, SYSCALLS_MAP, SocketSyscall, SocketWalk, op,
 };
+use wire::{sql_text, stream::Unparsed};
 
 use crate::{
     btf,
+    clock::{Clock, utc_now_ns},
     python::InOrderStacks,
     run::table::TableWriter,
     tracefs::{self, Field},
     tracer::{Env, Interval, Prepared, Tracer},
 };
-use connections::{Book, Connection};
+use connections::{Book, Connection, Payload};
 use detect::Protocol;
 use events::Event;
-use tables::ConnectionRow;
+use parsers::Parsed;
+use tables::{ConnectionRow, Origin, SqlRow};
 
 /// The syscalls traced, with their operation. Those this kernel lacks are skipped.
 const SYSCALLS: &[(&str, u32)] = &[
@@ -175,8 +180,7 @@ impl Prepared for PreparedProtocols {
 
     fn attach(self: Box<Self>, ebpf: &mut Ebpf, env: &Env) -> Result<Box<dyn Tracer>> {
         let take = crate::ebpf::take_map;
-        let mut specs: Array<MapData, SocketSyscall> =
-            Array::try_from(take(ebpf, SYSCALLS_MAP)?)?;
+        let mut specs: Array<MapData, SocketSyscall> = Array::try_from(take(ebpf, SYSCALLS_MAP)?)?;
         for t in &self.traced {
             specs
                 .set(t.nr, t.spec, 0)
@@ -203,7 +207,12 @@ impl Prepared for PreparedProtocols {
             events: RingBuf::try_from(take(ebpf, EVENTS_MAP)?)?,
             conns: BpfHashMap::try_from(take(ebpf, CONNS_MAP)?)?,
             book: Book::new(env.clock),
+            clock: env.clock,
             waiting: InOrderStacks::new(env.stacks),
+            parsed: Parsed::default(),
+            sql_literals: env.cli.sql_literals,
+            sql_rows: Vec::new(),
+
             connections_table: env.table("connections", tables::connections_schema()),
             sql_table: env.table("sql", tables::sql_schema()),
             http_table: env.table("http", tables::http_schema()),
@@ -214,13 +223,16 @@ impl Prepared for PreparedProtocols {
     }
 }
 
-/// Whole-run totals of one protocol, for the summary.
+/// Whole-run totals of one protocol, for the summary and the manifest.
 #[derive(Default)]
 struct Totals {
     connections: u64,
     bytes_sent: u64,
     bytes_received: u64,
     bytes_not_captured: u64,
+    /// Requests or messages parsed.
+    records: u64,
+    unparsed: Unparsed,
 }
 
 pub struct ProtocolsTracer {
@@ -228,21 +240,29 @@ pub struct ProtocolsTracer {
     /// The kernel's connection table: entries of exited processes are removed from it.
     conns: BpfHashMap<MapData, ConnKey, ConnState>,
     book: Book,
+    clock: Clock,
     /// Events in the kernel's order, waiting for the Python stacks of requests.
     waiting: InOrderStacks<Event>,
+    /// What the last payload's parser produced.
+    parsed: Parsed,
+    /// Keep SQL statements as sent (`--sql-literals`).
+    sql_literals: bool,
+    sql_rows: Vec<SqlRow>,
+
     connections_table: TableWriter,
     sql_table: TableWriter,
     http_table: TableWriter,
     rpc_table: TableWriter,
     processes: BTreeSet<u32>,
-    totals: BTreeMap<Protocol, Totals>,
+    /// By protocol name.
+    totals: BTreeMap<&'static str, Totals>,
 }
 
 impl ProtocolsTracer {
     /// Handles the events that are ready (every one when `all`), in order.
     fn handle_ready(&mut self, all: bool) -> Result<()> {
         let mut ended = Vec::new();
-        for (event, _python_stack_id) in self.waiting.ready(all) {
+        for (event, python_stack_id) in self.waiting.ready(all) {
             match event {
                 Event::Conn(conn) => {
                     self.processes.insert(conn.tgid);
@@ -250,13 +270,26 @@ impl ProtocolsTracer {
                 }
                 Event::Data { header, payload } => {
                     self.processes.insert(header.tgid);
+                    let time_ns = self.clock.to_utc_ns(header.end_ns);
                     let Some((conn, replaced)) = self.book.of_data(&header) else {
                         continue;
                     };
-                    conn.lost(header.lost_sent, header.lost_received);
+                    let mut payloads = conn.lost(header.lost_sent, header.lost_received, time_ns);
                     conn.account(&header);
-                    conn.decide(header.direction, &payload);
+                    payloads.push(Payload {
+                        time_ns,
+                        tid: header.tid,
+                        way: header.direction,
+                        bytes: payload,
+                        len: header.len,
+                        python_stack_id,
+                    });
+                    for payload in payloads {
+                        conn.push(payload, &mut self.parsed);
+                    }
+                    let origin = origin(conn);
                     ended.extend(replaced);
+                    self.take_parsed(origin);
                 }
                 Event::Close(close) => {
                     let key = ConnKey {
@@ -264,7 +297,10 @@ impl ProtocolsTracer {
                         fd: close.fd,
                     };
                     if let Some(mut conn) = self.book.closed(&key, close.conn, close.time_ns) {
-                        conn.lost(close.lost_sent, close.lost_received);
+                        let time_ns = self.clock.to_utc_ns(close.time_ns);
+                        for gap in conn.lost(close.lost_sent, close.lost_received, time_ns) {
+                            conn.push(gap, &mut self.parsed);
+                        }
                         ended.push(conn);
                     }
                 }
@@ -279,26 +315,76 @@ impl ProtocolsTracer {
                 }
             }
         }
-        self.write_connections(&ended)
+        self.end_connections(ended)?;
+        self.write_records()
     }
 
-    fn write_connections(&mut self, ended: &[Connection]) -> Result<()> {
+    /// Moves the records parsed from the connection `origin` into the rows to write.
+    fn take_parsed(&mut self, origin: Origin) {
+        for record in self.parsed.sql.drain(..) {
+            let normalized = sql_text::normalize(&record.statement);
+            let fingerprint = sql_text::fingerprint(&normalized);
+            let statement = if self.sql_literals {
+                record.statement.clone()
+            } else {
+                normalized
+            };
+            self.sql_rows.push(SqlRow {
+                origin,
+                record,
+                statement,
+                fingerprint,
+            });
+        }
+    }
+
+    /// Flushes the parsers of connections that ended and writes their rows.
+    fn end_connections(&mut self, mut ended: Vec<Connection>) -> Result<()> {
         if ended.is_empty() {
             return Ok(());
         }
-        let rows: Vec<ConnectionRow> = ended.iter().map(Connection::row).collect();
-        for conn in ended {
-            let totals = self
-                .totals
-                .entry(conn.protocol.unwrap_or(Protocol::Unknown))
-                .or_default();
+        let now = utc_now_ns();
+        for conn in &mut ended {
+            let unparsed = conn.finish(conn.closed.unwrap_or(now), &mut self.parsed);
+            let origin = origin(conn);
+            self.take_parsed(origin);
+            let protocol = conn.protocol.unwrap_or(Protocol::Unknown).as_str();
+            let totals = self.totals.entry(protocol).or_default();
             totals.connections += 1;
             totals.bytes_sent += conn.bytes_sent;
             totals.bytes_received += conn.bytes_received;
             totals.bytes_not_captured += conn.bytes_not_captured;
+            totals.unparsed.messages += unparsed.messages;
+            totals.unparsed.bytes += unparsed.bytes;
         }
+        let rows: Vec<ConnectionRow> = ended.iter().map(Connection::row).collect();
         self.connections_table
             .write(&tables::connections_batch(&rows)?)
+    }
+
+    fn write_records(&mut self) -> Result<()> {
+        if !self.sql_rows.is_empty() {
+            let rows = std::mem::take(&mut self.sql_rows);
+            for row in &rows {
+                let system = row.record.db_system;
+                let protocol = if system == wire::records::DbSystem::Mysql {
+                    "mysql"
+                } else {
+                    "postgresql"
+                };
+                self.totals.entry(protocol).or_default().records += 1;
+            }
+            self.sql_table.write(&tables::sql_batch(&rows)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the records of `conn` come from.
+fn origin(conn: &Connection) -> Origin {
+    Origin {
+        pid: conn.pid,
+        conn_id: conn.id,
     }
 }
 
@@ -328,7 +414,8 @@ impl Tracer for ProtocolsTracer {
     fn finish(&mut self) -> Result<()> {
         self.handle_ready(true)?;
         let open = self.book.drain();
-        self.write_connections(&open)
+        self.end_connections(open)?;
+        self.write_records()
     }
 
     fn events(&self) -> u64 {
@@ -351,19 +438,38 @@ impl Tracer for ProtocolsTracer {
         ]
     }
 
+    fn unparsed(&self) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for (protocol, t) in &self.totals {
+            if t.unparsed != Unparsed::default() {
+                counts.insert(format!("{protocol}_messages"), t.unparsed.messages);
+                counts.insert(format!("{protocol}_bytes"), t.unparsed.bytes);
+            }
+        }
+        counts
+    }
+
     fn summary(&self) -> Vec<String> {
         let mut lines = vec![format!(
-            "  {:<12} {:>11} {:>12} {:>12} {:>14}",
-            "protocol", "connections", "KiB sent", "KiB received", "KiB not copied"
+            "  {:<12} {:>11} {:>9} {:>12} {:>12} {:>14} {:>16}",
+            "protocol",
+            "connections",
+            "records",
+            "KiB sent",
+            "KiB received",
+            "KiB not copied",
+            "unparsed (bytes)"
         )];
         lines.extend(self.totals.iter().map(|(protocol, t)| {
             format!(
-                "  {:<12} {:>11} {:>12.1} {:>12.1} {:>14.1}",
-                protocol.name(),
+                "  {:<12} {:>11} {:>9} {:>12.1} {:>12.1} {:>14.1} {:>16}",
+                protocol,
                 t.connections,
+                t.records,
                 t.bytes_sent as f64 / 1024.0,
                 t.bytes_received as f64 / 1024.0,
-                t.bytes_not_captured as f64 / 1024.0
+                t.bytes_not_captured as f64 / 1024.0,
+                format!("{} ({})", t.unparsed.messages, t.unparsed.bytes),
             )
         }));
         lines

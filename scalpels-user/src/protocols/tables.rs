@@ -6,11 +6,13 @@ use std::sync::Arc;
 use anyhow::Result;
 use arrow::{
     array::{
-        ArrayRef, DurationNanosecondArray, Int32Array, RecordBatch,
+        ArrayRef, BooleanArray, DurationNanosecondArray, Int32Array, RecordBatch, StringArray,
         StringDictionaryBuilder, UInt32Array, UInt64Array,
     },
     datatypes::{DataType, Field, Int32Type, Schema, SchemaRef},
 };
+
+use wire::records::{DbSystem, SqlRecord};
 
 use crate::run::columns::{dictionary, duration, timestamp, timestamps};
 
@@ -82,17 +84,21 @@ pub fn connections_batch(rows: &[ConnectionRow]) -> Result<RecordBatch> {
         Arc::new(rows.iter().map(|r| r.fd as i32).collect::<Int32Array>()),
         dictionary_of(rows.iter().map(|r| Some(r.role))),
         dictionary_of(rows.iter().map(|r| Some(r.family))),
-        Arc::new(arrow::array::StringArray::from_iter_values(
+        Arc::new(StringArray::from_iter_values(
             rows.iter().map(|r| r.local_addr.as_str()),
         )),
-        Arc::new(arrow::array::StringArray::from_iter_values(
+        Arc::new(StringArray::from_iter_values(
             rows.iter().map(|r| r.remote_addr.as_str()),
         )),
         dictionary_of(rows.iter().map(|r| Some(r.protocol))),
         timestamps_of(rows.iter().map(|r| r.opened)),
         timestamps_of(rows.iter().map(|r| r.closed)),
         Arc::new(rows.iter().map(|r| r.bytes_sent).collect::<UInt64Array>()),
-        Arc::new(rows.iter().map(|r| r.bytes_received).collect::<UInt64Array>()),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.bytes_received)
+                .collect::<UInt64Array>(),
+        ),
         Arc::new(
             rows.iter()
                 .map(|r| r.bytes_not_captured)
@@ -122,6 +128,59 @@ pub fn sql_schema() -> SchemaRef {
     ]))
 }
 
+/// One SQL command, with the statement as stored (normalized unless `--sql-literals`) and
+/// the fingerprint of its normalized form.
+pub struct SqlRow {
+    pub origin: Origin,
+    pub record: SqlRecord,
+    pub statement: String,
+    pub fingerprint: u64,
+}
+
+fn db_system(system: DbSystem) -> &'static str {
+    match system {
+        DbSystem::Mysql => "mysql",
+        DbSystem::Postgresql => "postgresql",
+        DbSystem::Sqlite => "sqlite",
+    }
+}
+
+pub fn sql_batch(rows: &[SqlRow]) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = vec![
+        timestamps_of(rows.iter().map(|r| Some(r.record.time_ns))),
+        Arc::new(rows.iter().map(|r| r.origin.pid).collect::<UInt32Array>()),
+        Arc::new(rows.iter().map(|r| r.record.tid).collect::<UInt32Array>()),
+        Arc::new(
+            rows.iter()
+                .map(|r| Some(r.origin.conn_id))
+                .collect::<UInt64Array>(),
+        ),
+        dictionary_of(rows.iter().map(|r| Some(db_system(r.record.db_system)))),
+        dictionary_of(rows.iter().map(|r| Some(r.record.operation))),
+        dictionary_of(rows.iter().map(|r| Some(r.statement.as_str()))),
+        Arc::new(rows.iter().map(|r| r.fingerprint).collect::<UInt64Array>()),
+        Arc::new(rows.iter().map(|r| r.record.rows).collect::<UInt64Array>()),
+        dictionary_of(rows.iter().map(|r| r.record.error_code.as_deref())),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.record.error.as_deref())
+                .collect::<StringArray>(),
+        ),
+        durations_of(rows.iter().map(|r| r.record.latency_ns)),
+        Arc::new(
+            rows.iter()
+                .map(|r| Some(r.record.complete))
+                .collect::<BooleanArray>(),
+        ),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.record.python_stack_id)
+                .collect::<UInt64Array>(),
+        ),
+    ];
+    Ok(RecordBatch::try_new(sql_schema(), columns)?)
+}
+
 /// `http.parquet`: one row per request.
 pub fn http_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -132,13 +191,20 @@ pub fn http_schema() -> SchemaRef {
         Field::new("role", dictionary(), false),
         Field::new("method", dictionary(), false),
         Field::new("path", dictionary(), false),
-        Field::new("host", dictionary(), true),
+        Field::new("host_header", dictionary(), true),
         Field::new("status", DataType::UInt16, true),
         Field::new("request_bytes", DataType::UInt64, false),
         Field::new("response_bytes", DataType::UInt64, false),
         Field::new("latency", duration(), true),
         Field::new("python_stack_id", DataType::UInt64, true),
     ]))
+}
+
+/// The connection a record was parsed from.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin {
+    pub pid: u32,
+    pub conn_id: u64,
 }
 
 /// `rpc.parquet`: one row per oslo.messaging message sent or received.
