@@ -271,16 +271,20 @@ impl RpcPairing {
                     out.push(resent);
                 }
             }
-            (RpcKind::Reply, Some(msg_id)) if record.ending != Some(false) => {
-                let key = CallKey {
-                    pid: origin.pid,
-                    msg_id,
-                    direction: match direction {
-                        Direction::Sent => Direction::Received,
-                        Direction::Received => Direction::Sent,
-                    },
+            (RpcKind::Reply, msg_id) if record.ending != Some(false) => {
+                let call_direction = match direction {
+                    Direction::Sent => Direction::Received,
+                    Direction::Received => Direction::Sent,
                 };
-                if let Some(mut call) = self.waiting.remove(&key) {
+                let key = match msg_id {
+                    Some(msg_id) => Some(CallKey {
+                        pid: origin.pid,
+                        msg_id,
+                        direction: call_direction,
+                    }),
+                    None => self.only_call_for(origin.pid, &message.routing_key, call_direction),
+                };
+                if let Some(mut call) = key.and_then(|key| self.waiting.remove(&key)) {
                     call.latency_ns = Some(record.time_ns.saturating_sub(call.time_ns).max(0) as u64);
                     out.push(call);
                 }
@@ -289,6 +293,19 @@ impl RpcPairing {
             _ => out.push(record),
         }
         self.expire(out);
+    }
+
+    /// A reply cut before its `_msg_id` (a failure's traceback comes first) still answers
+    /// a call when only one call of the process waits on the queue it came back to: a
+    /// heartbeat (`ending: false`) is too short to be cut, so a cut reply is a final one.
+    fn only_call_for(&self, pid: u32, reply_q: &str, direction: Direction) -> Option<CallKey> {
+        let mut waiting = self.waiting.iter().filter(|(key, call)| {
+            key.pid == pid && key.direction == direction && call.reply_q.as_deref() == Some(reply_q)
+        });
+        match (waiting.next(), waiting.next()) {
+            (Some((key, _)), None) => Some(key.clone()),
+            _ => None,
+        }
     }
 
     /// The run ended: calls still waiting have no reply.
