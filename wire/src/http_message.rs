@@ -275,7 +275,14 @@ impl Half {
                 self.body_bytes = 0;
                 Step::Head(head, origin)
             }
-            None => self.lose(),
+            None => {
+                // Not a head here; one may start further on, even within these bytes
+                // (the scan starts past this position, so it cannot find it again).
+                self.lost = true;
+                self.pos += 1;
+                self.skipped_bytes += 1;
+                Step::Lost
+            }
         }
     }
 
