@@ -87,7 +87,11 @@ impl AmqpParser {
                     // The body's captured prefix only: after a hole the bytes no longer
                     // line up with the body's offsets.
                     if message.body.len() as u64 == received {
-                        message.body.extend_from_slice(&frame.payload);
+                        // A frame running past the declared size is the sender's error; the
+                        // body stays within what the header declared.
+                        let room = message.body_size - received;
+                        let take = frame.payload.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+                        message.body.extend_from_slice(&frame.payload[..take]);
                     }
                     let received = received + u64::from(frame.size);
                     message.time_ns = frame.time_ns;
