@@ -64,7 +64,13 @@ impl AmqpParser {
                         if header.body_size == 0 {
                             out.push(message);
                         } else {
-                            self.channels.insert(key, Assembly::Body { message, received: 0 });
+                            self.channels.insert(
+                                key,
+                                Assembly::Body {
+                                    message,
+                                    received: 0,
+                                },
+                            );
                         }
                     }
                     None => {
@@ -83,14 +89,20 @@ impl AmqpParser {
                 }
             },
             FrameKind::Body => match self.channels.remove(&key) {
-                Some(Assembly::Body { mut message, received }) => {
+                Some(Assembly::Body {
+                    mut message,
+                    received,
+                }) => {
                     // The body's captured prefix only: after a hole the bytes no longer
                     // line up with the body's offsets.
                     if message.body.len() as u64 == received {
                         // A frame running past the declared size is the sender's error; the
                         // body stays within what the header declared.
                         let room = message.body_size - received;
-                        let take = frame.payload.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+                        let take = frame
+                            .payload
+                            .len()
+                            .min(usize::try_from(room).unwrap_or(usize::MAX));
                         message.body.extend_from_slice(&frame.payload[..take]);
                     }
                     let received = received + u64::from(frame.size);
@@ -98,7 +110,8 @@ impl AmqpParser {
                     if received >= message.body_size {
                         out.push(message);
                     } else {
-                        self.channels.insert(key, Assembly::Body { message, received });
+                        self.channels
+                            .insert(key, Assembly::Body { message, received });
                     }
                 }
                 Some(other) => {
@@ -275,12 +288,12 @@ fn parse_content_header(payload: &[u8]) -> Option<ContentHeader> {
 }
 
 /// Bounds-checked big-endian reads over a frame payload.
-pub(crate) struct Reader<'a> {
+struct Reader<'a> {
     bytes: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+    fn new(bytes: &'a [u8]) -> Self {
         Self { bytes }
     }
 
@@ -293,19 +306,20 @@ impl<'a> Reader<'a> {
         Some(head)
     }
 
-    pub(crate) fn u8(&mut self) -> Option<u8> {
+    fn u8(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
     }
 
-    pub(crate) fn u16(&mut self) -> Option<u16> {
+    fn u16(&mut self) -> Option<u16> {
         self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
     }
 
-    pub(crate) fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    pub(crate) fn u64(&mut self) -> Option<u64> {
+    fn u64(&mut self) -> Option<u64> {
         self.take(8)
             .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
     }

@@ -194,7 +194,11 @@ impl FrameReader {
                 self.out_of_step();
                 continue;
             }
-            let from = if pos < carried_len { self.carried } else { origin };
+            let from = if pos < carried_len {
+                self.carried
+            } else {
+                origin
+            };
             frames.push(Frame {
                 kind: head.kind,
                 channel: head.channel,
@@ -211,7 +215,11 @@ impl FrameReader {
             let rest = &self.buf[pos..];
             match frame_head(rest) {
                 Some(head) if self.synced && head.size <= SYNCED_FRAME_MAX => {
-                    let from = if pos < carried_len { self.carried } else { origin };
+                    let from = if pos < carried_len {
+                        self.carried
+                    } else {
+                        origin
+                    };
                     let captured = (rest.len() - 7).min(head.size as usize);
                     let mut remaining = 8 + u64::from(head.size) - rest.len() as u64;
                     let uncaptured = remaining.min(missing);
@@ -305,9 +313,7 @@ fn plausible(head: &FrameHead, rest: &[u8]) -> bool {
                     10 | 20 | 40 | 50 | 60 | 85 | 90
                 )
         }
-        FrameKind::Header => {
-            head.size >= 14 && payload.len() >= 4 && payload[..4] == [0, 60, 0, 0]
-        }
+        FrameKind::Header => head.size >= 14 && payload.len() >= 4 && payload[..4] == [0, 60, 0, 0],
         FrameKind::Body => head.size > 0,
         FrameKind::Heartbeat => head.channel == 0 && head.size == 0,
     }

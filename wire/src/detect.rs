@@ -66,7 +66,11 @@ pub fn guess(evidence: &Evidence<'_>) -> Guess {
     match (by_bytes, by_port) {
         (Some((protocol, side)), Some((port_protocol, port_side))) => Guess {
             protocol,
-            traced_side: side.or(if port_protocol == protocol { port_side } else { None }),
+            traced_side: side.or(if port_protocol == protocol {
+                port_side
+            } else {
+                None
+            }),
         },
         (Some((protocol, traced_side)), None) => Guess {
             protocol,
@@ -107,8 +111,8 @@ fn port_protocol(port: u16) -> Option<Protocol> {
         5432 => Protocol::Postgresql,
         5672 => Protocol::Amqp,
         // Plain HTTP and the OpenStack API services' default ports.
-        80 | 8000 | 8080 | 5000 | 8004 | 8041 | 8042 | 8774 | 8775 | 8776 | 8778 | 9292
-        | 9511 | 9696 | 9876 | 6385 | 35357 => Protocol::Http,
+        80 | 8000 | 8080 | 5000 | 8004 | 8041 | 8042 | 8774 | 8775 | 8776 | 8778 | 9292 | 9511
+        | 9696 | 9876 | 6385 | 35357 => Protocol::Http,
         _ => return None,
     })
 }
@@ -141,7 +145,14 @@ fn classify(bytes: &[u8]) -> Option<(Protocol, Option<Side>)> {
 }
 
 const METHODS: &[&[u8]] = &[
-    b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"PATCH ", b"OPTIONS ", b"CONNECT ",
+    b"GET ",
+    b"HEAD ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"PATCH ",
+    b"OPTIONS ",
+    b"CONNECT ",
     b"TRACE ",
 ];
 
@@ -149,8 +160,13 @@ fn is_http_request(bytes: &[u8]) -> bool {
     let Some(method) = METHODS.iter().find(|m| bytes.starts_with(m)) else {
         return false;
     };
-    let line_end = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
-    let line = bytes[..line_end].strip_suffix(b"\r").unwrap_or(&bytes[..line_end]);
+    let line_end = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(bytes.len());
+    let line = bytes[..line_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&bytes[..line_end]);
     if line_end < bytes.len() {
         line.len() > method.len() + 9 && line[line.len() - 9..line.len() - 1] == *b" HTTP/1."
     } else {
@@ -225,27 +241,35 @@ fn postgres(bytes: &[u8]) -> Option<Side> {
     }
     let kind = bytes[0];
     let length = be32(&bytes[1..])? as usize;
-    if length < 4 || length > 1 << 30 {
+    if !(4..=1 << 30).contains(&length) {
         return None;
     }
     let body = &bytes[5..];
     // The body must be as long as said, or the capture ended before it did.
     let whole = body.len() >= length - 4;
     let body = &body[..body.len().min(length - 4)];
-    let text_ok = |text: &[u8]| text.iter().all(|&b| b >= 0x20 || matches!(b, b'\t' | b'\n' | b'\r' | 0));
+    let text_ok = |text: &[u8]| {
+        text.iter()
+            .all(|&b| b >= 0x20 || matches!(b, b'\t' | b'\n' | b'\r' | 0))
+    };
     match kind {
         b'Q' | b'P' if length > 5 => {
             let ends_with_nul = !whole || body.last() == Some(&0);
             (ends_with_nul && text_ok(body)).then_some(Side::Client)
         }
         b'X' if length == 4 => Some(Side::Client),
-        b'Z' if length == 5 => matches!(body.first(), Some(b'I' | b'T' | b'E')).then_some(Side::Server),
+        b'Z' if length == 5 => {
+            matches!(body.first(), Some(b'I' | b'T' | b'E')).then_some(Side::Server)
+        }
         b'R' if length >= 8 && whole => matches!(be32(body), Some(0..=12)).then_some(Side::Server),
         b'C' if length > 5 => {
-            let tag_ok = body.first().is_some_and(u8::is_ascii_uppercase) && (!whole || body.last() == Some(&0));
+            let tag_ok = body.first().is_some_and(u8::is_ascii_uppercase)
+                && (!whole || body.last() == Some(&0));
             (tag_ok && text_ok(body)).then_some(Side::Server)
         }
-        b'E' if length > 5 => matches!(body.first(), Some(b'S' | b'V' | b'C')).then_some(Side::Server),
+        b'E' if length > 5 => {
+            matches!(body.first(), Some(b'S' | b'V' | b'C')).then_some(Side::Server)
+        }
         _ => None,
     }
 }
@@ -267,7 +291,9 @@ fn mysql(bytes: &[u8]) -> Option<Side> {
     }
     if sequence == 0 && matches!(head[4], 0x03 | 0x16) && length > 1 && (whole || cut) {
         let text = &payload[1..];
-        let printable = text.iter().all(|&b| b >= 0x20 || matches!(b, b'\t' | b'\n' | b'\r'));
+        let printable = text
+            .iter()
+            .all(|&b| b >= 0x20 || matches!(b, b'\t' | b'\n' | b'\r'));
         return printable.then_some(Side::Client);
     }
     None

@@ -96,10 +96,10 @@ impl HttpParser {
     }
 
     fn request_ended(&mut self, bytes: u64) {
-        if let Some(seq) = self.request_in_progress.take() {
-            if let Some(request) = self.pending.iter_mut().find(|p| p.seq == seq) {
-                request.request_bytes = bytes;
-            }
+        if let Some(seq) = self.request_in_progress.take()
+            && let Some(request) = self.pending.iter_mut().find(|p| p.seq == seq)
+        {
+            request.request_bytes = bytes;
         }
     }
 
@@ -110,7 +110,9 @@ impl HttpParser {
                     return;
                 };
                 let request_method = self.pending.front().map(|p| p.method.as_str());
-                let framing = if status == 101 || (request_method == Some("CONNECT") && (200..300).contains(&status)) {
+                let framing = if status == 101
+                    || (request_method == Some("CONNECT") && (200..300).contains(&status))
+                {
                     Framing::Tunnel
                 } else if (100..200).contains(&status) {
                     // Interim: the final response to the same request follows.
@@ -150,7 +152,8 @@ impl HttpParser {
                     self.response_ended(bytes, time_ns, false, out);
                 } else if let Some(request) = self.pending.pop_front() {
                     // The lost bytes held (at least) the head of this request's response.
-                    self.request_in_progress = self.request_in_progress.filter(|&seq| seq != request.seq);
+                    self.request_in_progress =
+                        self.request_in_progress.filter(|&seq| seq != request.seq);
                     let bytes = request.request_bytes;
                     out.push(record(request, None, 0, None, bytes));
                 }
@@ -164,7 +167,13 @@ impl HttpParser {
     }
 
     /// The response being read ended (`complete`: at a byte we saw, so its time is right).
-    fn response_ended(&mut self, bytes: u64, time_ns: i64, complete: bool, out: &mut Vec<HttpRecord>) {
+    fn response_ended(
+        &mut self,
+        bytes: u64,
+        time_ns: i64,
+        complete: bool,
+        out: &mut Vec<HttpRecord>,
+    ) {
         let Some(response) = self.response_in_progress.take() else {
             return;
         };
@@ -181,11 +190,23 @@ impl HttpParser {
         } else {
             request.request_bytes
         };
-        out.push(record(request, Some(response.status), bytes, complete.then_some(time_ns), request_bytes));
+        out.push(record(
+            request,
+            Some(response.status),
+            bytes,
+            complete.then_some(time_ns),
+            request_bytes,
+        ));
     }
 }
 
-fn record(request: Pending, status: Option<u16>, response_bytes: u64, end_ns: Option<i64>, request_bytes: u64) -> HttpRecord {
+fn record(
+    request: Pending,
+    status: Option<u16>,
+    response_bytes: u64,
+    end_ns: Option<i64>,
+    request_bytes: u64,
+) -> HttpRecord {
     HttpRecord {
         time_ns: request.origin.time_ns,
         tid: request.origin.tid,
@@ -239,15 +260,21 @@ impl ConnectionParser for HttpParser {
     }
 
     fn close(&mut self, _time_ns: i64, out: &mut Vec<HttpRecord>) {
-        if let Some(response) = self.response_in_progress.take() {
-            if response.paired {
-                // Read-until-close ends here, at the last byte seen; any other body was cut.
-                let end = self.responses.until_close().then_some(response.last_ns);
-                if let Some(request) = self.pending.pop_front() {
-                    let bytes = request.request_bytes;
-                    out.push(record(request, Some(response.status), self.responses.body_bytes(), end, bytes));
-                }
-            }
+        if let Some(response) = self.response_in_progress.take()
+            && response.paired
+            && let Some(request) = self.pending.pop_front()
+        {
+            // Read-until-close ends here, at the last byte seen; any other body was cut.
+            let end = self.responses.until_close().then_some(response.last_ns);
+            let bytes = request.request_bytes;
+            let response_bytes = self.responses.body_bytes();
+            out.push(record(
+                request,
+                Some(response.status),
+                response_bytes,
+                end,
+                bytes,
+            ));
         }
         for request in self.pending.drain(..) {
             let bytes = request.request_bytes;

@@ -435,9 +435,16 @@ fn parse_head(head: &[u8], role: Role) -> Option<Head> {
             let mut parts = first.split(' ');
             let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
             let token = |s: &str| {
-                !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_')
+                !s.is_empty()
+                    && s.len() <= 32
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_')
             };
-            if parts.next().is_some() || !token(method) || target.is_empty() || !version.starts_with("HTTP/1.") {
+            if parts.next().is_some()
+                || !token(method)
+                || target.is_empty()
+                || !version.starts_with("HTTP/1.")
+            {
                 return None;
             }
             StartLine::Request {
@@ -448,7 +455,8 @@ fn parse_head(head: &[u8], role: Role) -> Option<Head> {
         Role::Response => {
             let rest = first.strip_prefix("HTTP/1.")?;
             let status = rest.get(2..5)?;
-            if rest.as_bytes().get(1) != Some(&b' ') || !status.bytes().all(|b| b.is_ascii_digit()) {
+            if rest.as_bytes().get(1) != Some(&b' ') || !status.bytes().all(|b| b.is_ascii_digit())
+            {
                 return None;
             }
             StartLine::Response {

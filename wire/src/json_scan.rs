@@ -5,7 +5,10 @@
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum JsonValue {
     /// A string; `complete` is false when the document ended inside it.
-    Str { text: String, complete: bool },
+    Str {
+        text: String,
+        complete: bool,
+    },
     Bool(bool),
     Null,
     Number(String),

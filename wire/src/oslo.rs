@@ -285,7 +285,8 @@ impl RpcPairing {
                     None => self.only_call_for(origin.pid, &message.routing_key, call_direction),
                 };
                 if let Some(mut call) = key.and_then(|key| self.waiting.remove(&key)) {
-                    call.latency_ns = Some(record.time_ns.saturating_sub(call.time_ns).max(0) as u64);
+                    call.latency_ns =
+                        Some(record.time_ns.saturating_sub(call.time_ns).max(0) as u64);
                     out.push(call);
                 }
                 out.push(record);
@@ -323,7 +324,11 @@ impl RpcPairing {
             }
             let (time_ns, key) = self.order.pop_front().expect("front");
             // The key may since have been answered, or re-sent (then it expires later).
-            if self.waiting.get(&key).is_some_and(|call| call.time_ns == time_ns) {
+            if self
+                .waiting
+                .get(&key)
+                .is_some_and(|call| call.time_ns == time_ns)
+            {
                 out.extend(self.waiting.remove(&key));
             }
         }

@@ -58,7 +58,7 @@ pub struct AmqpMessage {
     /// When its last frame was seen.
     pub time_ns: i64,
     pub tid: u32,
-    /// Client for Basic.Publish, Server for Basic.Deliver / Basic.Get-Ok.
+    /// Client for Basic.Publish, Server for Basic.Deliver / Get-Ok / Return.
     pub from: Side,
     /// `basic.publish`, `basic.deliver`, `basic.get-ok`, `basic.return`.
     pub method: &'static str,

@@ -7,9 +7,18 @@ use common::{http_records, limit, load};
 #[test]
 fn every_exchange_is_paired_with_its_status_and_sizes() {
     let records = http_records(&load("http.seg"));
-    let got: Vec<(u64, &str, &str, Option<u16>, u64, u64)> = records
+    let got: Vec<_> = records
         .iter()
-        .map(|(conn, r)| (*conn, r.method.as_str(), r.path.as_str(), r.status, r.request_bytes, r.response_bytes))
+        .map(|(conn, r)| {
+            (
+                *conn,
+                r.method.as_str(),
+                r.path.as_str(),
+                r.status,
+                r.request_bytes,
+                r.response_bytes,
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -29,7 +38,11 @@ fn every_exchange_is_paired_with_its_status_and_sizes() {
             (5, "GET", "/close", Some(200), 0, 120),
         ]
     );
-    assert!(records.iter().all(|(_, r)| r.latency_ns.is_some_and(|l| l > 0)));
+    assert!(
+        records
+            .iter()
+            .all(|(_, r)| r.latency_ns.is_some_and(|l| l > 0))
+    );
     assert_eq!(records[0].1.host.as_deref(), Some("127.0.0.1:35711"));
 }
 
@@ -42,14 +55,23 @@ fn latency_runs_from_the_request_first_byte_to_the_response_last_byte() {
     assert!(captures[4].bytes.starts_with(b"POST /items "));
     assert_eq!(captures[7].bytes, b"{\"got\": 15}");
     assert_eq!(records[2].1.time_ns, captures[4].time_ns);
-    assert_eq!(records[2].1.latency_ns, Some((captures[7].time_ns - captures[4].time_ns) as u64));
+    assert_eq!(
+        records[2].1.latency_ns,
+        Some((captures[7].time_ns - captures[4].time_ns) as u64)
+    );
     // The pipelined pair: both requests in one write, each answered by its own response.
     let pipelined: Vec<_> = captures.iter().filter(|c| c.conn == 3).collect();
     let (a, b) = (&records[9].1, &records[10].1);
     assert_eq!(a.time_ns, pipelined[0].time_ns);
     assert_eq!(b.time_ns, pipelined[0].time_ns);
-    assert_eq!(a.latency_ns, Some((pipelined[2].time_ns - pipelined[0].time_ns) as u64));
-    assert_eq!(b.latency_ns, Some((pipelined[4].time_ns - pipelined[0].time_ns) as u64));
+    assert_eq!(
+        a.latency_ns,
+        Some((pipelined[2].time_ns - pipelined[0].time_ns) as u64)
+    );
+    assert_eq!(
+        b.latency_ns,
+        Some((pipelined[4].time_ns - pipelined[0].time_ns) as u64)
+    );
 }
 
 #[test]

@@ -8,15 +8,28 @@ use wire::oslo::{Direction, RpcKind, RpcRecord};
 use wire::stream::Unparsed;
 
 fn summary(r: &RpcRecord) -> (u32, Direction, RpcKind, Option<&str>, &str, &str) {
-    (r.pid, r.direction, r.kind, r.method.as_deref(), r.exchange.as_str(), r.routing_key.as_str())
+    (
+        r.pid,
+        r.direction,
+        r.kind,
+        r.method.as_deref(),
+        r.exchange.as_str(),
+        r.routing_key.as_str(),
+    )
 }
 
 #[test]
 fn every_message_is_framed_and_nothing_is_left_over() {
     let (messages, unparsed) = amqp_messages(&load("oslo.seg"));
     assert_eq!(unparsed, Unparsed::default());
-    let publishes = messages.iter().filter(|(_, m)| m.method == "basic.publish").count();
-    let deliveries = messages.iter().filter(|(_, m)| m.method == "basic.deliver").count();
+    let publishes = messages
+        .iter()
+        .filter(|(_, m)| m.method == "basic.publish")
+        .count();
+    let deliveries = messages
+        .iter()
+        .filter(|(_, m)| m.method == "basic.deliver")
+        .count();
     // Client: 3 calls, 2 casts, 1 notification; server: 3 replies. The broker delivers
     // 3 calls + 2 casts to the server and 3 replies to the client (the notification waits
     // in its queue).
@@ -44,7 +57,14 @@ fn calls_casts_replies_and_the_notification() {
             (2, s, c, Some("fail"), "openstack", "demo"),
             (2, s, RpcKind::Cast, Some("note"), "openstack", "demo"),
             (2, s, RpcKind::Cast, Some("note"), "openstack", "demo"),
-            (2, s, RpcKind::Notification, Some("compute.instance.create.end"), "openstack", "notifications.info"),
+            (
+                2,
+                s,
+                RpcKind::Notification,
+                Some("compute.instance.create.end"),
+                "openstack",
+                "notifications.info"
+            ),
         ]
     );
     let count = |pid, direction, kind| {
@@ -59,11 +79,21 @@ fn calls_casts_replies_and_the_notification() {
     assert_eq!(count(2, Direction::Received, RpcKind::Reply), 3);
     assert_eq!(records.len(), 6 + 5 + 3 + 3);
     for r in &records {
-        assert_eq!(r.namespace.is_some(), matches!(r.kind, RpcKind::Call | RpcKind::Cast), "{r:?}");
+        assert_eq!(
+            r.namespace.is_some(),
+            matches!(r.kind, RpcKind::Call | RpcKind::Cast),
+            "{r:?}"
+        );
         if matches!(r.kind, RpcKind::Call | RpcKind::Cast) {
-            assert_eq!((r.namespace.as_deref(), r.version.as_deref()), (Some("demo_ns"), Some("1.2")));
+            assert_eq!(
+                (r.namespace.as_deref(), r.version.as_deref()),
+                (Some("demo_ns"), Some("1.2"))
+            );
         }
-        assert_eq!(r.msg_id.is_some(), matches!(r.kind, RpcKind::Call | RpcKind::Reply));
+        assert_eq!(
+            r.msg_id.is_some(),
+            matches!(r.kind, RpcKind::Call | RpcKind::Reply)
+        );
     }
 }
 
@@ -84,7 +114,11 @@ fn each_call_gets_the_latency_of_its_reply_from_another_connection() {
             // The client publishes on one connection and consumes its reply queue on another.
             assert_ne!(call.conn_id, reply.conn_id);
             assert_eq!(call.reply_q, reply.reply_q);
-            assert!(call.reply_q.as_deref().is_some_and(|q| q.starts_with("reply_")));
+            assert!(
+                call.reply_q
+                    .as_deref()
+                    .is_some_and(|q| q.starts_with("reply_"))
+            );
         }
         let failure = reply.failure.as_deref();
         if call.method.as_deref() == Some("fail") {
@@ -105,7 +139,10 @@ fn a_short_capture_prefix_still_gives_kinds_methods_and_pairs() {
     assert_eq!(cut.len(), whole.len());
     for (a, b) in whole.iter().zip(&cut) {
         assert_eq!(summary(a), summary(b));
-        assert_eq!((a.latency_ns, a.body_bytes, &a.failure), (b.latency_ns, b.body_bytes, &b.failure));
+        assert_eq!(
+            (a.latency_ns, a.body_bytes, &a.failure),
+            (b.latency_ns, b.body_bytes, &b.failure)
+        );
         if b.kind == RpcKind::Reply && b.msg_id.is_none() {
             assert_eq!(b.failure.as_deref(), Some("ValueError: no such flavor"));
         } else {

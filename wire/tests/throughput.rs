@@ -28,11 +28,17 @@ fn measure(captures: &[Capture], parse: impl Fn(&[Vec<Capture>]) -> usize) -> (f
 }
 
 fn http(conns: &[Vec<Capture>]) -> usize {
-    conns.iter().map(|c| run(HttpParser::new(), c).0.len()).sum()
+    conns
+        .iter()
+        .map(|c| run(HttpParser::new(), c).0.len())
+        .sum()
 }
 
 fn amqp(conns: &[Vec<Capture>]) -> usize {
-    conns.iter().map(|c| run(AmqpParser::new(), c).0.len()).sum()
+    conns
+        .iter()
+        .map(|c| run(AmqpParser::new(), c).0.len())
+        .sum()
 }
 
 fn rpc(conns: &[Vec<Capture>]) -> usize {
@@ -57,7 +63,11 @@ fn rpc(conns: &[Vec<Capture>]) -> usize {
 fn parser_throughput() {
     let (http_seg, oslo_seg) = (load("http.seg"), load("oslo.seg"));
     for (name, captures, parse) in [
-        ("http", http_seg.clone(), http as fn(&[Vec<Capture>]) -> usize),
+        (
+            "http",
+            http_seg.clone(),
+            http as fn(&[Vec<Capture>]) -> usize,
+        ),
         ("http, 4 KiB prefix", limit(&http_seg, 4096), http),
         ("amqp frames", oslo_seg.clone(), amqp),
         ("amqp + oslo pairing", oslo_seg.clone(), rpc),

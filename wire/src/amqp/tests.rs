@@ -88,12 +88,24 @@ fn a_publish_in_one_write_with_its_properties() {
     let out = feed_all(&mut parser, &[(10, Side::Client, bytes, len)]);
     assert_eq!(out.len(), 1);
     let m = &out[0];
-    assert_eq!((m.method, m.exchange.as_str(), m.routing_key.as_str()), ("basic.publish", "nova", "compute.host1"));
-    assert_eq!((m.from, m.time_ns, m.tid, m.python_stack_id), (Side::Client, 10, 9, Some(5)));
+    assert_eq!(
+        (m.method, m.exchange.as_str(), m.routing_key.as_str()),
+        ("basic.publish", "nova", "compute.host1")
+    );
+    assert_eq!(
+        (m.from, m.time_ns, m.tid, m.python_stack_id),
+        (Side::Client, 10, 9, Some(5))
+    );
     assert_eq!(m.content_type.as_deref(), Some("application/json"));
     assert_eq!(m.correlation_id.as_deref(), Some("corr-1"));
     assert_eq!(m.reply_to.as_deref(), Some("amq.rabbitmq.reply-to"));
-    assert_eq!(m.headers, [("x-retry".to_owned(), "3".to_owned()), ("origin".to_owned(), "nova".to_owned())]);
+    assert_eq!(
+        m.headers,
+        [
+            ("x-retry".to_owned(), "3".to_owned()),
+            ("origin".to_owned(), "nova".to_owned())
+        ]
+    );
     assert_eq!((m.body.as_slice(), m.body_size), (&b"hello"[..], 5));
     assert_eq!(parser.unparsed(), Unparsed::default());
 }
@@ -109,10 +121,22 @@ fn interleaved_channels_and_a_body_in_several_frames() {
     second.extend(body(1, b"def"));
     let (l1, l2) = (first.len(), second.len());
     let mut parser = AmqpParser::new();
-    let out = feed_all(&mut parser, &[(1, Side::Server, first, l1), (2, Side::Server, second, l2)]);
-    let got: Vec<_> = out.iter().map(|m| (m.routing_key.as_str(), m.body.as_slice(), m.time_ns)).collect();
-    assert_eq!(got, [("topic", &b"xyz"[..], 2), ("reply_a", &b"abcdef"[..], 2)]);
-    assert!(out.iter().all(|m| m.method == "basic.deliver" && m.from == Side::Server));
+    let out = feed_all(
+        &mut parser,
+        &[(1, Side::Server, first, l1), (2, Side::Server, second, l2)],
+    );
+    let got: Vec<_> = out
+        .iter()
+        .map(|m| (m.routing_key.as_str(), m.body.as_slice(), m.time_ns))
+        .collect();
+    assert_eq!(
+        got,
+        [("topic", &b"xyz"[..], 2), ("reply_a", &b"abcdef"[..], 2)]
+    );
+    assert!(
+        out.iter()
+            .all(|m| m.method == "basic.deliver" && m.from == Side::Server)
+    );
 }
 
 #[test]
@@ -129,11 +153,20 @@ fn a_body_beyond_the_capture_is_skipped_by_frame_size() {
     next.extend(body(1, b"ok"));
     let next_len = next.len();
     let mut parser = AmqpParser::new();
-    let out = feed_all(&mut parser, &[(1, Side::Client, bytes, len), (2, Side::Client, next, next_len)]);
+    let out = feed_all(
+        &mut parser,
+        &[
+            (1, Side::Client, bytes, len),
+            (2, Side::Client, next, next_len),
+        ],
+    );
     assert_eq!(out.len(), 2);
     assert_eq!((out[0].body_size, out[0].time_ns), (10_000, 1));
     assert!(out[0].body.len() < 300 && out[0].body.iter().all(|&b| b == b'x'));
-    assert_eq!((out[1].routing_key.as_str(), out[1].body.as_slice()), ("k2", &b"ok"[..]));
+    assert_eq!(
+        (out[1].routing_key.as_str(), out[1].body.as_slice()),
+        ("k2", &b"ok"[..])
+    );
     assert_eq!(parser.unparsed(), Unparsed::default());
 }
 
@@ -149,7 +182,10 @@ fn a_frame_cut_across_writes_completes_where_it_ends() {
     let mut parser = AmqpParser::new();
     let out = feed_all(
         &mut parser,
-        &[(1, Side::Client, a[..200].to_vec(), a.len()), (2, Side::Client, b[..200].to_vec(), b.len())],
+        &[
+            (1, Side::Client, a[..200].to_vec(), a.len()),
+            (2, Side::Client, b[..200].to_vec(), b.len()),
+        ],
     );
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].time_ns, out[0].body_size), (2, 5000));
@@ -171,7 +207,13 @@ fn after_losing_a_frame_boundary_it_resynchronises_on_a_verified_frame() {
     later.extend(body(3, b"ok"));
     let later_len = later.len();
     let mut parser = AmqpParser::new();
-    let out = feed_all(&mut parser, &[(1, Side::Client, lost, lost_len), (2, Side::Client, later, later_len)]);
+    let out = feed_all(
+        &mut parser,
+        &[
+            (1, Side::Client, lost, lost_len),
+            (2, Side::Client, later, later_len),
+        ],
+    );
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].routing_key, "third");
     let unparsed = parser.unparsed();
@@ -214,6 +256,22 @@ fn get_ok_and_return_carry_their_routing() {
     bytes.extend(body(2, b"z"));
     let len = bytes.len();
     let out = feed_all(&mut AmqpParser::new(), &[(1, Side::Server, bytes, len)]);
-    let got: Vec<_> = out.iter().map(|m| (m.method, m.exchange.as_str(), m.routing_key.as_str(), m.body_size)).collect();
-    assert_eq!(got, [("basic.get-ok", "ex", "q1", 0), ("basic.return", "", "reply_gone", 1)]);
+    let got: Vec<_> = out
+        .iter()
+        .map(|m| {
+            (
+                m.method,
+                m.exchange.as_str(),
+                m.routing_key.as_str(),
+                m.body_size,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("basic.get-ok", "ex", "q1", 0),
+            ("basic.return", "", "reply_gone", 1)
+        ]
+    );
 }

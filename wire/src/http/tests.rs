@@ -23,10 +23,22 @@ fn whole(time_ns: i64, from: Side, bytes: &[u8]) -> (i64, Side, &[u8], usize) {
     (time_ns, from, bytes, bytes.len())
 }
 
-fn summary(records: &[HttpRecord]) -> Vec<(&str, &str, Option<u16>, u64, u64, Option<u64>)> {
+/// method, path, status, request bytes, response bytes, latency.
+type Summary<'a> = (&'a str, &'a str, Option<u16>, u64, u64, Option<u64>);
+
+fn summary(records: &[HttpRecord]) -> Vec<Summary<'_>> {
     records
         .iter()
-        .map(|r| (r.method.as_str(), r.path.as_str(), r.status, r.request_bytes, r.response_bytes, r.latency_ns))
+        .map(|r| {
+            (
+                r.method.as_str(),
+                r.path.as_str(),
+                r.status,
+                r.request_bytes,
+                r.response_bytes,
+                r.latency_ns,
+            )
+        })
         .collect()
 }
 
@@ -55,9 +67,17 @@ fn pipelined_requests_with_bodies_pair_in_order() {
 #[test]
 fn head_and_bodyless_statuses_have_no_body_whatever_their_length_says() {
     let (records, _) = parse(&[
-        whole(1, C, b"HEAD /x HTTP/1.1\r\n\r\nGET /y HTTP/1.1\r\n\r\nGET /z HTTP/1.1\r\n\r\n"),
+        whole(
+            1,
+            C,
+            b"HEAD /x HTTP/1.1\r\n\r\nGET /y HTTP/1.1\r\n\r\nGET /z HTTP/1.1\r\n\r\n",
+        ),
         whole(2, S, b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n"),
-        whole(3, S, b"HTTP/1.1 304 Not Modified\r\nContent-Length: 999\r\n\r\n"),
+        whole(
+            3,
+            S,
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 999\r\n\r\n",
+        ),
         whole(4, S, b"HTTP/1.1 204 No Content\r\n\r\n"),
     ]);
     assert_eq!(
@@ -79,7 +99,10 @@ fn interim_responses_do_not_end_the_exchange() {
         whole(4, S, b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n"),
         whole(5, S, b"k"),
     ]);
-    assert_eq!(summary(&records), [("POST", "/u", Some(200), 4, 1, Some(4))]);
+    assert_eq!(
+        summary(&records),
+        [("POST", "/u", Some(200), 4, 1, Some(4))]
+    );
 }
 
 #[test]
@@ -90,7 +113,10 @@ fn a_response_without_length_runs_until_close() {
         (3, S, b"more", 10),
     ]);
     // Latency to the last byte seen, not to the close.
-    assert_eq!(summary(&records), [("GET", "/old", Some(200), 0, 14, Some(2))]);
+    assert_eq!(
+        summary(&records),
+        [("GET", "/old", Some(200), 0, 14, Some(2))]
+    );
 }
 
 #[test]
@@ -98,7 +124,11 @@ fn bodies_cut_by_the_capture_are_skipped_by_length_and_by_chunk_size() {
     let head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n";
     let chunked_head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
     let (records, unparsed) = parse(&[
-        whole(1, C, b"GET /big HTTP/1.1\r\n\r\nGET /chunks HTTP/1.1\r\n\r\n"),
+        whole(
+            1,
+            C,
+            b"GET /big HTTP/1.1\r\n\r\nGET /chunks HTTP/1.1\r\n\r\n",
+        ),
         (2, S, head, head.len() + 60_000),
         (3, S, b"", 40_000),
         whole(4, S, chunked_head),
@@ -109,7 +139,10 @@ fn bodies_cut_by_the_capture_are_skipped_by_length_and_by_chunk_size() {
     ]);
     assert_eq!(
         summary(&records),
-        [("GET", "/big", Some(200), 0, 100_000, Some(2)), ("GET", "/chunks", Some(200), 0, 0x1010, Some(6))]
+        [
+            ("GET", "/big", Some(200), 0, 100_000, Some(2)),
+            ("GET", "/chunks", Some(200), 0, 0x1010, Some(6))
+        ]
     );
     assert_eq!(unparsed, Unparsed::default());
 }
@@ -139,11 +172,22 @@ fn a_lost_head_costs_its_exchange_and_the_next_ones_pair_again() {
 #[test]
 fn switching_protocols_stops_parsing() {
     let (records, unparsed) = parse(&[
-        whole(1, C, b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
-        whole(2, S, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello"),
+        whole(
+            1,
+            C,
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        ),
+        whole(
+            2,
+            S,
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello",
+        ),
         whole(3, C, b"\x81\x85maskd"),
     ]);
-    assert_eq!(summary(&records), [("GET", "/ws", Some(101), 0, 0, Some(1))]);
+    assert_eq!(
+        summary(&records),
+        [("GET", "/ws", Some(101), 0, 0, Some(1))]
+    );
     assert_eq!(unparsed, Unparsed::default());
 }
 
@@ -151,11 +195,19 @@ fn switching_protocols_stops_parsing() {
 fn requests_without_responses_are_kept_at_close() {
     let (records, _) = parse(&[
         whole(1, C, b"GET /slow HTTP/1.1\r\n\r\nGET /cut HTTP/1.1\r\n\r\n"),
-        (2, S, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", 45),
+        (
+            2,
+            S,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+            45,
+        ),
     ]);
     // /slow answered by a body that never ended: status known, latency not.
     assert_eq!(
         summary(&records),
-        [("GET", "/slow", Some(200), 0, 6, None), ("GET", "/cut", None, 0, 0, None)]
+        [
+            ("GET", "/slow", Some(200), 0, 6, None),
+            ("GET", "/cut", None, 0, 0, None)
+        ]
     );
 }

@@ -39,7 +39,9 @@ impl Capture {
 }
 
 pub fn load(name: &str) -> Vec<Capture> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .map(|line| {
@@ -49,7 +51,11 @@ pub fn load(name: &str) -> Vec<Capture> {
             Capture {
                 conn: fields[0].parse().unwrap(),
                 process: fields[1].parse().unwrap(),
-                from: if fields[2] == "c" { Side::Client } else { Side::Server },
+                from: if fields[2] == "c" {
+                    Side::Client
+                } else {
+                    Side::Server
+                },
                 time_ns: fields[3].parse().unwrap(),
                 len: bytes.len() as u64,
                 bytes,
@@ -209,7 +215,8 @@ pub fn mutate(captures: &[Capture], rng: &mut Rng) -> Vec<Capture> {
             }
             4 => {
                 // An interesting number where a length or size field may be.
-                let value = [0u8, 0x7f, 0x80, 0xff, b'0', b'\r', b'\n', 0xce][rng.below(8) as usize];
+                let value =
+                    [0u8, 0x7f, 0x80, 0xff, b'0', b'\r', b'\n', 0xce][rng.below(8) as usize];
                 if at < capture.bytes.len() {
                     capture.bytes[at] = value;
                 }
