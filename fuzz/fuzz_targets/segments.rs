@@ -15,11 +15,7 @@ pub fn feed<P: ConnectionParser>(mut parser: P, mut data: &[u8]) -> Vec<P::Recor
             &Segment {
                 time_ns,
                 tid: 1,
-                from: if control & 1 == 0 {
-                    Side::Client
-                } else {
-                    Side::Server
-                },
+                from: if control & 1 == 0 { Side::Client } else { Side::Server },
                 bytes,
                 len: take as u64 + u64::from(*missing),
                 python_stack_id: None,

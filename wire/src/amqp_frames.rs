@@ -1,6 +1,7 @@
 //! One direction of an AMQP 0-9-1 connection cut into frames: the 8-byte protocol header,
 //! then `type u8, channel u16, size u32, payload[size], 0xCE`.
 
+use crate::origin::Origin;
 use crate::stream::{Segment, Unparsed};
 
 const FRAME_END: u8 = 0xCE;
@@ -45,12 +46,6 @@ pub(crate) struct Frame {
     /// The thread (and its Python stack) that moved the frame's first byte.
     pub tid: u32,
     pub python_stack_id: Option<u64>,
-}
-
-#[derive(Clone, Copy, Default)]
-struct Origin {
-    tid: u32,
-    python_stack_id: Option<u64>,
 }
 
 /// A frame whose payload the capture cut: it is handed on once its last byte has gone by.
@@ -118,10 +113,7 @@ impl FrameReader {
     }
 
     pub(crate) fn feed(&mut self, segment: &Segment<'_>, frames: &mut Vec<Frame>) {
-        let origin = Origin {
-            tid: segment.tid,
-            python_stack_id: segment.python_stack_id,
-        };
+        let origin = Origin::of(segment);
         let mut bytes = segment.bytes;
         let mut missing = segment.missing();
         if let Some(cut) = &mut self.cut {

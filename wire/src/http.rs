@@ -6,7 +6,8 @@
 
 use std::collections::VecDeque;
 
-use crate::http_message::{Framing, Half, Head, Origin, Role, StartLine, Step};
+use crate::http_message::{Framing, Half, Head, Role, StartLine, Step};
+use crate::origin::Origin;
 use crate::records::HttpRecord;
 use crate::stream::{ConnectionParser, Segment, Side, Unparsed};
 
@@ -225,11 +226,7 @@ impl ConnectionParser for HttpParser {
     type Record = HttpRecord;
 
     fn feed(&mut self, segment: &Segment<'_>, out: &mut Vec<HttpRecord>) {
-        let origin = Origin {
-            time_ns: segment.time_ns,
-            tid: segment.tid,
-            python_stack_id: segment.python_stack_id,
-        };
+        let origin = Origin::of(segment);
         match segment.from {
             Side::Client => {
                 self.requests.push(segment.bytes, origin);

@@ -2,6 +2,8 @@
 //! header fields up to the empty line), then a body framed as the head says (RFC 9112 §6).
 //! Bodies are counted, not kept, so a body the capture cut is skipped by its length.
 
+use crate::origin::Origin;
+
 /// Largest head believed; past it the bytes are not HTTP (or not ours to follow).
 const MAX_HEAD: usize = 64 * 1024;
 /// Largest chunk-size or trailer line.
@@ -10,13 +12,6 @@ const MAX_LINE: usize = 8 * 1024;
 const METHODS: &[&[u8]] = &[
     b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"CONNECT", b"TRACE",
 ];
-
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Origin {
-    pub time_ns: i64,
-    pub tid: u32,
-    pub python_stack_id: Option<u64>,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Role {

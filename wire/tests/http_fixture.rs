@@ -1,8 +1,8 @@
 //! The HTTP parser on a real Python client/server conversation.
 
-mod common;
+mod conversations;
 
-use common::{http_records, limit, load};
+use conversations::{http_records, limit, load};
 
 #[test]
 fn every_exchange_is_paired_with_its_status_and_sizes() {

@@ -1,9 +1,9 @@
 //! The AMQP parser and the oslo.messaging layer on a real RabbitMQ conversation: an RPC
 //! server (process 1) and a client (process 2) making calls, casts and a notification.
 
-mod common;
+mod conversations;
 
-use common::{amqp_messages, limit, load, rpc_records};
+use conversations::{amqp_messages, limit, load, rpc_records};
 use wire::oslo::{Direction, RpcKind, RpcRecord};
 use wire::stream::Unparsed;
 

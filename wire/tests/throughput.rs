@@ -2,11 +2,11 @@
 //! Not run by default (timing is meaningless in a debug build):
 //! `cargo test -p wire --release --test throughput -- --ignored --nocapture`.
 
-mod common;
+mod conversations;
 
 use std::time::{Duration, Instant};
 
-use common::{Capture, by_connection, limit, load, run};
+use conversations::{Capture, by_connection, limit, load, run};
 use wire::amqp::AmqpParser;
 use wire::http::HttpParser;
 use wire::oslo::{MessageOrigin, RpcPairing};

@@ -1,234 +1,196 @@
-//! The recorded conversations under `fixtures/` (see `fixtures/README.md`) as parser input,
-//! and the ways the tests cut and damage them.
+//! Fixtures recorded from real servers (see fixtures/make_fixtures.py) and ways to replay
+//! them: as recorded, chopped at other boundaries, with payload tails not captured.
 
-#![allow(dead_code)] // each test file uses its own part of this
+#![allow(dead_code)]
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use wire::stream::{ConnectionParser, Segment, Side};
 
-use wire::amqp::AmqpParser;
-use wire::http::HttpParser;
-use wire::oslo::{MessageOrigin, RpcPairing, RpcRecord};
-use wire::records::{AmqpMessage, HttpRecord};
-use wire::stream::{ConnectionParser, Segment, Side, Unparsed};
-
-/// One recv() of the recording proxy: what one side sent, as one syscall moved it.
-#[derive(Clone, Debug)]
-pub struct Capture {
-    pub conn: u64,
-    /// The process the connection belongs to (the listener it came through).
-    pub process: u32,
+pub struct Recorded {
     pub from: Side,
     pub time_ns: i64,
     pub bytes: Vec<u8>,
-    /// How many bytes the syscall moved (more than `bytes` once a capture limit is applied).
+    /// What the syscall moved (`bytes` may be a prefix of it).
     pub len: u64,
 }
 
-impl Capture {
-    pub fn segment(&self) -> Segment<'_> {
-        Segment {
-            time_ns: self.time_ns,
-            tid: self.process,
-            from: self.from,
-            bytes: &self.bytes,
-            len: self.len,
-            python_stack_id: None,
-        }
-    }
-}
+pub const TID: u32 = 4242;
 
-pub fn load(name: &str) -> Vec<Capture> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+pub fn load(name: &str) -> Vec<Recorded> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
         .map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            assert_eq!(fields.len(), 5, "{line}");
-            let bytes = hex(fields[4]);
-            Capture {
-                conn: fields[0].parse().unwrap(),
-                process: fields[1].parse().unwrap(),
-                from: if fields[2] == "c" {
-                    Side::Client
-                } else {
-                    Side::Server
-                },
-                time_ns: fields[3].parse().unwrap(),
-                len: bytes.len() as u64,
+            let mut fields = line.split(' ');
+            let from = match fields.next() {
+                Some("C") => Side::Client,
+                Some("S") => Side::Server,
+                other => panic!("{path}: bad side {other:?}"),
+            };
+            let time_ns = fields.next().and_then(|t| t.parse().ok()).expect("time");
+            let bytes = decode_hex(fields.next().expect("bytes"));
+            let len = bytes.len() as u64;
+            Recorded {
+                from,
+                time_ns,
                 bytes,
+                len,
             }
         })
         .collect()
 }
 
-fn hex(text: &str) -> Vec<u8> {
-    (0..text.len())
+fn decode_hex(hex: &str) -> Vec<u8> {
+    (0..hex.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
         .collect()
 }
 
-/// The captures of each connection, in order.
-pub fn by_connection(captures: &[Capture]) -> BTreeMap<u64, Vec<Capture>> {
-    let mut conns: BTreeMap<u64, Vec<Capture>> = BTreeMap::new();
-    for capture in captures {
-        conns.entry(capture.conn).or_default().push(capture.clone());
-    }
-    conns
-}
-
-pub fn run<P: ConnectionParser>(mut parser: P, captures: &[Capture]) -> (Vec<P::Record>, Unparsed) {
+pub fn run<P: ConnectionParser>(mut parser: P, segments: &[Recorded]) -> (Vec<P::Record>, P) {
     let mut out = Vec::new();
-    for capture in captures {
-        parser.feed(&capture.segment(), &mut out);
+    let mut end = 0;
+    for recorded in segments {
+        end = recorded.time_ns;
+        parser.feed(
+            &Segment {
+                time_ns: recorded.time_ns,
+                tid: TID,
+                from: recorded.from,
+                bytes: &recorded.bytes,
+                len: recorded.len,
+                python_stack_id: Some(7),
+            },
+            &mut out,
+        );
     }
-    let end = captures.last().map_or(0, |c| c.time_ns);
-    parser.close(end, &mut out);
-    (out, parser.unparsed())
+    parser.close(end + 1, &mut out);
+    (out, parser)
 }
 
-pub fn http_records(captures: &[Capture]) -> Vec<(u64, HttpRecord)> {
-    let mut records = Vec::new();
-    for (conn, captures) in by_connection(captures) {
-        let (out, unparsed) = run(HttpParser::new(), &captures);
-        assert_eq!(unparsed, Unparsed::default(), "connection {conn}");
-        records.extend(out.into_iter().map(|r| (conn, r)));
-    }
-    records
-}
-
-/// Every AMQP message of the run with where it was seen, in the order the connections'
-/// syscalls returned.
-pub fn amqp_messages(captures: &[Capture]) -> (Vec<(MessageOrigin, AmqpMessage)>, Unparsed) {
-    let mut parsers: BTreeMap<u64, AmqpParser> = BTreeMap::new();
-    let mut messages = Vec::new();
-    let mut out = Vec::new();
-    for capture in captures {
-        let parser = parsers.entry(capture.conn).or_default();
-        parser.feed(&capture.segment(), &mut out);
-        let origin = MessageOrigin {
-            pid: capture.process,
-            conn_id: capture.conn,
-            traced_side: Side::Client,
-        };
-        messages.extend(out.drain(..).map(|m| (origin, m)));
-    }
-    let mut unparsed = Unparsed::default();
-    for (conn, mut parser) in parsers {
-        parser.close(0, &mut out);
-        let origin = MessageOrigin {
-            pid: 0,
-            conn_id: conn,
-            traced_side: Side::Client,
-        };
-        messages.extend(out.drain(..).map(|m| (origin, m)));
-        unparsed.messages += parser.unparsed().messages;
-        unparsed.bytes += parser.unparsed().bytes;
-    }
-    (messages, unparsed)
-}
-
-pub fn rpc_records(captures: &[Capture]) -> Vec<RpcRecord> {
-    let (messages, _) = amqp_messages(captures);
-    let mut pairing = RpcPairing::new(60_000_000_000);
-    let mut out = Vec::new();
-    for (origin, message) in &messages {
-        pairing.push(*origin, message, &mut out);
-    }
-    pairing.finish(&mut out);
-    out
-}
-
-/// A small deterministic generator (SplitMix64), so a failing case can be replayed.
-pub struct Rng(pub u64);
+/// A small deterministic generator (xorshift64*), so the chopping tests are the same on every
+/// run and need no dependency.
+pub struct Rng(u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
     }
-
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
     pub fn below(&mut self, n: u64) -> u64 {
         if n == 0 { 0 } else { self.next() % n }
     }
 }
 
-/// Each capture split at random points into several, all at the capture's time: the bytes,
-/// their order and their times are unchanged, so the records must be too.
-pub fn chop(captures: &[Capture], rng: &mut Rng) -> Vec<Capture> {
-    let mut pieces = Vec::new();
-    for capture in captures {
-        let mut rest = &capture.bytes[..];
-        while rest.len() > 1 && rng.below(3) != 0 {
-            let cut = 1 + rng.below(rest.len() as u64 - 1) as usize;
-            let (head, tail) = rest.split_at(cut);
-            pieces.push(Capture {
-                bytes: head.to_vec(),
-                len: head.len() as u64,
-                ..capture.clone()
-            });
-            rest = tail;
+/// The same conversation with each direction's bytes cut at other places: consecutive
+/// segments of one side are joined and re-split at random lengths (1 byte up to 2x the
+/// original), keeping the order of the two sides. Each new segment carries the time of the
+/// recorded segment its last byte came from, so latencies stay the same.
+pub fn rechop(segments: &[Recorded], rng: &mut Rng) -> Vec<Recorded> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < segments.len() {
+        let from = segments[i].from;
+        let mut run: Vec<(u8, i64)> = Vec::new();
+        while i < segments.len() && segments[i].from == from {
+            run.extend(segments[i].bytes.iter().map(|&b| (b, segments[i].time_ns)));
+            i += 1;
         }
-        pieces.push(Capture {
-            bytes: rest.to_vec(),
-            len: rest.len() as u64,
-            ..capture.clone()
-        });
+        let mut at = 0;
+        while at < run.len() {
+            let take = match rng.below(4) {
+                0 => 1 + rng.below(8) as usize,
+                _ => 1 + rng.below(2 * 1460) as usize,
+            }
+            .min(run.len() - at);
+            let piece = &run[at..at + take];
+            out.push(Recorded {
+                from,
+                time_ns: piece[piece.len() - 1].1,
+                bytes: piece.iter().map(|&(b, _)| b).collect(),
+                len: take as u64,
+            });
+            at += take;
+        }
     }
-    pieces
+    out
 }
 
-/// What a kernel capture limited to `prefix` bytes per syscall would have copied.
-pub fn limit(captures: &[Capture], prefix: usize) -> Vec<Capture> {
-    captures
-        .iter()
-        .map(|c| Capture {
-            bytes: c.bytes[..c.bytes.len().min(prefix)].to_vec(),
-            ..c.clone()
+/// What a test compares of a record: operation, statement (cut to 60 characters), rows,
+/// error code.
+pub type Summary = (&'static str, String, Option<u64>, Option<String>);
+
+pub fn summary(record: &wire::records::SqlRecord) -> Summary {
+    (
+        record.operation,
+        record.statement.chars().take(60).collect(),
+        record.rows,
+        record.error_code.clone(),
+    )
+}
+
+pub fn expect(rows: &[(&'static str, &str, Option<u64>, Option<&str>)]) -> Vec<Summary> {
+    rows.iter()
+        .map(|(op, statement, rows, code)| {
+            let statement = statement.chars().take(60).collect();
+            (*op, statement, *rows, code.map(str::to_string))
         })
         .collect()
 }
 
-/// The captures with some bytes flipped, dropped, duplicated or swapped for random ones.
-pub fn mutate(captures: &[Capture], rng: &mut Rng) -> Vec<Capture> {
-    let mut mutated = captures.to_vec();
-    for _ in 0..1 + rng.below(8) {
-        let i = rng.below(mutated.len() as u64) as usize;
-        let capture = &mut mutated[i];
-        let at = rng.below(capture.bytes.len() as u64 + 1) as usize;
-        match rng.below(6) {
-            0 if at < capture.bytes.len() => capture.bytes[at] ^= 1 << rng.below(8),
-            1 if at < capture.bytes.len() => capture.bytes[at] = rng.next() as u8,
-            2 => {
-                let end = (at + rng.below(64) as usize).min(capture.bytes.len());
-                capture.bytes.drain(at..end);
+/// Index of the first client segment whose bytes contain `needle`.
+pub fn client_segment_with(segments: &[Recorded], needle: &[u8]) -> usize {
+    segments
+        .iter()
+        .position(|s| s.from == Side::Client && s.bytes.windows(needle.len()).any(|w| w == needle))
+        .expect("fixture holds the statement")
+}
+
+/// Keeps only the first `keep` bytes of that segment, as the kernel's capture prefix would.
+pub fn capture_prefix(segments: &mut [Recorded], index: usize, keep: usize) {
+    let segment = &mut segments[index];
+    segment.bytes.truncate(keep);
+}
+
+/// The fixture's bytes damaged at random: bits flipped, bytes dropped or inserted, tails
+/// not captured; then chopped anew.
+pub fn mutate(segments: &[Recorded], rng: &mut Rng) -> Vec<Recorded> {
+    let mut damaged: Vec<Recorded> = segments
+        .iter()
+        .map(|s| Recorded {
+            from: s.from,
+            time_ns: s.time_ns,
+            bytes: s.bytes.clone(),
+            len: s.len,
+        })
+        .collect();
+    for _ in 0..1 + rng.below(6) {
+        let at = rng.below(damaged.len() as u64) as usize;
+        let segment = &mut damaged[at];
+        let pos = rng.below(segment.bytes.len() as u64 + 1) as usize;
+        match rng.below(5) {
+            0 if pos < segment.bytes.len() => segment.bytes[pos] ^= 1 << rng.below(8),
+            1 if pos < segment.bytes.len() => segment.bytes[pos] = rng.next() as u8,
+            2 if pos < segment.bytes.len() => {
+                segment.bytes.remove(pos);
             }
-            3 => {
-                let junk: Vec<u8> = (0..rng.below(32)).map(|_| rng.next() as u8).collect();
-                capture.bytes.splice(at..at, junk);
-            }
-            4 => {
-                // An interesting number where a length or size field may be.
-                let value =
-                    [0u8, 0x7f, 0x80, 0xff, b'0', b'\r', b'\n', 0xce][rng.below(8) as usize];
-                if at < capture.bytes.len() {
-                    capture.bytes[at] = value;
-                }
-            }
-            _ => {
-                let j = rng.below(mutated.len() as u64) as usize;
-                mutated.swap(i, j);
-                continue;
-            }
+            3 => segment.bytes.insert(pos, rng.next() as u8),
+            _ => segment.bytes.truncate(pos),
         }
-        let capture = &mut mutated[i];
-        capture.len = capture.bytes.len() as u64 + rng.below(3) * rng.below(100_000);
+        segment.len = segment.len.max(segment.bytes.len() as u64);
     }
-    mutated
+    let mut chopped = rechop(&damaged, rng);
+    // Re-chopping spreads the capture prefix over new segments: put the missing bytes back
+    // at random places so `len > bytes.len()` is exercised after chopping too.
+    let missing: u64 = damaged.iter().map(|s| s.len - s.bytes.len() as u64).sum();
+    if missing > 0 && !chopped.is_empty() {
+        let at = rng.below(chopped.len() as u64) as usize;
+        chopped[at].len += missing;
+    }
+    chopped
 }
