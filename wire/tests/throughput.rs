@@ -2,6 +2,7 @@
 //! Not run by default (timing is meaningless in a debug build):
 //! `cargo test -p wire --release --test throughput -- --ignored --nocapture`.
 
+mod common;
 mod conversations;
 
 use std::time::{Duration, Instant};
@@ -9,7 +10,9 @@ use std::time::{Duration, Instant};
 use conversations::{Capture, by_connection, limit, load, run};
 use wire::amqp::AmqpParser;
 use wire::http::HttpParser;
+use wire::mysql::MysqlParser;
 use wire::oslo::{MessageOrigin, RpcPairing};
+use wire::postgres::PostgresParser;
 use wire::stream::Side;
 
 /// Repeats `parse` over `captures` for at least a second; returns MB/s and records per pass.
@@ -58,6 +61,9 @@ fn rpc(conns: &[Vec<Capture>]) -> usize {
     out.len()
 }
 
+/// A SQL parser run over one recorded connection, giving its record count.
+type SqlParse = fn(&[common::Recorded]) -> usize;
+
 #[test]
 #[ignore = "a measurement: run in release with --ignored --nocapture"]
 fn parser_throughput() {
@@ -73,6 +79,28 @@ fn parser_throughput() {
         ("amqp + oslo pairing", oslo_seg.clone(), rpc),
     ] {
         let (mb_per_s, records) = measure(&captures, parse);
+        println!("{name:>22}: {mb_per_s:8.1} MB/s ({records} records per pass)");
+    }
+    let sql: [(&str, &str, SqlParse); 2] = [
+        ("mysql", "mysql_pymysql.seg", |r| {
+            common::run(MysqlParser::new(), r).0.len()
+        }),
+        ("postgresql", "pg_psycopg2.seg", |r| {
+            common::run(PostgresParser::new(), r).0.len()
+        }),
+    ];
+    for (name, fixture, parse_sql) in sql {
+        let recorded = common::load(fixture);
+        let bytes: usize = recorded.iter().map(|r| r.bytes.len()).sum();
+        let parse = || parse_sql(&recorded);
+        let records = parse();
+        let started = Instant::now();
+        let mut passes = 0u64;
+        while started.elapsed() < Duration::from_secs(1) {
+            std::hint::black_box(parse());
+            passes += 1;
+        }
+        let mb_per_s = bytes as f64 * passes as f64 / started.elapsed().as_secs_f64() / 1e6;
         println!("{name:>22}: {mb_per_s:8.1} MB/s ({records} records per pass)");
     }
 }
