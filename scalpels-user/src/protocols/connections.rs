@@ -5,10 +5,12 @@
 use std::collections::HashMap;
 
 use tracers::protocols::{ConnEvent, ConnKey, DataHeader, direction, role};
-use wire::stream::{Segment, Side, Unparsed};
+use wire::{
+    detect::{self, Evidence, Protocol},
+    stream::{Segment, Side, Unparsed},
+};
 
 use super::{
-    detect::{self, Evidence, Protocol},
     ends::Ends,
     parsers::{self, Parse, Parsed},
     tables::ConnectionRow,
@@ -451,6 +453,16 @@ mod tests {
             (conn.role, conn.protocol, conn.opened),
             (Role::Server, Some(Protocol::Http), None)
         );
+        conn.push(
+            payload(direction::SEND, b"HTTP/1.1 204 No Content\r\n\r\n"),
+            &mut parsed,
+        );
+        let requests: Vec<_> = parsed
+            .http
+            .iter()
+            .map(|r| (r.path.as_str(), r.status))
+            .collect();
+        assert_eq!(requests, [("/x", Some(204))]);
     }
 
     #[test]
@@ -465,29 +477,16 @@ mod tests {
         };
         let (conn, _) = book.of_data(&header).unwrap();
         let mut parsed = Parsed::default();
-        // A query and its OK (3 rows affected) on a connection whose start was missed: the
-        // query alone does not tell, the OK that answers it does not either.
-        let query = b"\x10\0\0\0\x03DELETE FROM t x";
-        conn.push(payload(direction::SEND, query), &mut parsed);
-        assert_eq!(conn.protocol, None);
-        let ok = b"\x07\0\0\x01\0\x03\0\x02\0\0\0";
-        conn.push(payload(direction::RECV, ok), &mut parsed);
-        // Both ways seen, nothing told: the ports do not either.
-        assert_eq!(conn.protocol, Some(Protocol::Unknown));
-        assert!(parsed.sql.is_empty());
-
-        // The same to MySQL's port, after bytes the kernel could not stream: kept until the
-        // query's bytes come, then parsed.
-        let mut to_mysql = announcement(role::CLIENT, 45679, 3306);
-        to_mysql.fd = 4;
-        book.announced(&to_mysql);
-        let (conn, _) = book.of_data(&DataHeader { fd: 4, ..header }).unwrap();
+        // Bytes the kernel could not stream tell nothing: kept until bytes come.
         for gap in conn.lost(0, 100, 1) {
             conn.push(gap, &mut parsed);
         }
         assert_eq!(conn.protocol, None);
+        // A query (on a connection whose start was missed) and its OK, 3 rows affected.
+        let query = b"\x10\0\0\0\x03DELETE FROM t x";
         conn.push(payload(direction::SEND, query), &mut parsed);
         assert_eq!(conn.protocol, Some(Protocol::Mysql));
+        let ok = b"\x07\0\0\x01\0\x03\0\x02\0\0\0";
         conn.push(payload(direction::RECV, ok), &mut parsed);
         conn.finish(2, &mut parsed);
         let statements: Vec<_> = parsed

@@ -4,7 +4,6 @@
 //! `connections.parquet`, and hands each connection's payloads, in order, to a protocol parser.
 
 mod connections;
-mod detect;
 mod ends;
 mod events;
 mod parsers;
@@ -27,7 +26,13 @@ use tracers::protocols::{
     CONFIG_GLOBAL, CONNS_MAP, ConnKey, ConnState, EVENTS_MAP, MAX_PAYLOAD, ProtocolsConfig,
     SCRATCH_MAP, SYSCALLS_MAP, SocketSyscall, SocketWalk, op,
 };
-use wire::{sql_text, stream::Unparsed};
+use wire::{
+    detect::Protocol,
+    oslo::{MessageOrigin, RpcPairing, RpcRecord},
+    records::HttpRecord,
+    sql_text,
+    stream::{Side, Unparsed},
+};
 
 use crate::{
     btf,
@@ -38,10 +43,13 @@ use crate::{
     tracer::{Env, Interval, Prepared, Tracer},
 };
 use connections::{Book, Connection, Payload};
-use detect::Protocol;
 use events::Event;
 use parsers::Parsed;
 use tables::{ConnectionRow, Origin, SqlRow};
+
+/// How long an RPC call waits for its reply before it is written without one: longer than
+/// oslo.messaging's default `rpc_response_timeout` (60 s).
+const RPC_REPLY_TIMEOUT_NS: u64 = 90_000_000_000;
 
 /// The syscalls traced, with their operation. Those this kernel lacks are skipped.
 const SYSCALLS: &[(&str, u32)] = &[
@@ -210,8 +218,11 @@ impl Prepared for PreparedProtocols {
             clock: env.clock,
             waiting: InOrderStacks::new(env.stacks),
             parsed: Parsed::default(),
+            rpc: RpcPairing::new(RPC_REPLY_TIMEOUT_NS),
             sql_literals: env.cli.sql_literals,
             sql_rows: Vec::new(),
+            http_rows: Vec::new(),
+            rpc_rows: Vec::new(),
 
             connections_table: env.table("connections", tables::connections_schema()),
             sql_table: env.table("sql", tables::sql_schema()),
@@ -245,9 +256,13 @@ pub struct ProtocolsTracer {
     waiting: InOrderStacks<Event>,
     /// What the last payload's parser produced.
     parsed: Parsed,
+    /// oslo.messaging calls waiting for their replies, across connections.
+    rpc: RpcPairing,
     /// Keep SQL statements as sent (`--sql-literals`).
     sql_literals: bool,
     sql_rows: Vec<SqlRow>,
+    http_rows: Vec<(Origin, HttpRecord)>,
+    rpc_rows: Vec<RpcRecord>,
 
     connections_table: TableWriter,
     sql_table: TableWriter,
@@ -320,7 +335,15 @@ impl ProtocolsTracer {
     }
 
     /// Moves the records parsed from the connection `origin` into the rows to write.
-    fn take_parsed(&mut self, origin: Origin) {
+    fn take_parsed(&mut self, origin: MessageOrigin) {
+        let row_origin = Origin {
+            pid: origin.pid,
+            conn_id: origin.conn_id,
+            role: match origin.traced_side {
+                Side::Client => "client",
+                Side::Server => "server",
+            },
+        };
         for record in self.parsed.sql.drain(..) {
             let normalized = sql_text::normalize(&record.statement);
             let fingerprint = sql_text::fingerprint(&normalized);
@@ -330,11 +353,17 @@ impl ProtocolsTracer {
                 normalized
             };
             self.sql_rows.push(SqlRow {
-                origin,
+                origin: row_origin,
                 record,
                 statement,
                 fingerprint,
             });
+        }
+        for record in self.parsed.http.drain(..) {
+            self.http_rows.push((row_origin, record));
+        }
+        for message in self.parsed.amqp.drain(..) {
+            self.rpc.push(origin, &message, &mut self.rpc_rows);
         }
     }
 
@@ -376,15 +405,26 @@ impl ProtocolsTracer {
             }
             self.sql_table.write(&tables::sql_batch(&rows)?)?;
         }
+        if !self.http_rows.is_empty() {
+            let rows = std::mem::take(&mut self.http_rows);
+            self.totals.entry("http").or_default().records += rows.len() as u64;
+            self.http_table.write(&tables::http_batch(&rows)?)?;
+        }
+        if !self.rpc_rows.is_empty() {
+            let rows = std::mem::take(&mut self.rpc_rows);
+            self.totals.entry("amqp").or_default().records += rows.len() as u64;
+            self.rpc_table.write(&tables::rpc_batch(&rows)?)?;
+        }
         Ok(())
     }
 }
 
 /// Where the records of `conn` come from.
-fn origin(conn: &Connection) -> Origin {
-    Origin {
+fn origin(conn: &Connection) -> MessageOrigin {
+    MessageOrigin {
         pid: conn.pid,
         conn_id: conn.id,
+        traced_side: conn.role.own_side(),
     }
 }
 
@@ -415,6 +455,7 @@ impl Tracer for ProtocolsTracer {
         self.handle_ready(true)?;
         let open = self.book.drain();
         self.end_connections(open)?;
+        self.rpc.finish(&mut self.rpc_rows);
         self.write_records()
     }
 

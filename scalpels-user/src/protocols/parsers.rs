@@ -2,18 +2,21 @@
 //! whichever parser its protocol needs, and what they produce, sorted by kind.
 
 use wire::{
+    amqp::AmqpParser,
+    detect::Protocol,
+    http::HttpParser,
     mysql::MysqlParser,
     postgres::PostgresParser,
-    records::SqlRecord,
+    records::{AmqpMessage, HttpRecord, SqlRecord},
     stream::{ConnectionParser, Segment, Unparsed},
 };
-
-use super::detect::Protocol;
 
 /// Records parsed from one connection's segments, by kind.
 #[derive(Default)]
 pub struct Parsed {
     pub sql: Vec<SqlRecord>,
+    pub http: Vec<HttpRecord>,
+    pub amqp: Vec<AmqpMessage>,
 }
 
 /// The parser of one connection, whatever its protocol.
@@ -54,6 +57,14 @@ pub fn for_protocol(protocol: Protocol) -> Option<Box<dyn Parse>> {
             parser: PostgresParser::new(),
             list: |parsed| &mut parsed.sql,
         })),
-        Protocol::Http | Protocol::Amqp | Protocol::Unknown => None,
+        Protocol::Http => Some(Box::new(Sorted {
+            parser: HttpParser::new(),
+            list: |parsed| &mut parsed.http,
+        })),
+        Protocol::Amqp => Some(Box::new(Sorted {
+            parser: AmqpParser::new(),
+            list: |parsed| &mut parsed.amqp,
+        })),
+        Protocol::Unknown => None,
     }
 }

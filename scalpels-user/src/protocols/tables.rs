@@ -7,12 +7,15 @@ use anyhow::Result;
 use arrow::{
     array::{
         ArrayRef, BooleanArray, DurationNanosecondArray, Int32Array, RecordBatch, StringArray,
-        StringDictionaryBuilder, UInt32Array, UInt64Array,
+        StringDictionaryBuilder, UInt16Array, UInt32Array, UInt64Array,
     },
     datatypes::{DataType, Field, Int32Type, Schema, SchemaRef},
 };
 
-use wire::records::{DbSystem, SqlRecord};
+use wire::{
+    oslo::RpcRecord,
+    records::{DbSystem, HttpRecord, SqlRecord},
+};
 
 use crate::run::columns::{dictionary, duration, timestamp, timestamps};
 
@@ -205,6 +208,39 @@ pub fn http_schema() -> SchemaRef {
 pub struct Origin {
     pub pid: u32,
     pub conn_id: u64,
+    /// The traced process's end.
+    pub role: &'static str,
+}
+
+pub fn http_batch(rows: &[(Origin, HttpRecord)]) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = vec![
+        timestamps_of(rows.iter().map(|(_, r)| Some(r.time_ns))),
+        Arc::new(rows.iter().map(|(o, _)| o.pid).collect::<UInt32Array>()),
+        Arc::new(rows.iter().map(|(_, r)| r.tid).collect::<UInt32Array>()),
+        Arc::new(rows.iter().map(|(o, _)| o.conn_id).collect::<UInt64Array>()),
+        dictionary_of(rows.iter().map(|(o, _)| Some(o.role))),
+        dictionary_of(rows.iter().map(|(_, r)| Some(r.method.as_str()))),
+        dictionary_of(rows.iter().map(|(_, r)| Some(r.path.as_str()))),
+        dictionary_of(rows.iter().map(|(_, r)| r.host.as_deref())),
+        Arc::new(rows.iter().map(|(_, r)| r.status).collect::<UInt16Array>()),
+        Arc::new(
+            rows.iter()
+                .map(|(_, r)| r.request_bytes)
+                .collect::<UInt64Array>(),
+        ),
+        Arc::new(
+            rows.iter()
+                .map(|(_, r)| r.response_bytes)
+                .collect::<UInt64Array>(),
+        ),
+        durations_of(rows.iter().map(|(_, r)| r.latency_ns)),
+        Arc::new(
+            rows.iter()
+                .map(|(_, r)| r.python_stack_id)
+                .collect::<UInt64Array>(),
+        ),
+    ];
+    Ok(RecordBatch::try_new(http_schema(), columns)?)
 }
 
 /// `rpc.parquet`: one row per oslo.messaging message sent or received.
@@ -228,4 +264,39 @@ pub fn rpc_schema() -> SchemaRef {
         Field::new("body_bytes", DataType::UInt64, false),
         Field::new("python_stack_id", DataType::UInt64, true),
     ]))
+}
+
+pub fn rpc_batch(rows: &[RpcRecord]) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = vec![
+        timestamps_of(rows.iter().map(|r| Some(r.time_ns))),
+        Arc::new(rows.iter().map(|r| r.pid).collect::<UInt32Array>()),
+        Arc::new(rows.iter().map(|r| r.tid).collect::<UInt32Array>()),
+        Arc::new(rows.iter().map(|r| r.conn_id).collect::<UInt64Array>()),
+        dictionary_of(rows.iter().map(|r| Some(r.direction.as_str()))),
+        dictionary_of(rows.iter().map(|r| Some(r.exchange.as_str()))),
+        dictionary_of(rows.iter().map(|r| Some(r.routing_key.as_str()))),
+        dictionary_of(rows.iter().map(|r| Some(r.kind.as_str()))),
+        dictionary_of(rows.iter().map(|r| r.method.as_deref())),
+        dictionary_of(rows.iter().map(|r| r.namespace.as_deref())),
+        dictionary_of(rows.iter().map(|r| r.version.as_deref())),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.msg_id.as_deref())
+                .collect::<StringArray>(),
+        ),
+        dictionary_of(rows.iter().map(|r| r.reply_q.as_deref())),
+        durations_of(rows.iter().map(|r| r.latency_ns)),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.failure.as_deref())
+                .collect::<StringArray>(),
+        ),
+        Arc::new(rows.iter().map(|r| r.body_bytes).collect::<UInt64Array>()),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.python_stack_id)
+                .collect::<UInt64Array>(),
+        ),
+    ];
+    Ok(RecordBatch::try_new(rpc_schema(), columns)?)
 }
