@@ -491,6 +491,9 @@ impl Tracer for ProtocolsTracer {
     }
 
     fn summary(&self) -> Vec<String> {
+        if self.totals.is_empty() {
+            return vec!["  no socket connections".to_owned()];
+        }
         let mut lines = vec![format!(
             "  {:<12} {:>11} {:>9} {:>12} {:>12} {:>14} {:>16}",
             "protocol",
