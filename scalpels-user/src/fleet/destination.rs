@@ -131,7 +131,10 @@ impl Destination {
                     .len();
                 if size as usize <= MULTIPART_CHUNK {
                     let data = fs::read(from).with_context(|| format!("reading {}", from.display()))?;
-                    store.put(&key, PutPayload::from(data)).await?;
+                    store
+                        .put(&key, PutPayload::from(data))
+                        .await
+                        .map_err(flat)?;
                 } else {
                     put_multipart(store, &key, from).await?;
                 }
@@ -156,7 +159,8 @@ impl Destination {
                 let objects: Vec<_> = store
                     .list(Some(&Self::s3_key(prefix, dir)))
                     .try_collect()
-                    .await?;
+                    .await
+                    .map_err(flat)?;
                 let root = if prefix.is_empty() {
                     String::new()
                 } else {
@@ -176,7 +180,10 @@ impl Destination {
                 let path = dir.join(key);
                 fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))
             }
-            Self::S3 { store, prefix, .. } => Ok(store.delete(&Self::s3_key(prefix, key)).await?),
+            Self::S3 { store, prefix, .. } => store
+                .delete(&Self::s3_key(prefix, key))
+                .await
+                .map_err(flat),
         }
     }
 
@@ -194,7 +201,8 @@ impl Destination {
                 Self::S3 { store, prefix, .. } => {
                     store
                         .put(&Self::s3_key(prefix, key), PutPayload::from_static(b"ok"))
-                        .await?;
+                        .await
+                        .map_err(flat)?;
                 }
             }
             self.delete(key).await
@@ -206,10 +214,26 @@ impl Destination {
     }
 }
 
+/// An object_store error as one message: its text already repeats some of its causes, so a
+/// cause is added only when it says something new.
+fn flat(e: object_store::Error) -> anyhow::Error {
+    let mut message = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        cause = error.source();
+    }
+    anyhow::anyhow!(message)
+}
+
 async fn put_multipart(store: &AmazonS3, key: &Key, from: &Path) -> Result<()> {
     use std::io::Read as _;
     let mut file = fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
-    let mut upload = WriteMultipart::new_with_chunk_size(store.put_multipart(key).await?, MULTIPART_CHUNK);
+    let upload = store.put_multipart(key).await.map_err(flat)?;
+    let mut upload = WriteMultipart::new_with_chunk_size(upload, MULTIPART_CHUNK);
     let mut chunk = vec![0; MULTIPART_CHUNK];
     loop {
         let n = file
@@ -218,10 +242,10 @@ async fn put_multipart(store: &AmazonS3, key: &Key, from: &Path) -> Result<()> {
         if n == 0 {
             break;
         }
-        upload.wait_for_capacity(2).await?;
+        upload.wait_for_capacity(2).await.map_err(flat)?;
         upload.put(Bytes::copy_from_slice(&chunk[..n]));
     }
-    upload.finish().await?;
+    upload.finish().await.map_err(flat)?;
     Ok(())
 }
 
