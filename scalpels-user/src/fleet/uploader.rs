@@ -19,13 +19,16 @@ enum Job {
     Tally(mpsc::Sender<Tally>),
 }
 
+/// Errors kept word for word; the count goes on.
+const ERRORS_KEPT: usize = 20;
+
 /// What the uploads came to.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Tally {
     pub objects: u64,
     pub bytes: u64,
     pub failed: u64,
-    /// The failed keys with their errors.
+    /// The first failed keys with their errors.
     pub errors: Vec<String>,
 }
 
@@ -68,7 +71,9 @@ impl Uploader {
                                 from.display()
                             );
                             tally.failed += 1;
-                            tally.errors.push(error);
+                            if tally.errors.len() < ERRORS_KEPT {
+                                tally.errors.push(error);
+                            }
                         }
                     }
                 }
