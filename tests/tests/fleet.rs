@@ -108,7 +108,10 @@ fn runs_of_two_hosts_are_one_dataset_per_table() {
     // The runs' own counts, found under their hosts: each worker's getppid calls are exact.
     assert_eq!(
         getppids(&check),
-        [("node-a".to_owned(), GETPPIDS[0]), ("node-b".to_owned(), GETPPIDS[1])]
+        [
+            ("node-a".to_owned(), GETPPIDS[0]),
+            ("node-b".to_owned(), GETPPIDS[1])
+        ]
     );
     let tables = check.lines().filter(|l| l.contains(" rows=")).count();
     assert!(tables >= 2 * 10, "every table of both runs: {check}");
@@ -138,7 +141,14 @@ impl S3Server {
             .port();
         let process = Reaped(
             Command::new(python())
-                .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+                .args([
+                    "-m",
+                    "moto.server",
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -186,12 +196,7 @@ impl S3Server {
 
 /// Traces a worker making `GETPPIDS[0]` getppid calls after `go` exists, to `s3://BUCKET/PREFIX`
 /// with 1 s segments.
-fn spawn_to_s3(
-    server: &S3Server,
-    fleet: &str,
-    staging: &Path,
-    go: &Path,
-) -> std::process::Child {
+fn spawn_to_s3(server: &S3Server, fleet: &str, staging: &Path, go: &Path) -> std::process::Child {
     Command::new(scalpels_trace())
         .args([
             "--out",
@@ -248,7 +253,10 @@ fn a_run_traced_to_s3_is_uploaded_segment_by_segment() {
     let segment = wait_for_key(&server, "traces", |k| {
         k.starts_with("prod/proc_stats/host=node-s3/") && k.ends_with("/part-00000.parquet")
     });
-    assert!(child.try_wait().unwrap().is_none(), "{segment} came with the end of the run");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "{segment} came with the end of the run"
+    );
     std::fs::write(&go, b"go").unwrap();
     let output = wait_with_limit(child, Duration::from_secs(60));
     let stdout = assert_ok(&output, "scalpels-trace --out s3://");
@@ -292,7 +300,10 @@ fn a_failed_upload_is_counted_kept_and_published_later() {
     let run = &runs[0];
     let manifest = manifest(run);
     assert_eq!(manifest["status"], "complete");
-    assert!(manifest["upload"]["failed"].as_u64().unwrap() > 0, "{manifest}");
+    assert!(
+        manifest["upload"]["failed"].as_u64().unwrap() > 0,
+        "{manifest}"
+    );
     assert!(stderr.contains(&format!(
         "scalpels-trace publish {} --to s3://outage/prod",
         run.display()
@@ -335,6 +346,10 @@ fn a_store_that_refuses_writes_fails_before_tracing() {
     );
     assert!(stderr.contains("NoSuchBucket"), "{stderr}");
     assert!(start.elapsed() < Duration::from_secs(10));
-    assert_eq!(staging.read_dir().unwrap().count(), 0, "no staging run left");
+    assert_eq!(
+        staging.read_dir().unwrap().count(),
+        0,
+        "no staging run left"
+    );
     std::fs::remove_dir_all(&out).ok();
 }

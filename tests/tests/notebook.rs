@@ -32,10 +32,9 @@ fn outputs(notebook: &serde_json::Value) -> Vec<CellOutputs> {
             for output in cell["outputs"].as_array().expect("outputs") {
                 match output["output_type"].as_str() {
                     Some("stream") => out.text += &text(&output["text"]),
-                    Some("error") => out.errors.push(format!(
-                        "{}: {}",
-                        output["ename"], output["evalue"]
-                    )),
+                    Some("error") => out
+                        .errors
+                        .push(format!("{}: {}", output["ename"], output["evalue"])),
                     _ => out.data.extend(
                         output["data"]
                             .as_object()
@@ -59,7 +58,11 @@ fn costliest_syscall(run: &std::path::Path) -> String {
     {
         *totals.entry(name).or_default() += total;
     }
-    totals.into_iter().max_by_key(|t| t.1).expect("system calls").0
+    totals
+        .into_iter()
+        .max_by_key(|t| t.1)
+        .expect("system calls")
+        .0
 }
 
 #[test]
@@ -102,10 +105,17 @@ fn the_analysis_notebook_runs_on_a_fresh_run() {
         assert!(cell.errors.is_empty(), "code cell {i}: {:?}", cell.errors);
     }
     let all_text: String = cells.iter().map(|c| c.text.as_str()).collect();
-    let data: Vec<&str> = cells.iter().flat_map(|c| &c.data).map(String::as_str).collect();
+    let data: Vec<&str> = cells
+        .iter()
+        .flat_map(|c| &c.data)
+        .map(String::as_str)
+        .collect();
 
     // The run it read, and its tracers.
-    assert!(all_text.contains(&format!("{}: complete", manifest(&run)["run_id"].as_str().unwrap())));
+    assert!(all_text.contains(&format!(
+        "{}: complete",
+        manifest(&run)["run_id"].as_str().unwrap()
+    )));
     assert!(all_text.contains("python     attached"), "{all_text}");
     // The costliest system call by total time heads the latency table.
     let latency = cells
@@ -114,18 +124,31 @@ fn the_analysis_notebook_runs_on_a_fresh_run() {
         .unwrap_or_else(|| panic!("no latency table in:\n{all_text}"));
     let first_row = latency.text.lines().nth(1).unwrap_or_default();
     assert!(
-        first_row.trim_start().starts_with(&format!("{} ", costliest_syscall(&run))),
+        first_row
+            .trim_start()
+            .starts_with(&format!("{} ", costliest_syscall(&run))),
         "{}",
         latency.text
     );
     // Latency plot and timeline, then both flame graphs.
-    assert_eq!(data.iter().filter(|d| **d == "image/png").count(), 2, "{data:?}");
-    assert_eq!(data.iter().filter(|d| **d == "image/svg+xml").count(), 2, "{data:?}");
+    assert_eq!(
+        data.iter().filter(|d| **d == "image/png").count(),
+        2,
+        "{data:?}"
+    );
+    assert_eq!(
+        data.iter().filter(|d| **d == "image/svg+xml").count(),
+        2,
+        "{data:?}"
+    );
     assert!(run.join("python-on-cpu.svg").exists());
     assert!(run.join("python-off-cpu.svg").exists());
     // This build has no SQL tracer: the cell says so instead of failing.
     if !run.join("sql.parquet").exists() {
-        assert!(all_text.contains("this run has no sql.parquet"), "{all_text}");
+        assert!(
+            all_text.contains("this run has no sql.parquet"),
+            "{all_text}"
+        );
     }
     std::fs::remove_dir_all(&out).ok();
 }

@@ -118,9 +118,9 @@ impl Destination {
                 let name = to.file_name().context("a key has a file name")?;
                 let hidden = parent.join(format!(".{}.partial", name.to_string_lossy()));
                 crate::run::write_then_rename(&hidden, &to, |hidden| {
-                    fs::copy(from, hidden)
-                        .map(drop)
-                        .with_context(|| format!("copying {} to {}", from.display(), hidden.display()))
+                    fs::copy(from, hidden).map(drop).with_context(|| {
+                        format!("copying {} to {}", from.display(), hidden.display())
+                    })
                 })?;
                 Ok(fs::metadata(&to)?.len())
             }
@@ -130,7 +130,8 @@ impl Destination {
                     .with_context(|| format!("reading {}", from.display()))?
                     .len();
                 if size as usize <= MULTIPART_CHUNK {
-                    let data = fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+                    let data =
+                        fs::read(from).with_context(|| format!("reading {}", from.display()))?;
                     store
                         .put(&key, PutPayload::from(data))
                         .await
@@ -180,10 +181,9 @@ impl Destination {
                 let path = dir.join(key);
                 fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))
             }
-            Self::S3 { store, prefix, .. } => store
-                .delete(&Self::s3_key(prefix, key))
-                .await
-                .map_err(flat),
+            Self::S3 { store, prefix, .. } => {
+                store.delete(&Self::s3_key(prefix, key)).await.map_err(flat)
+            }
         }
     }
 

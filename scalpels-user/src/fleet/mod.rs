@@ -72,8 +72,8 @@ impl Partition {
         let path = run.join("manifest.json");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {} (is it a run directory?)", path.display()))?;
-        let manifest: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("parsing {}", path.display()))?;
+        let manifest: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         if let Ok(partition) = serde_json::from_value::<Stored>(manifest["partition"].clone()) {
             return Ok(Self {
                 host: partition.host,

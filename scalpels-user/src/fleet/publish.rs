@@ -45,13 +45,14 @@ fn tables(run: &Path) -> Result<Vec<Table>> {
         let files = if merged.is_file() {
             vec![(merged, "part-00000.parquet".to_owned())]
         } else {
-            let mut parts: Vec<(PathBuf, String)> = std::fs::read_dir(run.join(format!("{name}.parts")))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| (e.path(), e.file_name().to_string_lossy().into_owned()))
-                .filter(|(_, file)| file.ends_with(".parquet") && !file.starts_with('.'))
-                .collect();
+            let mut parts: Vec<(PathBuf, String)> =
+                std::fs::read_dir(run.join(format!("{name}.parts")))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| (e.path(), e.file_name().to_string_lossy().into_owned()))
+                    .filter(|(_, file)| file.ends_with(".parquet") && !file.starts_with('.'))
+                    .collect();
             parts.sort();
             parts
         };
@@ -73,7 +74,12 @@ fn warn_about_partition_columns(table: &Table) {
         return;
     };
     let Ok(metadata) = metadata else { return };
-    for field in metadata.file_metadata().schema_descr().root_schema().get_fields() {
+    for field in metadata
+        .file_metadata()
+        .schema_descr()
+        .root_schema()
+        .get_fields()
+    {
         if PARTITION_COLUMNS.contains(&field.name()) {
             eprintln!(
                 "scalpels-trace: warning: table {} has a column {:?}, which the fleet's partition \
@@ -145,7 +151,9 @@ pub fn publish(runs: &[PathBuf], to: &Location) -> Result<()> {
         failed += run_failed;
     }
     if failed > 0 {
-        bail!("{failed} files could not be published (errors above); publishing again retries them");
+        bail!(
+            "{failed} files could not be published (errors above); publishing again retries them"
+        );
     }
     Ok(())
 }
@@ -167,7 +175,11 @@ mod tests {
         let run = std::env::temp_dir().join(format!("scalpels-publish-{}", std::process::id()));
         let parts = run.join("syscalls.parts");
         std::fs::create_dir_all(&parts).unwrap();
-        for file in ["part-00001.parquet", "part-00000.parquet", ".part-00002.parquet.partial"] {
+        for file in [
+            "part-00001.parquet",
+            "part-00000.parquet",
+            ".part-00002.parquet.partial",
+        ] {
             std::fs::write(parts.join(file), b"").unwrap();
         }
         for file in ["proc_stats.parquet", "manifest.json", "python-on-cpu.svg"] {
@@ -176,10 +188,16 @@ mod tests {
         assert_eq!(
             names(&run),
             [
-                ("proc_stats".to_owned(), vec!["part-00000.parquet".to_owned()]),
+                (
+                    "proc_stats".to_owned(),
+                    vec!["part-00000.parquet".to_owned()]
+                ),
                 (
                     "syscalls".to_owned(),
-                    vec!["part-00000.parquet".to_owned(), "part-00001.parquet".to_owned()]
+                    vec![
+                        "part-00000.parquet".to_owned(),
+                        "part-00001.parquet".to_owned()
+                    ]
                 ),
             ]
         );

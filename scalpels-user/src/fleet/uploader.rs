@@ -14,7 +14,10 @@ use serde::Serialize;
 use super::destination::Destination;
 
 enum Job {
-    Put { from: PathBuf, key: String },
+    Put {
+        from: PathBuf,
+        key: String,
+    },
     /// Answers with the tally once every job queued before it is done.
     Tally(mpsc::Sender<Tally>),
 }
