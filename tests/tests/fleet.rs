@@ -152,7 +152,7 @@ impl S3Server {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .expect("moto_server starts (pip install 'moto[server]')"),
+                .expect("moto's server starts (pip install 'moto[s3]' flask flask-cors)"),
         );
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
