@@ -72,6 +72,8 @@ impl Payload {
 
 /// Payloads kept while the protocol is unknown, at most: past them, the ports decide.
 const MAX_UNDECIDED: usize = 16;
+/// Enough of a stream's start for `detect` to recognise every protocol it knows.
+const DETECT_BYTES: usize = 1024;
 
 enum Stream {
     /// The protocol is not known yet: the first payloads, parsed once it is.
@@ -186,19 +188,16 @@ impl Connection {
         let Stream::Undecided(pending) = &self.stream else {
             return;
         };
-        let first = |way| {
-            pending
-                .iter()
-                .find(|p| p.way == way && !p.bytes.is_empty())
-                .map(|p| p.bytes.as_slice())
-        };
-        let (sent, received) = (first(direction::SEND), first(direction::RECV));
+        let (sent, received) = (
+            stream_start(pending, direction::SEND),
+            stream_start(pending, direction::RECV),
+        );
         let (local_port, remote_port) = self.ends.ports();
         let guess = detect::guess(&Evidence {
             local_port,
             remote_port,
-            sent: sent.unwrap_or_default(),
-            received: received.unwrap_or_default(),
+            sent: sent.as_deref().unwrap_or_default(),
+            received: received.as_deref().unwrap_or_default(),
         });
         let told = (sent.is_some() || received.is_some()) && guess.protocol != Protocol::Unknown;
         let seen_both = sent.is_some() && received.is_some();
@@ -237,6 +236,28 @@ impl Connection {
             _ => Unparsed::default(),
         }
     }
+}
+
+/// The first bytes seen going `way`, joined across the payloads that carried them: a
+/// client may read a message in pieces (mysql-connector reads a packet's 4-byte header, then
+/// its body), and one piece alone tells nothing. Joining stops at bytes that were not
+/// captured, since what follows them is not the continuation. `None` before any bytes.
+fn stream_start(pending: &[Payload], way: u32) -> Option<Vec<u8>> {
+    let mut payloads = pending
+        .iter()
+        .filter(|p| p.way == way)
+        .skip_while(|p| p.bytes.is_empty());
+    let mut last = payloads.next()?;
+    let mut start = last.bytes.clone();
+    for payload in payloads {
+        let contiguous = last.bytes.len() as u64 == last.len;
+        if !contiguous || start.len() >= DETECT_BYTES {
+            break;
+        }
+        start.extend_from_slice(&payload.bytes);
+        last = payload;
+    }
+    Some(start)
 }
 
 /// The open connections, by process and fd.
@@ -495,6 +516,41 @@ mod tests {
             .map(|r| (r.statement.as_str(), r.rows))
             .collect();
         assert_eq!(statements, [("DELETE FROM t x", Some(3))]);
+    }
+
+    #[test]
+    fn a_greeting_read_in_pieces_tells_the_protocol_but_not_across_lost_bytes() {
+        let mut body = b"\x0a10.11.19-MariaDB\0".to_vec();
+        body.resize(60, 0);
+        let header = [body.len() as u8, 0, 0, 0];
+        let mut protocols = Vec::new();
+        for lost in [false, true] {
+            let mut book = Book::new(Clock::from_offset(0));
+            book.announced(&announcement(role::CLIENT, 45678, 33061));
+            let data = DataHeader {
+                tgid: 10,
+                fd: 3,
+                conn: 100,
+                ..DataHeader::default()
+            };
+            let (conn, _) = book.of_data(&data).unwrap();
+            let mut parsed = Parsed::default();
+            // mysql-connector reads a packet's header, then its body.
+            conn.push(payload(direction::RECV, &header), &mut parsed);
+            assert_eq!(conn.protocol, None);
+            if lost {
+                for gap in conn.lost(0, 7, 1) {
+                    conn.push(gap, &mut parsed);
+                }
+            }
+            conn.push(payload(direction::RECV, &body), &mut parsed);
+            conn.finish(2, &mut parsed);
+            protocols.push(conn.protocol);
+        }
+        assert_eq!(
+            protocols,
+            [Some(Protocol::Mysql), Some(Protocol::Unknown)]
+        );
     }
 
     #[test]
