@@ -103,6 +103,8 @@ pub struct Connection {
     /// `None` until the bytes (or the ports) tell.
     pub protocol: Option<Protocol>,
     stream: Stream,
+    /// The thread and Python stack of the send that began the sends since the last receive.
+    sending: Option<(u32, u64)>,
 }
 
 impl Connection {
@@ -168,7 +170,8 @@ impl Connection {
     }
 
     /// Parses one payload (or keeps it until the protocol is known); records go to `out`.
-    pub fn push(&mut self, payload: Payload, out: &mut Parsed) {
+    pub fn push(&mut self, mut payload: Payload, out: &mut Parsed) {
+        self.attribute_stack(&mut payload);
         let from = self.side(payload.way);
         match &mut self.stream {
             Stream::Undecided(pending) => {
@@ -177,6 +180,26 @@ impl Connection {
             }
             Stream::Parsing(parser) => parser.feed(&payload.segment(from), out),
             Stream::Counted => {}
+        }
+    }
+
+    /// The kernel takes a Python stack only at the first send after a receive, where a
+    /// request starts; the thread's next sends before a receive are that request's sequence
+    /// (mysql-connector's COM_STMT_CLOSE, answered by nothing, then COM_STMT_PREPARE), so
+    /// they carry its stack.
+    fn attribute_stack(&mut self, payload: &mut Payload) {
+        if payload.way != direction::SEND {
+            if payload.len > 0 {
+                self.sending = None;
+            }
+            return;
+        }
+        match (payload.python_stack_id, self.sending) {
+            (Some(stack), _) => self.sending = Some((payload.tid, stack)),
+            (None, Some((tid, stack))) if tid == payload.tid => {
+                payload.python_stack_id = Some(stack);
+            }
+            (None, _) => {}
         }
     }
 
@@ -295,6 +318,7 @@ impl Book {
             lost_received: 0,
             protocol: None,
             stream: Stream::Undecided(Vec::new()),
+            sending: None,
         }
     }
 
@@ -550,6 +574,47 @@ mod tests {
         assert_eq!(
             protocols,
             [Some(Protocol::Mysql), Some(Protocol::Unknown)]
+        );
+    }
+
+    #[test]
+    fn sends_before_a_receive_carry_the_stack_of_the_first() {
+        let mut book = Book::new(Clock::from_offset(0));
+        book.announced(&announcement(role::CLIENT, 45678, 3306));
+        let data = DataHeader {
+            tgid: 10,
+            fd: 3,
+            conn: 100,
+            ..DataHeader::default()
+        };
+        let (conn, _) = book.of_data(&data).unwrap();
+        let mut parsed = Parsed::default();
+        let with_stack = |bytes: &[u8], stack| Payload {
+            python_stack_id: stack,
+            ..payload(direction::SEND, bytes)
+        };
+        // COM_STMT_CLOSE (no response), then a query sent before anything was received.
+        conn.push(with_stack(b"\x05\0\0\0\x19\x01\0\0\0", Some(7)), &mut parsed);
+        conn.push(with_stack(b"\x09\0\0\0\x03SELECT 1", None), &mut parsed);
+        conn.push(
+            payload(direction::RECV, b"\x07\0\0\x01\0\0\0\x02\0\0\0"),
+            &mut parsed,
+        );
+        // After the response, a send without a stack has none.
+        conn.push(with_stack(b"\x09\0\0\0\x03SELECT 2", None), &mut parsed);
+        conn.finish(2, &mut parsed);
+        let stacks: Vec<_> = parsed
+            .sql
+            .iter()
+            .map(|r| (r.operation, r.statement.as_str(), r.python_stack_id))
+            .collect();
+        assert_eq!(
+            stacks,
+            [
+                ("close", "", Some(7)),
+                ("query", "SELECT 1", Some(7)),
+                ("query", "SELECT 2", None)
+            ]
         );
     }
 
