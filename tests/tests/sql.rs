@@ -307,12 +307,9 @@ fn check_session(
     for row in &session.rows {
         assert!(row.complete, "{driver}: {row:?}");
         assert_eq!(row.tid, traced.pid, "{driver}: one thread: {row:?}");
-        let normal = if literals {
-            normalized(&row.statement)
-        } else {
-            row.statement.clone()
-        };
-        assert_eq!(row.fingerprint, fnv1a(&normal), "{driver}: {row:?}");
+        if !literals {
+            assert_eq!(row.fingerprint, fnv1a(&row.statement), "{driver}: {row:?}");
+        }
         let answered = !["close", "quit"].contains(&row.operation.as_str());
         if answered {
             let latency = row.latency.expect("an answered command has a latency");
@@ -338,18 +335,18 @@ fn called_from(traced: &Traced, stack: u64, function: &str) -> bool {
         .any(|(id, f, file)| *id == stack && f == function && *file == traced.script)
 }
 
-/// Statements that differ only by literals share a fingerprint, and only they do.
-fn check_fingerprints(traced: &Traced, normalized: fn(&str) -> String, literals: bool) {
+/// Statements that differ only by literals share a fingerprint, and only they do (the
+/// normalized run: its statements are what the fingerprints hash).
+fn check_fingerprints(traced: &Traced) {
     let rows: Vec<&SqlRow> = traced.sessions.iter().flat_map(|s| &s.rows).collect();
     for a in &rows {
         assert_eq!(a.db_system, rows[0].db_system);
         for b in &rows {
-            let (na, nb) = if literals {
-                (normalized(&a.statement), normalized(&b.statement))
-            } else {
-                (a.statement.clone(), b.statement.clone())
-            };
-            assert_eq!(a.fingerprint == b.fingerprint, na == nb, "{a:?}\n{b:?}");
+            assert_eq!(
+                a.fingerprint == b.fingerprint,
+                a.statement == b.statement,
+                "{a:?}\n{b:?}"
+            );
         }
     }
 }
@@ -482,14 +479,18 @@ fn mariadb_statements_over_both_protocols_match_the_workload_and_the_general_log
                 check_general_log(db, session);
             }
         }
-        check_fingerprints(traced, mysql_normalized, *literals);
+        if !*literals {
+            check_fingerprints(traced);
+        }
         check_no_password(&traced.run);
     }
     check_same_fingerprints(&both);
 }
 
 /// Every command the tracer saw on the connection is in the server's general log, in the
-/// same order, and nothing else is (but the `Connect`).
+/// same order, and nothing else is (but the `Connect`). The log holds what the server ran:
+/// no pings, no statement that failed to prepare, no close of a statement id it never gave
+/// (mysql-connector closes one after the failed prepare; the tracer knows no text for it).
 fn check_general_log(db: &servers::MariaDb, session: &Session) {
     let id = session.printed["session"].as_u64().unwrap();
     let logged: Vec<(String, String)> = db
@@ -498,8 +499,23 @@ fn check_general_log(db: &servers::MariaDb, session: &Session) {
         .filter(|c| c.command != "Connect")
         .map(|c| (c.command, c.argument))
         .collect();
-    let commands: Vec<&str> = session
+    let ran: Vec<&SqlRow> = session
         .rows
+        .iter()
+        .filter(|r| match r.operation.as_str() {
+            "ping" => false,
+            "prepare" => r.error_code.is_none(),
+            "close" => !r.statement.is_empty(),
+            _ => true,
+        })
+        .collect();
+    let skipped: Vec<&SqlRow> = session
+        .rows
+        .iter()
+        .filter(|r| r.operation == "close" && r.statement.is_empty())
+        .collect();
+    assert!(skipped.len() <= 1, "{skipped:?}");
+    let commands: Vec<&str> = ran
         .iter()
         .map(|r| match r.operation.as_str() {
             "query" => "Query",
@@ -513,7 +529,7 @@ fn check_general_log(db: &servers::MariaDb, session: &Session) {
         .collect();
     let logged_commands: Vec<&str> = logged.iter().map(|(c, _)| c.as_str()).collect();
     assert_eq!(commands, logged_commands, "{}", session.printed["driver"]);
-    for (row, (command, argument)) in session.rows.iter().zip(&logged) {
+    for (row, (command, argument)) in ran.iter().zip(&logged) {
         match command.as_str() {
             "Query" | "Prepare" => assert_eq!(&row.statement, argument),
             "Execute" => assert!(fills(&row.statement, argument), "{row:?} {argument}"),
@@ -601,7 +617,9 @@ fn postgres_simple_and_extended_statements_match_the_workload_and_the_server_log
                 check_server_log(db, session);
             }
         }
-        check_fingerprints(traced, postgres_normalized, *literals);
+        if !*literals {
+            check_fingerprints(traced);
+        }
         check_no_password(&traced.run);
     }
     check_same_fingerprints(&both);
