@@ -81,7 +81,12 @@ fn trace_workload(test: &str, script: &str, port: u16, literals: bool) -> Traced
     let out = out_dir(test);
     let port = port.to_string();
     let script = workload(script);
-    let mut args = vec!["--out", out.to_str().unwrap(), "--tracers", "protocols,python"];
+    let mut args = vec![
+        "--out",
+        out.to_str().unwrap(),
+        "--tracers",
+        "protocols,python",
+    ];
     if literals {
         args.push("--sql-literals");
     }
@@ -246,15 +251,13 @@ fn workload_rows<'a>(session: &'a Session, expected: &[Expected]) -> &'a [SqlRow
             "{row:?}"
         );
     }
-    let first = statements
-        .get(setup)
-        .map_or(session.rows.len(), |first| {
-            session
-                .rows
-                .iter()
-                .position(|r| std::ptr::eq(r, *first))
-                .unwrap()
-        });
+    let first = statements.get(setup).map_or(session.rows.len(), |first| {
+        session
+            .rows
+            .iter()
+            .position(|r| std::ptr::eq(r, *first))
+            .unwrap()
+    });
     &session.rows[first..]
 }
 
@@ -302,7 +305,10 @@ fn check_session(
     assert_eq!(got, want, "{driver}");
 
     for pair in session.rows.windows(2) {
-        assert!(pair[0].time <= pair[1].time, "{driver}: out of order: {pair:?}");
+        assert!(
+            pair[0].time <= pair[1].time,
+            "{driver}: out of order: {pair:?}"
+        );
     }
     for row in &session.rows {
         assert!(row.complete, "{driver}: {row:?}");
@@ -391,7 +397,8 @@ fn check_no_password(run: &Path) {
 /// Runs the workload traced in both modes at once.
 fn trace_both(name: &str, script: &str, port: u16) -> [(Traced, bool); 2] {
     std::thread::scope(|scope| {
-        let literal = scope.spawn(|| trace_workload(&format!("{name}-literals"), script, port, true));
+        let literal =
+            scope.spawn(|| trace_workload(&format!("{name}-literals"), script, port, true));
         let normal = trace_workload(&format!("{name}-normalized"), script, port, false);
         [(normal, false), (literal.join().unwrap(), true)]
     })
@@ -418,15 +425,14 @@ fn mysql_expected(query: &Value) -> Vec<Expected> {
     let error_code = str_of(&query["error_code"]);
     let error = str_of(&query["error"]);
     let rows = query["rows"].as_u64();
-    let row = |operation: &str, rows, error_code: &Option<String>, error: &Option<String>| {
-        Expected {
+    let row =
+        |operation: &str, rows, error_code: &Option<String>, error: &Option<String>| Expected {
             operation: operation.into(),
             statement: statement.clone(),
             rows,
             error_code: error_code.clone(),
             error: error.clone(),
-        }
-    };
+        };
     if query["params"].is_null() {
         return vec![row("query", rows, &error_code, &error)];
     }
@@ -474,7 +480,14 @@ fn mariadb_statements_over_both_protocols_match_the_workload_and_the_general_log
                 Some("pymysql") => "text_protocol",
                 _ => "binary_protocol",
             };
-            check_session(traced, session, &expected, *literals, mysql_normalized, function);
+            check_session(
+                traced,
+                session,
+                &expected,
+                *literals,
+                mysql_normalized,
+                function,
+            );
             if *literals {
                 check_general_log(db, session);
             }

@@ -571,10 +571,7 @@ mod tests {
             conn.finish(2, &mut parsed);
             protocols.push(conn.protocol);
         }
-        assert_eq!(
-            protocols,
-            [Some(Protocol::Mysql), Some(Protocol::Unknown)]
-        );
+        assert_eq!(protocols, [Some(Protocol::Mysql), Some(Protocol::Unknown)]);
     }
 
     #[test]
@@ -594,7 +591,10 @@ mod tests {
             ..payload(direction::SEND, bytes)
         };
         // COM_STMT_CLOSE (no response), then a query sent before anything was received.
-        conn.push(with_stack(b"\x05\0\0\0\x19\x01\0\0\0", Some(7)), &mut parsed);
+        conn.push(
+            with_stack(b"\x05\0\0\0\x19\x01\0\0\0", Some(7)),
+            &mut parsed,
+        );
         conn.push(with_stack(b"\x09\0\0\0\x03SELECT 1", None), &mut parsed);
         conn.push(
             payload(direction::RECV, b"\x07\0\0\x01\0\0\0\x02\0\0\0"),
