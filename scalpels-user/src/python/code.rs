@@ -159,6 +159,9 @@ impl Symbolizer {
 }
 
 /// Whether the code object read at `code_addr` is still there (same name and line table).
+/// Memory that cannot be read shows no other object there: the process has exited (its
+/// last samples are often handled after that, and their code was read while it ran) or the
+/// object's pages are gone, so what was read stands.
 fn still_the_same(
     memory: &ProcessMemory,
     code_addr: u64,
@@ -171,7 +174,10 @@ fn still_the_same(
             .read_u64(code_addr.wrapping_add(u64::from(offset)))
             .ok()
     };
-    [read(name), read(layout.code_linetable)] == [Some(code.identity[0]), Some(code.identity[1])]
+    match (read(name), read(layout.code_linetable)) {
+        (Some(name), Some(table)) => [name, table] == code.identity,
+        _ => true,
+    }
 }
 
 /// Where a frame is in its code.
@@ -330,6 +336,14 @@ time.sleep(600)
                 "café"
             );
             assert_eq!(read(&mem, printed.ucs2, &layout).unwrap().function, "日本");
+            // Samples handled after the process exited still name the code they ran.
+            let mut symbolizer = Symbolizer::default();
+            let pid = running.pid();
+            let frame = |s: &mut Symbolizer| s.frame(pid, &layout, printed.method, 0).function;
+            assert_eq!(frame(&mut symbolizer), expected_name, "{which}");
+            drop(running);
+            symbolizer.next_batch();
+            assert_eq!(frame(&mut symbolizer), expected_name, "{which}");
         }
         std::fs::remove_file(script).unwrap();
     }
