@@ -72,14 +72,26 @@ fn wait_ready(
     pid: u32,
     log: &Path,
     limit: Duration,
-    mut ready: impl FnMut() -> bool,
+    ready: impl FnMut() -> bool,
     started: Instant,
 ) -> Duration {
+    poll_ready(name, pid, log, limit, ready, started).unwrap_or_else(|why| panic!("{why}"))
+}
+
+/// `wait_ready` for a caller that can try again: the failure, with the end of `log`.
+fn poll_ready(
+    name: &str,
+    pid: u32,
+    log: &Path,
+    limit: Duration,
+    mut ready: impl FnMut() -> bool,
+    started: Instant,
+) -> Result<Duration, String> {
     loop {
         if ready() {
             let took = started.elapsed();
             eprintln!("servers: {name} ready in {took:.2?}");
-            return took;
+            return Ok(took);
         }
         let why = if process::has_exited(pid) {
             "exited"
@@ -89,11 +101,11 @@ fn wait_ready(
             thread::sleep(Duration::from_millis(25));
             continue;
         };
-        panic!(
+        return Err(format!(
             "{name} (pid {pid}) {why}; end of {}:\n{}",
             log.display(),
             log_tail(log)
-        );
+        ));
     }
 }
 

@@ -28,8 +28,27 @@ const STOP: process::Stop = process::Stop {
 
 const START_SCRIPT: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 
+/// Boot attempts: on a loaded machine the broker has been seen to die while booting (its
+/// write-ahead log supervisor), once in several starts; a second boot in a fresh directory
+/// has always come up.
+const ATTEMPTS: usize = 2;
+
 impl RabbitMq {
     pub(super) fn start() -> RabbitMq {
+        let mut failures = Vec::new();
+        for attempt in 1..=ATTEMPTS {
+            match Self::boot() {
+                Ok(server) => return server,
+                Err(why) => {
+                    eprintln!("servers: rabbitmq boot {attempt} of {ATTEMPTS} failed: {why}");
+                    failures.push(why);
+                }
+            }
+        }
+        panic!("rabbitmq did not start: {}", failures.join("\n\n"));
+    }
+
+    fn boot() -> Result<RabbitMq, String> {
         let started = Instant::now();
         let dir = process::server_dir("rabbitmq");
         let [port, dist_port, epmd_port] = super::free_ports();
@@ -82,20 +101,20 @@ impl RabbitMq {
         let pid = process::spawn(cmd, STOP).expect("rabbitmq-server starts");
         // An AMQP 0-9-1 client opens with this header; a broker that has finished booting
         // answers with a method frame (type 1, Connection.Start).
-        let startup = super::wait_ready(
+        let startup = super::poll_ready(
             "rabbitmq",
             pid,
             &log,
             Duration::from_secs(120),
             || super::first_reply(port, b"AMQP\x00\x00\x09\x01").first() == Some(&1),
             started,
-        );
-        RabbitMq {
+        )?;
+        Ok(RabbitMq {
             port,
             pid,
             startup,
             log,
-        }
+        })
     }
 
     /// The oslo.messaging transport URL (the default `guest` account, which RabbitMQ admits
