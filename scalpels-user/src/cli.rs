@@ -122,6 +122,17 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = Toggle::On, value_name = "on|off")]
     pub block_events: Toggle,
 
+    /// protocols: payload bytes copied from each socket syscall (at most 16384); what is
+    /// beyond is counted, not parsed.
+    #[arg(long, default_value_t = 4096, value_name = "BYTES",
+          value_parser = clap::value_parser!(u32).range(1..=16384))]
+    pub payload_bytes: u32,
+
+    /// protocols: store SQL statements as sent, literals included (default: normalized, each
+    /// literal replaced by `?`).
+    #[arg(long)]
+    pub sql_literals: bool,
+
     /// List the tracers and exit.
     #[arg(long)]
     pub list_tracers: bool,

@@ -11,6 +11,7 @@ mod events_ready;
 mod files;
 mod preflight;
 mod proc;
+mod protocols;
 mod python;
 mod run;
 mod syscalls;
