@@ -7,8 +7,8 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_smp_processor_id,
-        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user, generated,
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_probe_read_kernel, bpf_probe_read_user, generated,
     },
     macros::{map, tracepoint},
     maps::{Array, HashMap, LruHashMap, RingBuf},
@@ -26,6 +26,8 @@ use tracers::{
 };
 
 use crate::{counters::bump, python, target::is_target, wakeup};
+
+mod sqlite;
 
 #[map]
 static PROTO_SYSCALLS: Array<SocketSyscall> = Array::with_max_entries(SYSCALLS_MAX, 0);

@@ -6,6 +6,7 @@
 mod connections;
 mod detect;
 mod events;
+mod sqlite;
 pub mod tables;
 
 use std::{
@@ -65,6 +66,8 @@ pub struct PreparedProtocols {
     config: ProtocolsConfig,
     traced: Vec<Traced>,
     cpus: u32,
+    /// Where the sqlite probes find their registers; None when they cannot run here.
+    sqlite: Option<tracers::protocols::sqlite::SqliteConfig>,
 }
 
 fn offset_of(fields: &[Field], names: &[&str]) -> u32 {
@@ -164,6 +167,9 @@ pub fn prepare(env: &Env) -> Result<PreparedProtocols> {
         },
         traced,
         cpus: cpus as u32,
+        sqlite: sqlite::prepare()
+            .inspect_err(|e| eprintln!("scalpels-trace: protocols: no sqlite: {e:#}"))
+            .ok(),
     })
 }
 
@@ -171,12 +177,14 @@ impl Prepared for PreparedProtocols {
     fn set_globals<'a>(&'a self, loader: &mut EbpfLoader<'a>) {
         loader.override_global(CONFIG_GLOBAL, &self.config, true);
         loader.map_max_entries(SCRATCH_MAP, self.cpus);
+        if let Some(config) = &self.sqlite {
+            sqlite::set_globals(config, loader);
+        }
     }
 
     fn attach(self: Box<Self>, ebpf: &mut Ebpf, env: &Env) -> Result<Box<dyn Tracer>> {
         let take = crate::ebpf::take_map;
-        let mut specs: Array<MapData, SocketSyscall> =
-            Array::try_from(take(ebpf, SYSCALLS_MAP)?)?;
+        let mut specs: Array<MapData, SocketSyscall> = Array::try_from(take(ebpf, SYSCALLS_MAP)?)?;
         for t in &self.traced {
             specs
                 .set(t.nr, t.spec, 0)
@@ -199,7 +207,13 @@ impl Prepared for PreparedProtocols {
             "protocols_process_exit",
             [("sched", "sched_process_exit")],
         )?;
+        let sqlite = self.sqlite.and_then(|_| {
+            sqlite::Sqlite::attach(ebpf, env)
+                .inspect_err(|e| eprintln!("scalpels-trace: protocols: no sqlite: {e:#}"))
+                .ok()
+        });
         Ok(Box::new(ProtocolsTracer {
+            sqlite,
             events: RingBuf::try_from(take(ebpf, EVENTS_MAP)?)?,
             conns: BpfHashMap::try_from(take(ebpf, CONNS_MAP)?)?,
             book: Book::new(env.clock),
@@ -224,6 +238,8 @@ struct Totals {
 }
 
 pub struct ProtocolsTracer {
+    /// SQLite calls of the targets, by uprobes rather than sockets.
+    sqlite: Option<sqlite::Sqlite>,
     events: RingBuf<MapData>,
     /// The kernel's connection table: entries of exited processes are removed from it.
     conns: BpfHashMap<MapData, ConnKey, ConnState>,
@@ -311,12 +327,21 @@ impl Tracer for ProtocolsTracer {
         Some(self.events.as_fd())
     }
 
+    fn watch(&mut self, pids: &BTreeSet<u32>) {
+        if let Some(sqlite) = &mut self.sqlite {
+            sqlite.watch(pids);
+        }
+    }
+
     fn poll_events(&mut self) -> Result<()> {
         while let Some(record) = self.events.next() {
             if let Some(event) = Event::decode(&record) {
                 let key = event.stack_key();
                 self.waiting.push(event, key);
             }
+        }
+        if let Some(sqlite) = &mut self.sqlite {
+            sqlite.poll(false, &mut self.sql_table, &mut self.processes)?;
         }
         self.handle_ready(false)
     }
@@ -326,6 +351,9 @@ impl Tracer for ProtocolsTracer {
     }
 
     fn finish(&mut self) -> Result<()> {
+        if let Some(sqlite) = &mut self.sqlite {
+            sqlite.poll(true, &mut self.sql_table, &mut self.processes)?;
+        }
         self.handle_ready(true)?;
         let open = self.book.drain();
         self.write_connections(&open)
@@ -366,6 +394,7 @@ impl Tracer for ProtocolsTracer {
                 t.bytes_not_captured as f64 / 1024.0
             )
         }));
+        lines.extend(self.sqlite.as_ref().map(sqlite::Sqlite::summary));
         lines
     }
 

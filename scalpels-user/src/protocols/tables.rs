@@ -6,10 +6,15 @@ use std::sync::Arc;
 use anyhow::Result;
 use arrow::{
     array::{
-        ArrayRef, DurationNanosecondArray, Int32Array, RecordBatch,
+        ArrayRef, BooleanArray, DurationNanosecondArray, Int32Array, RecordBatch, StringArray,
         StringDictionaryBuilder, UInt32Array, UInt64Array,
     },
     datatypes::{DataType, Field, Int32Type, Schema, SchemaRef},
+};
+
+use wire::{
+    records::{DbSystem, SqlRecord},
+    sql_text,
 };
 
 use crate::run::columns::{dictionary, duration, timestamp, timestamps};
@@ -92,7 +97,11 @@ pub fn connections_batch(rows: &[ConnectionRow]) -> Result<RecordBatch> {
         timestamps_of(rows.iter().map(|r| r.opened)),
         timestamps_of(rows.iter().map(|r| r.closed)),
         Arc::new(rows.iter().map(|r| r.bytes_sent).collect::<UInt64Array>()),
-        Arc::new(rows.iter().map(|r| r.bytes_received).collect::<UInt64Array>()),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.bytes_received)
+                .collect::<UInt64Array>(),
+        ),
         Arc::new(
             rows.iter()
                 .map(|r| r.bytes_not_captured)
@@ -120,6 +129,72 @@ pub fn sql_schema() -> SchemaRef {
         Field::new("complete", DataType::Boolean, false),
         Field::new("python_stack_id", DataType::UInt64, true),
     ]))
+}
+
+/// One `sql.parquet` row: a command and the process (and connection) it came from.
+#[derive(Debug)]
+pub struct SqlRow {
+    pub pid: u32,
+    /// None for sqlite, which has no connection.
+    pub conn_id: Option<u64>,
+    pub record: SqlRecord,
+}
+
+fn db_system_name(db: DbSystem) -> &'static str {
+    match db {
+        DbSystem::Mysql => "mysql",
+        DbSystem::Postgresql => "postgresql",
+        DbSystem::Sqlite => "sqlite",
+    }
+}
+
+/// The rows as a batch: statements normalized (literals -> `?`) unless `literals`; the
+/// fingerprint is always the normalized statement's.
+pub fn sql_batch(rows: &[SqlRow], literals: bool) -> Result<RecordBatch> {
+    let normalized: Vec<String> = rows
+        .iter()
+        .map(|r| sql_text::normalize(&r.record.statement))
+        .collect();
+    let statements: Vec<&str> = if literals {
+        rows.iter().map(|r| r.record.statement.as_str()).collect()
+    } else {
+        normalized.iter().map(String::as_str).collect()
+    };
+    let records = || rows.iter().map(|r| &r.record);
+    let columns: Vec<ArrayRef> = vec![
+        timestamps_of(records().map(|r| Some(r.time_ns))),
+        Arc::new(rows.iter().map(|r| r.pid).collect::<UInt32Array>()),
+        Arc::new(records().map(|r| r.tid).collect::<UInt32Array>()),
+        Arc::new(rows.iter().map(|r| r.conn_id).collect::<UInt64Array>()),
+        dictionary_of(records().map(|r| Some(db_system_name(r.db_system)))),
+        dictionary_of(records().map(|r| Some(r.operation))),
+        dictionary_of(statements.iter().map(|s| Some(*s))),
+        Arc::new(
+            normalized
+                .iter()
+                .map(|s| sql_text::fingerprint(s))
+                .collect::<UInt64Array>(),
+        ),
+        Arc::new(records().map(|r| r.rows).collect::<UInt64Array>()),
+        dictionary_of(records().map(|r| r.error_code.as_deref())),
+        Arc::new(
+            records()
+                .map(|r| r.error.as_deref())
+                .collect::<StringArray>(),
+        ),
+        durations_of(records().map(|r| r.latency_ns)),
+        Arc::new(
+            records()
+                .map(|r| Some(r.complete))
+                .collect::<BooleanArray>(),
+        ),
+        Arc::new(
+            records()
+                .map(|r| r.python_stack_id)
+                .collect::<UInt64Array>(),
+        ),
+    ];
+    Ok(RecordBatch::try_new(sql_schema(), columns)?)
 }
 
 /// `http.parquet`: one row per request.
