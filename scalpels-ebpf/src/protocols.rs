@@ -494,7 +494,8 @@ fn send_data(header: &DataHeader, inflight: &Inflight, config: &ProtocolsConfig)
     // SAFETY: the scratch of this CPU is ours: programs do not preempt each other on one CPU.
     let payload = unsafe { (*scratch).payload.as_mut_ptr() };
     let captured = match inflight.op {
-        op::SEND | op::RECV => copy(payload, inflight.buf, want),
+        // A datagram read with MSG_TRUNC returns its whole length, which may exceed the buffer.
+        op::SEND | op::RECV => copy(payload, inflight.buf, want.min(inflight.count)),
         op::SEND_IOV | op::RECV_IOV => {
             copy_iovecs(payload, inflight.buf, inflight.count, want, &config.walk)
         }

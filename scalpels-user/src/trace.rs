@@ -293,6 +293,7 @@ impl Session<'_> {
                 events: t.events(),
                 drops: attached.counters.of(t.name()),
                 notes: t.notes(),
+                unparsed: t.unparsed(),
             });
             let info = catalogue::find(t.name()).expect("attached tracers are in the catalogue");
             for table in info.tables {
@@ -313,6 +314,7 @@ impl Session<'_> {
             events: 0,
             drops: BTreeMap::new(),
             notes: BTreeMap::new(),
+            unparsed: BTreeMap::new(),
         }));
         let (kind, cgroup) = match (&self.spec, &self.service) {
             (TargetSpec::Service(_), Some(ServiceMatch::Cgroup(dir))) => {
@@ -351,6 +353,8 @@ impl Session<'_> {
                 slow_file_io_ns: self.cli.slow_file_io.as_nanos() as u64,
                 block_all: self.cli.block_all,
                 block_events: self.cli.block_events == crate::cli::Toggle::On,
+                payload_bytes: self.cli.payload_bytes,
+                sql_literals: self.cli.sql_literals,
             },
             tracers: records,
             tables,

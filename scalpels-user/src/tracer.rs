@@ -72,6 +72,10 @@ pub trait Tracer {
     fn notes(&self) -> BTreeMap<u32, String> {
         BTreeMap::new()
     }
+    /// What it could not use of what the kernel sent, by name, for the manifest.
+    fn unparsed(&self) -> BTreeMap<String, u64> {
+        BTreeMap::new()
+    }
     /// Lines for the end-of-run summary.
     fn summary(&self) -> Vec<String>;
     /// Writes what it still holds back (called once, after the last poll and collection).

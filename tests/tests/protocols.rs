@@ -30,7 +30,10 @@ fn connections(run: &std::path::Path, pid: u64) -> Vec<Conn> {
         strings(&table, "family"),
         strings(&table, "protocol"),
     );
-    let (locals, remotes) = (strings(&table, "local_addr"), strings(&table, "remote_addr"));
+    let (locals, remotes) = (
+        strings(&table, "local_addr"),
+        strings(&table, "remote_addr"),
+    );
     let (sent, received, not_captured) = (
         u64s(&table, "bytes_sent"),
         u64s(&table, "bytes_received"),
@@ -84,7 +87,10 @@ fn connections_of_every_family_with_addresses_roles_and_exact_bytes() {
         ("ipv6", "tcp6", "[::1]"),
         ("unix", "unix", ""),
     ] {
-        let (request, response) = (value(&format!("{name}_request")), value(&format!("{name}_response")));
+        let (request, response) = (
+            value(&format!("{name}_request")),
+            value(&format!("{name}_response")),
+        );
         let (client, server) = if family == "unix" {
             (String::new(), format!("{}/talk.sock", out.display()))
         } else {
@@ -108,7 +114,9 @@ fn connections_of_every_family_with_addresses_roles_and_exact_bytes() {
         // The client's pieces all fit the 4096-byte prefix; the server's 10000-byte sends do not.
         expected.push(conn("client", &client, &server, request, response, 0));
         let uncopied = value(&format!("{name}_server_uncopied"));
-        expected.push(conn("server", &server, &client, response, request, uncopied));
+        expected.push(conn(
+            "server", &server, &client, response, request, uncopied,
+        ));
     }
     assert_eq!(conns, expected);
     // Python's stdout (a pipe) and the listening sockets are not connections.
@@ -169,4 +177,125 @@ fn connections_made_before_the_trace_are_followed_from_their_first_bytes() {
             conn("server", &server, &client, response, request),
         ]
     );
+}
+
+#[test]
+fn http_requests_with_status_bytes_latency_and_the_python_code_that_sent_them() {
+    let out = out_dir("protocols-http");
+    let output = trace(
+        &[
+            "--out",
+            out.to_str().unwrap(),
+            "--tracers",
+            "protocols,python",
+            "--",
+            python(),
+            &workload("http_talk.py"),
+        ],
+        Duration::from_secs(60),
+    );
+    let run = run_dir(&output);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let pid = printed(&output.stdout, "pid")[0];
+    let port = printed(&output.stdout, "port")[0];
+    // METHOD PATH STATUS REQUEST_BYTES RESPONSE_BYTES, as the client saw them.
+    let expected: Vec<Vec<String>> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("request="))
+        .map(|l| l.split(' ').map(str::to_owned).collect())
+        .collect();
+    assert_eq!(expected.len(), 5, "{stdout}");
+    assert!(expected.iter().any(|r| r[1] == "/missing" && r[2] == "404"));
+
+    let http = read_table(&run.join("http.parquet"));
+    let (pids, roles, methods, paths, hosts) = (
+        u64s(&http, "pid"),
+        strings(&http, "role"),
+        strings(&http, "method"),
+        strings(&http, "path"),
+        strings(&http, "host_header"),
+    );
+    let (statuses, request_bytes, response_bytes) = (
+        u64s(&http, "status"),
+        u64s(&http, "request_bytes"),
+        u64s(&http, "response_bytes"),
+    );
+    let (conn_ids, latencies, times) = (
+        u64s(&http, "conn_id"),
+        i64s(&http, "latency"),
+        i64s(&http, "time"),
+    );
+    let stack_ids = optional_u64s(&http, "python_stack_id");
+    let conns = read_table(&run.join("connections.parquet"));
+    let (conn_table_ids, conn_protocols) = (u64s(&conns, "conn_id"), strings(&conns, "protocol"));
+    // Both ends are in the process: each request is a client row and a server row.
+    for role in ["client", "server"] {
+        let mut rows: Vec<usize> = (0..http.num_rows())
+            .filter(|&i| pids[i] == pid && roles[i] == role)
+            .collect();
+        rows.sort_by_key(|&i| times[i]);
+        let got: Vec<Vec<String>> = rows
+            .iter()
+            .map(|&i| {
+                vec![
+                    methods[i].clone(),
+                    paths[i].clone(),
+                    statuses[i].to_string(),
+                    request_bytes[i].to_string(),
+                    response_bytes[i].to_string(),
+                ]
+            })
+            .collect();
+        assert_eq!(got, expected, "{role} rows");
+        for &i in &rows {
+            assert_eq!(hosts[i], format!("127.0.0.1:{port}"));
+            assert!(latencies[i] > 0 && latencies[i] < 10_000_000_000);
+            let conn = conn_table_ids
+                .iter()
+                .position(|&c| c == conn_ids[i])
+                .unwrap();
+            assert_eq!(conn_protocols[conn], "http");
+        }
+        // The 404 closed its connection: the POST after it went on a new one, kept alive
+        // for the HEAD.
+        let conn_of = |n: usize| conn_ids[rows[n]];
+        assert_eq!(conn_of(0), conn_of(1));
+        assert_ne!(conn_of(1), conn_of(2));
+        assert_eq!(conn_of(2), conn_of(3));
+        assert_ne!(conn_of(3), conn_of(4));
+    }
+
+    // A client request names the line of the workload that made it; the server's answers
+    // have no request stack.
+    let stacks = read_table(&run.join("python_stacks.parquet"));
+    let (ids, functions, files, lines) = (
+        u64s(&stacks, "stack_id"),
+        strings(&stacks, "function"),
+        strings(&stacks, "file"),
+        u64s(&stacks, "line"),
+    );
+    let script = workload("http_talk.py");
+    let source = std::fs::read_to_string(&script).unwrap();
+    let line_of = |text: &str| source.lines().position(|l| l.contains(text)).unwrap() as u64 + 1;
+    let mut client_rows: Vec<usize> = (0..http.num_rows())
+        .filter(|&i| pids[i] == pid && roles[i] == "client")
+        .collect();
+    client_rows.sort_by_key(|&i| times[i]);
+    let calls = [
+        "request(conn, \"GET\", \"/items?page=2\")",
+        "request(conn, \"GET\", \"/missing\")",
+        "request(conn, \"POST\"",
+        "request(conn, \"HEAD\"",
+        "request(other, \"GET\"",
+    ];
+    for (&i, call) in client_rows.iter().zip(calls) {
+        let stack = stack_ids[i].expect("a client request has its Python stack");
+        let caller = (0..stacks.num_rows())
+            .find(|&f| ids[f] == stack && functions[f] == "client_requests" && files[f] == script);
+        let caller = caller.unwrap_or_else(|| panic!("no client_requests frame for {call}"));
+        assert_eq!(lines[caller], line_of(call), "{call}");
+    }
+    for i in (0..http.num_rows()).filter(|&i| pids[i] == pid && roles[i] == "server") {
+        assert_eq!(stack_ids[i], None);
+    }
 }

@@ -2,7 +2,7 @@
 
 use crate::stream::Segment;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Origin {
     pub time_ns: i64,
     pub tid: u32,

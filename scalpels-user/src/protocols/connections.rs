@@ -1,16 +1,18 @@
 //! The connections of a run, as the kernel's events describe them: who made them, their
-//! addresses, the bytes each way, and when they opened and closed.
+//! addresses, the bytes each way, when they opened and closed, and the parser their payloads
+//! go to once their protocol is known.
 
-use std::{
-    collections::HashMap,
-    net::{Ipv4Addr, Ipv6Addr},
+use std::collections::HashMap;
+
+use tracers::protocols::{ConnEvent, ConnKey, DataHeader, direction, role};
+use wire::{
+    detect::{self, Evidence, Protocol},
+    stream::{Segment, Side, Unparsed},
 };
 
-use tracers::protocols::{ConnEvent, ConnKey, DataHeader, direction, family, role};
-use wire::stream::Side;
-
 use super::{
-    detect::{self, Protocol},
+    ends::Ends,
+    parsers::{self, Parse, Parsed},
     tables::ConnectionRow,
 };
 use crate::clock::Clock;
@@ -34,7 +36,7 @@ impl Role {
 
     /// The end whose bytes the traced process sends (a process of unknown role is taken for
     /// a client: services mostly talk to their databases and brokers).
-    fn own_side(self) -> Side {
+    pub fn own_side(self) -> Side {
         match self {
             Role::Server => Side::Server,
             Role::Client | Role::Unknown => Side::Client,
@@ -42,62 +44,41 @@ impl Role {
     }
 }
 
-/// A connection's addresses, formatted as the table shows them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Ends {
-    pub family: &'static str,
-    pub local: String,
-    pub remote: String,
-    pub local_port: u16,
-    pub remote_port: u16,
+/// One payload as the kernel streamed it (or the bytes it could not stream: empty, with
+/// their length).
+pub struct Payload {
+    /// UTC ns at the syscall's return.
+    pub time_ns: i64,
+    pub tid: u32,
+    /// [`direction`] for the traced process.
+    pub way: u32,
+    pub bytes: Vec<u8>,
+    pub len: u64,
+    pub python_stack_id: Option<u64>,
 }
 
-fn address(sock_family: u16, bytes: &[u8], port: u16) -> String {
-    match sock_family {
-        family::INET => match <[u8; 4]>::try_from(bytes) {
-            Ok(ip) => format!("{}:{port}", Ipv4Addr::from(ip)),
-            Err(_) => String::new(),
-        },
-        family::INET6 => match <[u8; 16]>::try_from(bytes) {
-            Ok(ip) => format!("[{}]:{port}", Ipv6Addr::from(ip)),
-            Err(_) => String::new(),
-        },
-        // An abstract name starts with a NUL, shown as '@' like ss(8) does; a path may be
-        // NUL-terminated within its length.
-        _ => match bytes.split_first() {
-            Some((0, name)) => format!("@{}", String::from_utf8_lossy(name)),
-            _ => {
-                let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-                String::from_utf8_lossy(&bytes[..end]).into_owned()
-            }
-        },
+impl Payload {
+    fn segment(&self, from: Side) -> Segment<'_> {
+        Segment {
+            time_ns: self.time_ns,
+            tid: self.tid,
+            from,
+            bytes: &self.bytes,
+            len: self.len,
+            python_stack_id: self.python_stack_id,
+        }
     }
 }
 
-impl Ends {
-    pub fn of(event: &ConnEvent) -> Self {
-        let local = &event.local[..usize::from(event.local_len).min(event.local.len())];
-        let remote = &event.remote[..usize::from(event.remote_len).min(event.remote.len())];
-        Self {
-            family: match event.family {
-                family::INET => "ipv4",
-                family::INET6 => "ipv6",
-                _ => "unix",
-            },
-            local: address(event.family, local, event.local_port),
-            remote: address(event.family, remote, event.remote_port),
-            local_port: event.local_port,
-            remote_port: event.remote_port,
-        }
-    }
+/// Payloads kept while the protocol is unknown, at most: past them, the ports decide.
+const MAX_UNDECIDED: usize = 16;
 
-    /// Ends of a connection whose announcement was lost.
-    fn unknown() -> Self {
-        Self {
-            family: "unknown",
-            ..Self::default()
-        }
-    }
+enum Stream {
+    /// The protocol is not known yet: the first payloads, parsed once it is.
+    Undecided(Vec<Payload>),
+    Parsing(Box<dyn Parse>),
+    /// No parser for this protocol: the bytes are only counted.
+    Counted,
 }
 
 pub struct Connection {
@@ -117,15 +98,9 @@ pub struct Connection {
     /// The kernel's cumulative counts of payload bytes it could not stream, as last reported.
     lost_sent: u64,
     lost_received: u64,
-    /// `None` until the ports or the first bytes tell.
+    /// `None` until the bytes (or the ports) tell.
     pub protocol: Option<Protocol>,
-}
-
-/// Payload bytes of each direction the kernel could not stream, newly reported.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Lost {
-    pub sent: u64,
-    pub received: u64,
+    stream: Stream,
 }
 
 impl Connection {
@@ -138,7 +113,7 @@ impl Connection {
             family: self.ends.family,
             local_addr: self.ends.local.clone(),
             remote_addr: self.ends.remote.clone(),
-            protocol: self.protocol.unwrap_or(Protocol::Unknown).name(),
+            protocol: self.protocol.unwrap_or(Protocol::Unknown).as_str(),
             opened: self.opened,
             closed: self.closed,
             bytes_sent: self.bytes_sent,
@@ -147,21 +122,31 @@ impl Connection {
         }
     }
 
-    /// Takes the kernel's cumulative loss counts; what they add since the last report.
-    pub fn lost(&mut self, sent: u64, received: u64) -> Lost {
-        let new = Lost {
-            sent: sent.saturating_sub(self.lost_sent),
-            received: received.saturating_sub(self.lost_received),
-        };
+    /// Takes the kernel's cumulative counts of bytes it could not stream; the bytes each way
+    /// newly lost, as empty payloads of that length (timed `time_ns`).
+    pub fn lost(&mut self, sent: u64, received: u64, time_ns: i64) -> Vec<Payload> {
+        let new_sent = sent.saturating_sub(self.lost_sent);
+        let new_received = received.saturating_sub(self.lost_received);
         self.lost_sent = self.lost_sent.max(sent);
         self.lost_received = self.lost_received.max(received);
-        self.bytes_sent += new.sent;
-        self.bytes_received += new.received;
-        self.bytes_not_captured += new.sent + new.received;
-        new
+        self.bytes_sent += new_sent;
+        self.bytes_received += new_received;
+        self.bytes_not_captured += new_sent + new_received;
+        [(direction::SEND, new_sent), (direction::RECV, new_received)]
+            .into_iter()
+            .filter(|&(_, len)| len > 0)
+            .map(|(way, len)| Payload {
+                time_ns,
+                tid: 0,
+                way,
+                bytes: Vec::new(),
+                len,
+                python_stack_id: None,
+            })
+            .collect()
     }
 
-    /// Counts one payload.
+    /// Counts one payload the kernel streamed.
     pub fn account(&mut self, header: &DataHeader) {
         if header.direction == direction::SEND {
             self.bytes_sent += header.len;
@@ -172,58 +157,85 @@ impl Connection {
     }
 
     /// The end that sent bytes going `way` ([`direction`]) for the traced process.
-    pub fn side(&self, way: u32) -> Side {
-        let own = self.role.own_side();
-        match (way == direction::SEND, own) {
+    fn side(&self, way: u32) -> Side {
+        match (way == direction::SEND, self.role.own_side()) {
             (true, side) => side,
             (false, Side::Client) => Side::Server,
             (false, Side::Server) => Side::Client,
         }
     }
 
-    /// Decides the protocol (and the role, when the kernel did not see the connection made)
-    /// from the ports, else from the first bytes that went `way`. Stays undecided until some
-    /// bytes are seen.
-    pub fn decide(&mut self, way: u32, bytes: &[u8]) {
-        if self.protocol.is_some() {
-            return;
-        }
-        let (remote, local) = (
-            detect::by_port(self.ends.remote_port),
-            detect::by_port(self.ends.local_port),
-        );
-        if self.role == Role::Unknown {
-            if remote.is_some() {
-                self.role = Role::Client;
-            } else if local.is_some() {
-                self.role = Role::Server;
+    /// Parses one payload (or keeps it until the protocol is known); records go to `out`.
+    pub fn push(&mut self, payload: Payload, out: &mut Parsed) {
+        let from = self.side(payload.way);
+        match &mut self.stream {
+            Stream::Undecided(pending) => {
+                pending.push(payload);
+                self.decide(false, out);
             }
+            Stream::Parsing(parser) => parser.feed(&payload.segment(from), out),
+            Stream::Counted => {}
         }
-        let by_port = match self.role {
-            Role::Client => remote,
-            Role::Server => local,
-            Role::Unknown => None,
-        };
-        if let Some(protocol) = by_port {
-            self.protocol = Some(protocol);
-            return;
-        }
-        if bytes.is_empty() {
-            return;
-        }
-        let Some((protocol, from)) = detect::by_first_bytes(bytes) else {
-            self.protocol = Some(Protocol::Unknown);
+    }
+
+    /// Decides the protocol (and the role, when the kernel did not see the connection made)
+    /// from the first bytes each way and the ports, once the bytes tell, both directions were
+    /// seen, enough payloads waited, or `now` (the connection ended); then parses the
+    /// payloads kept until then.
+    fn decide(&mut self, now: bool, out: &mut Parsed) {
+        let Stream::Undecided(pending) = &self.stream else {
             return;
         };
+        let first = |way| {
+            pending
+                .iter()
+                .find(|p| p.way == way && !p.bytes.is_empty())
+                .map(|p| p.bytes.as_slice())
+        };
+        let (sent, received) = (first(direction::SEND), first(direction::RECV));
+        let (local_port, remote_port) = self.ends.ports();
+        let guess = detect::guess(&Evidence {
+            local_port,
+            remote_port,
+            sent: sent.unwrap_or_default(),
+            received: received.unwrap_or_default(),
+        });
+        let told = (sent.is_some() || received.is_some()) && guess.protocol != Protocol::Unknown;
+        let seen_both = sent.is_some() && received.is_some();
+        if !(now || told || seen_both || pending.len() >= MAX_UNDECIDED) {
+            return;
+        }
         if self.role == Role::Unknown {
-            let sent = way == direction::SEND;
-            self.role = if sent == (from == Side::Client) {
-                Role::Client
-            } else {
-                Role::Server
+            self.role = match guess.traced_side {
+                Some(Side::Client) => Role::Client,
+                Some(Side::Server) => Role::Server,
+                None => Role::Unknown,
             };
         }
-        self.protocol = Some(protocol);
+        self.protocol = Some(guess.protocol);
+        let Stream::Undecided(pending) = std::mem::replace(&mut self.stream, Stream::Counted)
+        else {
+            return;
+        };
+        if let Some(mut parser) = parsers::for_protocol(guess.protocol) {
+            for payload in &pending {
+                parser.feed(&payload.segment(self.side(payload.way)), out);
+            }
+            self.stream = Stream::Parsing(parser);
+        }
+    }
+
+    /// The connection ended at `time_ns` (UTC), or the run did: parses what was kept, and
+    /// flushes the parser. What it could not parse.
+    pub fn finish(&mut self, time_ns: i64, out: &mut Parsed) -> Unparsed {
+        self.decide(true, out);
+        match &mut self.stream {
+            Stream::Parsing(parser) => {
+                parser.close(time_ns, out);
+                parser.unparsed()
+            }
+            _ => Unparsed::default(),
+        }
     }
 }
 
@@ -261,6 +273,7 @@ impl Book {
             lost_sent: 0,
             lost_received: 0,
             protocol: None,
+            stream: Stream::Undecided(Vec::new()),
         }
     }
 
@@ -348,56 +361,46 @@ impl Book {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tracers::protocols::family;
 
-    fn event(sock_family: u16, local: &[u8], remote: &[u8]) -> ConnEvent {
-        let mut event = ConnEvent {
+    fn announcement(conn_role: u32, local_port: u16, remote_port: u16) -> ConnEvent {
+        ConnEvent {
             kind: 1,
             tgid: 10,
             fd: 3,
-            role: role::CLIENT,
+            role: conn_role,
             conn: 100,
             time_ns: 100,
-            family: sock_family,
+            family: family::INET,
             sock_type: 1,
-            local_port: 40000,
-            remote_port: 3306,
-            local_len: local.len() as u16,
-            remote_len: remote.len() as u16,
+            local_port,
+            remote_port,
+            local_len: 4,
+            remote_len: 4,
             _pad: 0,
             local: [0; 108],
             remote: [0; 108],
-        };
-        event.local[..local.len()].copy_from_slice(local);
-        event.remote[..remote.len()].copy_from_slice(remote);
-        event
+        }
     }
 
-    #[test]
-    fn addresses_are_formatted_per_family() {
-        let ends = Ends::of(&event(family::INET, &[127, 0, 0, 1], &[10, 1, 2, 3]));
-        assert_eq!(
-            (ends.family, ends.local.as_str(), ends.remote.as_str()),
-            ("ipv4", "127.0.0.1:40000", "10.1.2.3:3306")
-        );
-        let mut loopback = [0u8; 16];
-        loopback[15] = 1;
-        let ends = Ends::of(&event(family::INET6, &loopback, &loopback));
-        assert_eq!(ends.remote, "[::1]:3306");
-        let ends = Ends::of(&event(family::UNIX, b"", b"/run/mysqld/mysqld.sock\0"));
-        assert_eq!(
-            (ends.family, ends.local.as_str(), ends.remote.as_str()),
-            ("unix", "", "/run/mysqld/mysqld.sock")
-        );
-        assert_eq!(
-            Ends::of(&event(family::UNIX, b"\0abstract", b"")).local,
-            "@abstract"
-        );
+    fn payload(way: u32, bytes: &[u8]) -> Payload {
+        Payload {
+            time_ns: 1,
+            tid: 10,
+            way,
+            bytes: bytes.to_vec(),
+            len: bytes.len() as u64,
+            python_stack_id: None,
+        }
     }
 
     #[test]
     fn a_reused_fd_closes_the_connection_it_replaces() {
         let mut book = Book::new(Clock::from_offset(0));
-        assert!(book.announced(&event(family::INET, &[0; 4], &[0; 4])).is_none());
+        assert!(
+            book.announced(&announcement(role::CLIENT, 40000, 3306))
+                .is_none()
+        );
         let header = DataHeader {
             tgid: 10,
             fd: 3,
@@ -416,7 +419,10 @@ mod tests {
             ..header
         };
         let (conn, replaced) = book.of_data(&newer).unwrap();
-        assert_eq!((conn.id, conn.role), (2, Role::Unknown));
+        assert_eq!(
+            (conn.id, conn.role, conn.ends.family),
+            (2, Role::Unknown, "unknown")
+        );
         let replaced = replaced.unwrap();
         assert_eq!((replaced.id, replaced.bytes_sent), (1, 5));
         assert_eq!(replaced.closed, Some(200));
@@ -428,35 +434,93 @@ mod tests {
     }
 
     #[test]
-    fn unknown_roles_are_decided_by_port_then_by_first_bytes() {
+    fn the_first_bytes_decide_protocol_and_role_of_a_connection_older_than_the_trace() {
         let mut book = Book::new(Clock::from_offset(0));
-        let mut pre_existing = event(family::INET, &[0; 4], &[0; 4]);
-        pre_existing.role = role::UNKNOWN;
-        book.announced(&pre_existing);
+        book.announced(&announcement(role::UNKNOWN, 45678, 9999));
         let header = DataHeader {
             tgid: 10,
             fd: 3,
             conn: 100,
-            direction: direction::RECV,
             ..DataHeader::default()
         };
         let (conn, _) = book.of_data(&header).unwrap();
-        conn.decide(direction::RECV, b"");
+        let mut parsed = Parsed::default();
+        conn.push(
+            payload(direction::RECV, b"GET /x HTTP/1.1\r\n\r\n"),
+            &mut parsed,
+        );
         assert_eq!(
             (conn.role, conn.protocol, conn.opened),
-            (Role::Client, Some(Protocol::Mysql), None)
+            (Role::Server, Some(Protocol::Http), None)
         );
-        assert_eq!(conn.side(direction::RECV), Side::Server);
+        conn.push(
+            payload(direction::SEND, b"HTTP/1.1 204 No Content\r\n\r\n"),
+            &mut parsed,
+        );
+        let requests: Vec<_> = parsed
+            .http
+            .iter()
+            .map(|r| (r.path.as_str(), r.status))
+            .collect();
+        assert_eq!(requests, [("/x", Some(204))]);
+    }
 
-        pre_existing.remote_port = 45678;
-        pre_existing.local_port = 9999;
-        pre_existing.fd = 4;
-        book.announced(&pre_existing);
-        let (conn, _) = book.of_data(&DataHeader { fd: 4, ..header }).unwrap();
-        conn.decide(direction::RECV, b"");
+    #[test]
+    fn payloads_kept_until_the_protocol_is_known_are_parsed() {
+        let mut book = Book::new(Clock::from_offset(0));
+        book.announced(&announcement(role::CLIENT, 45678, 33061));
+        let header = DataHeader {
+            tgid: 10,
+            fd: 3,
+            conn: 100,
+            ..DataHeader::default()
+        };
+        let (conn, _) = book.of_data(&header).unwrap();
+        let mut parsed = Parsed::default();
+        // Bytes the kernel could not stream tell nothing: kept until bytes come.
+        for gap in conn.lost(0, 100, 1) {
+            conn.push(gap, &mut parsed);
+        }
         assert_eq!(conn.protocol, None);
-        conn.decide(direction::RECV, b"GET / HTTP/1.1\r\n");
-        assert_eq!((conn.role, conn.protocol), (Role::Server, Some(Protocol::Http)));
-        assert_eq!(conn.side(direction::SEND), Side::Server);
+        // A query (on a connection whose start was missed) and its OK, 3 rows affected.
+        let query = b"\x10\0\0\0\x03DELETE FROM t x";
+        conn.push(payload(direction::SEND, query), &mut parsed);
+        assert_eq!(conn.protocol, Some(Protocol::Mysql));
+        let ok = b"\x07\0\0\x01\0\x03\0\x02\0\0\0";
+        conn.push(payload(direction::RECV, ok), &mut parsed);
+        conn.finish(2, &mut parsed);
+        let statements: Vec<_> = parsed
+            .sql
+            .iter()
+            .map(|r| (r.statement.as_str(), r.rows))
+            .collect();
+        assert_eq!(statements, [("DELETE FROM t x", Some(3))]);
+    }
+
+    #[test]
+    fn payloads_wait_for_the_protocol_and_lost_bytes_are_counted() {
+        let mut book = Book::new(Clock::from_offset(0));
+        book.announced(&announcement(role::CLIENT, 45678, 9999));
+        let header = DataHeader {
+            tgid: 10,
+            fd: 3,
+            conn: 100,
+            ..DataHeader::default()
+        };
+        let (conn, _) = book.of_data(&header).unwrap();
+        let mut parsed = Parsed::default();
+        // Bytes that were lost tell nothing: the protocol waits for bytes.
+        for gap in conn.lost(0, 10, 1) {
+            conn.push(gap, &mut parsed);
+        }
+        assert_eq!(
+            (conn.protocol, conn.bytes_received, conn.bytes_not_captured),
+            (None, 10, 10)
+        );
+        conn.push(payload(direction::SEND, b"hello"), &mut parsed);
+        assert_eq!(conn.protocol, None);
+        conn.push(payload(direction::RECV, b"world"), &mut parsed);
+        assert_eq!(conn.protocol, Some(Protocol::Unknown));
+        assert_eq!(conn.finish(2, &mut parsed), Unparsed::default());
     }
 }

@@ -67,10 +67,7 @@ mod tests {
         let mut record = Vec::new();
         // SAFETY: a plain #[repr(C)] record viewed as bytes.
         record.extend_from_slice(unsafe {
-            std::slice::from_raw_parts(
-                (&raw const header).cast::<u8>(),
-                size_of::<DataHeader>(),
-            )
+            std::slice::from_raw_parts((&raw const header).cast::<u8>(), size_of::<DataHeader>())
         });
         record.extend_from_slice(b"abc\0\0");
         let Some(Event::Data { header, payload }) = Event::decode(&record) else {

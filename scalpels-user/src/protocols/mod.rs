@@ -4,8 +4,9 @@
 //! `connections.parquet`, and hands each connection's payloads, in order, to a protocol parser.
 
 mod connections;
-mod detect;
+mod ends;
 mod events;
+mod parsers;
 mod sqlite;
 pub mod tables;
 
@@ -26,18 +27,29 @@ use tracers::protocols::{
     CONFIG_GLOBAL, CONNS_MAP, ConnKey, ConnState, EVENTS_MAP, MAX_PAYLOAD, ProtocolsConfig,
     SCRATCH_MAP, SYSCALLS_MAP, SocketSyscall, SocketWalk, op,
 };
+use wire::{
+    detect::Protocol,
+    oslo::{MessageOrigin, RpcPairing, RpcRecord},
+    records::HttpRecord,
+    stream::{Side, Unparsed},
+};
 
 use crate::{
     btf,
+    clock::{Clock, utc_now_ns},
     python::InOrderStacks,
     run::table::TableWriter,
     tracefs::{self, Field},
     tracer::{Env, Interval, Prepared, Tracer},
 };
-use connections::{Book, Connection};
-use detect::Protocol;
+use connections::{Book, Connection, Payload};
 use events::Event;
-use tables::ConnectionRow;
+use parsers::Parsed;
+use tables::{ConnectionRow, Origin, SqlRow};
+
+/// How long an RPC call waits for its reply before it is written without one: longer than
+/// oslo.messaging's default `rpc_response_timeout` (60 s).
+const RPC_REPLY_TIMEOUT_NS: u64 = 90_000_000_000;
 
 /// The syscalls traced, with their operation. Those this kernel lacks are skipped.
 const SYSCALLS: &[(&str, u32)] = &[
@@ -217,7 +229,15 @@ impl Prepared for PreparedProtocols {
             events: RingBuf::try_from(take(ebpf, EVENTS_MAP)?)?,
             conns: BpfHashMap::try_from(take(ebpf, CONNS_MAP)?)?,
             book: Book::new(env.clock),
+            clock: env.clock,
             waiting: InOrderStacks::new(env.stacks),
+            parsed: Parsed::default(),
+            rpc: RpcPairing::new(RPC_REPLY_TIMEOUT_NS),
+            sql_literals: env.cli.sql_literals,
+            sql_rows: Vec::new(),
+            http_rows: Vec::new(),
+            rpc_rows: Vec::new(),
+
             connections_table: env.table("connections", tables::connections_schema()),
             sql_table: env.table("sql", tables::sql_schema()),
             http_table: env.table("http", tables::http_schema()),
@@ -228,13 +248,16 @@ impl Prepared for PreparedProtocols {
     }
 }
 
-/// Whole-run totals of one protocol, for the summary.
+/// Whole-run totals of one protocol, for the summary and the manifest.
 #[derive(Default)]
 struct Totals {
     connections: u64,
     bytes_sent: u64,
     bytes_received: u64,
     bytes_not_captured: u64,
+    /// Requests or messages parsed.
+    records: u64,
+    unparsed: Unparsed,
 }
 
 pub struct ProtocolsTracer {
@@ -244,21 +267,33 @@ pub struct ProtocolsTracer {
     /// The kernel's connection table: entries of exited processes are removed from it.
     conns: BpfHashMap<MapData, ConnKey, ConnState>,
     book: Book,
+    clock: Clock,
     /// Events in the kernel's order, waiting for the Python stacks of requests.
     waiting: InOrderStacks<Event>,
+    /// What the last payload's parser produced.
+    parsed: Parsed,
+    /// oslo.messaging calls waiting for their replies, across connections.
+    rpc: RpcPairing,
+    /// Keep SQL statements as sent (`--sql-literals`).
+    sql_literals: bool,
+    sql_rows: Vec<SqlRow>,
+    http_rows: Vec<(Origin, HttpRecord)>,
+    rpc_rows: Vec<RpcRecord>,
+
     connections_table: TableWriter,
     sql_table: TableWriter,
     http_table: TableWriter,
     rpc_table: TableWriter,
     processes: BTreeSet<u32>,
-    totals: BTreeMap<Protocol, Totals>,
+    /// By protocol name.
+    totals: BTreeMap<&'static str, Totals>,
 }
 
 impl ProtocolsTracer {
     /// Handles the events that are ready (every one when `all`), in order.
     fn handle_ready(&mut self, all: bool) -> Result<()> {
         let mut ended = Vec::new();
-        for (event, _python_stack_id) in self.waiting.ready(all) {
+        for (event, python_stack_id) in self.waiting.ready(all) {
             match event {
                 Event::Conn(conn) => {
                     self.processes.insert(conn.tgid);
@@ -266,13 +301,26 @@ impl ProtocolsTracer {
                 }
                 Event::Data { header, payload } => {
                     self.processes.insert(header.tgid);
+                    let time_ns = self.clock.to_utc_ns(header.end_ns);
                     let Some((conn, replaced)) = self.book.of_data(&header) else {
                         continue;
                     };
-                    conn.lost(header.lost_sent, header.lost_received);
+                    let mut payloads = conn.lost(header.lost_sent, header.lost_received, time_ns);
                     conn.account(&header);
-                    conn.decide(header.direction, &payload);
+                    payloads.push(Payload {
+                        time_ns,
+                        tid: header.tid,
+                        way: header.direction,
+                        bytes: payload,
+                        len: header.len,
+                        python_stack_id,
+                    });
+                    for payload in payloads {
+                        conn.push(payload, &mut self.parsed);
+                    }
+                    let origin = origin(conn);
                     ended.extend(replaced);
+                    self.take_parsed(origin);
                 }
                 Event::Close(close) => {
                     let key = ConnKey {
@@ -280,7 +328,10 @@ impl ProtocolsTracer {
                         fd: close.fd,
                     };
                     if let Some(mut conn) = self.book.closed(&key, close.conn, close.time_ns) {
-                        conn.lost(close.lost_sent, close.lost_received);
+                        let time_ns = self.clock.to_utc_ns(close.time_ns);
+                        for gap in conn.lost(close.lost_sent, close.lost_received, time_ns) {
+                            conn.push(gap, &mut self.parsed);
+                        }
                         ended.push(conn);
                     }
                 }
@@ -295,26 +346,91 @@ impl ProtocolsTracer {
                 }
             }
         }
-        self.write_connections(&ended)
+        self.end_connections(ended)?;
+        self.write_records()
     }
 
-    fn write_connections(&mut self, ended: &[Connection]) -> Result<()> {
+    /// Moves the records parsed from the connection `origin` into the rows to write.
+    fn take_parsed(&mut self, origin: MessageOrigin) {
+        let row_origin = Origin {
+            pid: origin.pid,
+            conn_id: origin.conn_id,
+            role: match origin.traced_side {
+                Side::Client => "client",
+                Side::Server => "server",
+            },
+        };
+        for record in self.parsed.sql.drain(..) {
+            let (pid, conn_id) = (origin.pid, Some(origin.conn_id));
+            let row = SqlRow::new(pid, conn_id, record, self.sql_literals);
+            self.sql_rows.push(row);
+        }
+        for record in self.parsed.http.drain(..) {
+            self.http_rows.push((row_origin, record));
+        }
+        for message in self.parsed.amqp.drain(..) {
+            self.rpc.push(origin, &message, &mut self.rpc_rows);
+        }
+    }
+
+    /// Flushes the parsers of connections that ended and writes their rows.
+    fn end_connections(&mut self, mut ended: Vec<Connection>) -> Result<()> {
         if ended.is_empty() {
             return Ok(());
         }
-        let rows: Vec<ConnectionRow> = ended.iter().map(Connection::row).collect();
-        for conn in ended {
-            let totals = self
-                .totals
-                .entry(conn.protocol.unwrap_or(Protocol::Unknown))
-                .or_default();
+        let now = utc_now_ns();
+        for conn in &mut ended {
+            let unparsed = conn.finish(conn.closed.unwrap_or(now), &mut self.parsed);
+            let origin = origin(conn);
+            self.take_parsed(origin);
+            let protocol = conn.protocol.unwrap_or(Protocol::Unknown).as_str();
+            let totals = self.totals.entry(protocol).or_default();
             totals.connections += 1;
             totals.bytes_sent += conn.bytes_sent;
             totals.bytes_received += conn.bytes_received;
             totals.bytes_not_captured += conn.bytes_not_captured;
+            totals.unparsed.messages += unparsed.messages;
+            totals.unparsed.bytes += unparsed.bytes;
         }
+        let rows: Vec<ConnectionRow> = ended.iter().map(Connection::row).collect();
         self.connections_table
             .write(&tables::connections_batch(&rows)?)
+    }
+
+    fn write_records(&mut self) -> Result<()> {
+        if !self.sql_rows.is_empty() {
+            let rows = std::mem::take(&mut self.sql_rows);
+            for row in &rows {
+                let system = row.record.db_system;
+                let protocol = if system == wire::records::DbSystem::Mysql {
+                    "mysql"
+                } else {
+                    "postgresql"
+                };
+                self.totals.entry(protocol).or_default().records += 1;
+            }
+            self.sql_table.write(&tables::sql_batch(&rows)?)?;
+        }
+        if !self.http_rows.is_empty() {
+            let rows = std::mem::take(&mut self.http_rows);
+            self.totals.entry("http").or_default().records += rows.len() as u64;
+            self.http_table.write(&tables::http_batch(&rows)?)?;
+        }
+        if !self.rpc_rows.is_empty() {
+            let rows = std::mem::take(&mut self.rpc_rows);
+            self.totals.entry("amqp").or_default().records += rows.len() as u64;
+            self.rpc_table.write(&tables::rpc_batch(&rows)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the records of `conn` come from.
+fn origin(conn: &Connection) -> MessageOrigin {
+    MessageOrigin {
+        pid: conn.pid,
+        conn_id: conn.id,
+        traced_side: conn.role.own_side(),
     }
 }
 
@@ -356,7 +472,9 @@ impl Tracer for ProtocolsTracer {
         }
         self.handle_ready(true)?;
         let open = self.book.drain();
-        self.write_connections(&open)
+        self.end_connections(open)?;
+        self.rpc.finish(&mut self.rpc_rows);
+        self.write_records()
     }
 
     fn events(&self) -> u64 {
@@ -379,19 +497,41 @@ impl Tracer for ProtocolsTracer {
         ]
     }
 
+    fn unparsed(&self) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for (protocol, t) in &self.totals {
+            if t.unparsed != Unparsed::default() {
+                counts.insert(format!("{protocol}_messages"), t.unparsed.messages);
+                counts.insert(format!("{protocol}_bytes"), t.unparsed.bytes);
+            }
+        }
+        counts
+    }
+
     fn summary(&self) -> Vec<String> {
+        if self.totals.is_empty() {
+            return vec!["  no socket connections".to_owned()];
+        }
         let mut lines = vec![format!(
-            "  {:<12} {:>11} {:>12} {:>12} {:>14}",
-            "protocol", "connections", "KiB sent", "KiB received", "KiB not copied"
+            "  {:<12} {:>11} {:>9} {:>12} {:>12} {:>14} {:>16}",
+            "protocol",
+            "connections",
+            "records",
+            "KiB sent",
+            "KiB received",
+            "KiB not copied",
+            "unparsed (bytes)"
         )];
         lines.extend(self.totals.iter().map(|(protocol, t)| {
             format!(
-                "  {:<12} {:>11} {:>12.1} {:>12.1} {:>14.1}",
-                protocol.name(),
+                "  {:<12} {:>11} {:>9} {:>12.1} {:>12.1} {:>14.1} {:>16}",
+                protocol,
                 t.connections,
+                t.records,
                 t.bytes_sent as f64 / 1024.0,
                 t.bytes_received as f64 / 1024.0,
-                t.bytes_not_captured as f64 / 1024.0
+                t.bytes_not_captured as f64 / 1024.0,
+                format!("{} ({})", t.unparsed.messages, t.unparsed.bytes),
             )
         }));
         lines.extend(self.sqlite.as_ref().map(sqlite::Sqlite::summary));

@@ -30,7 +30,7 @@ use crate::{
     run::table::TableWriter,
     tracer::Env,
 };
-use executions::{Event, Executions};
+use executions::{Command, Event, Executions};
 use library::{FileId, Mapped};
 
 use super::tables::{self, SqlRow};
@@ -101,7 +101,7 @@ pub struct Sqlite {
     /// Target processes whose libsqlite3 the kernel side follows.
     armed: BTreeMap<u32, FileId>,
     executions: Executions,
-    waiting: AwaitingStacks<SqlRow>,
+    waiting: AwaitingStacks<Command>,
     literals: bool,
     rows: u64,
 }
@@ -224,9 +224,9 @@ impl Sqlite {
             .waiting
             .ready(all)
             .into_iter()
-            .map(|(mut row, stack)| {
-                row.record.python_stack_id = stack;
-                row
+            .map(|(mut command, stack)| {
+                command.record.python_stack_id = stack;
+                SqlRow::new(command.pid, None, command.record, self.literals)
             })
             .collect();
         if rows.is_empty() {
@@ -234,7 +234,7 @@ impl Sqlite {
         }
         processes.extend(rows.iter().map(|r| r.pid));
         self.rows += rows.len() as u64;
-        table.write(&tables::sql_batch(&rows, self.literals)?)
+        table.write(&tables::sql_batch(&rows)?)
     }
 
     pub fn summary(&self) -> String {

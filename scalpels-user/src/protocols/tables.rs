@@ -7,13 +7,14 @@ use anyhow::Result;
 use arrow::{
     array::{
         ArrayRef, BooleanArray, DurationNanosecondArray, Int32Array, RecordBatch, StringArray,
-        StringDictionaryBuilder, UInt32Array, UInt64Array,
+        StringDictionaryBuilder, UInt16Array, UInt32Array, UInt64Array,
     },
     datatypes::{DataType, Field, Int32Type, Schema, SchemaRef},
 };
 
 use wire::{
-    records::{DbSystem, SqlRecord},
+    oslo::RpcRecord,
+    records::{DbSystem, HttpRecord, SqlRecord},
     sql_text,
 };
 
@@ -87,10 +88,10 @@ pub fn connections_batch(rows: &[ConnectionRow]) -> Result<RecordBatch> {
         Arc::new(rows.iter().map(|r| r.fd as i32).collect::<Int32Array>()),
         dictionary_of(rows.iter().map(|r| Some(r.role))),
         dictionary_of(rows.iter().map(|r| Some(r.family))),
-        Arc::new(arrow::array::StringArray::from_iter_values(
+        Arc::new(StringArray::from_iter_values(
             rows.iter().map(|r| r.local_addr.as_str()),
         )),
-        Arc::new(arrow::array::StringArray::from_iter_values(
+        Arc::new(StringArray::from_iter_values(
             rows.iter().map(|r| r.remote_addr.as_str()),
         )),
         dictionary_of(rows.iter().map(|r| Some(r.protocol))),
@@ -131,66 +132,70 @@ pub fn sql_schema() -> SchemaRef {
     ]))
 }
 
-/// One `sql.parquet` row: a command and the process (and connection) it came from.
-#[derive(Debug)]
+/// One SQL command, with the statement as stored (normalized unless `--sql-literals`) and
+/// the fingerprint of its normalized form.
 pub struct SqlRow {
     pub pid: u32,
     /// None for sqlite, which has no connection.
     pub conn_id: Option<u64>,
     pub record: SqlRecord,
+    pub statement: String,
+    pub fingerprint: u64,
 }
 
-fn db_system_name(db: DbSystem) -> &'static str {
-    match db {
+impl SqlRow {
+    pub fn new(pid: u32, conn_id: Option<u64>, record: SqlRecord, literals: bool) -> Self {
+        let normalized = sql_text::normalize(&record.statement);
+        let fingerprint = sql_text::fingerprint(&normalized);
+        let statement = if literals {
+            record.statement.clone()
+        } else {
+            normalized
+        };
+        SqlRow {
+            pid,
+            conn_id,
+            record,
+            statement,
+            fingerprint,
+        }
+    }
+}
+
+fn db_system(system: DbSystem) -> &'static str {
+    match system {
         DbSystem::Mysql => "mysql",
         DbSystem::Postgresql => "postgresql",
         DbSystem::Sqlite => "sqlite",
     }
 }
 
-/// The rows as a batch: statements normalized (literals -> `?`) unless `literals`; the
-/// fingerprint is always the normalized statement's.
-pub fn sql_batch(rows: &[SqlRow], literals: bool) -> Result<RecordBatch> {
-    let normalized: Vec<String> = rows
-        .iter()
-        .map(|r| sql_text::normalize(&r.record.statement))
-        .collect();
-    let statements: Vec<&str> = if literals {
-        rows.iter().map(|r| r.record.statement.as_str()).collect()
-    } else {
-        normalized.iter().map(String::as_str).collect()
-    };
-    let records = || rows.iter().map(|r| &r.record);
+pub fn sql_batch(rows: &[SqlRow]) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = vec![
-        timestamps_of(records().map(|r| Some(r.time_ns))),
+        timestamps_of(rows.iter().map(|r| Some(r.record.time_ns))),
         Arc::new(rows.iter().map(|r| r.pid).collect::<UInt32Array>()),
-        Arc::new(records().map(|r| r.tid).collect::<UInt32Array>()),
+        Arc::new(rows.iter().map(|r| r.record.tid).collect::<UInt32Array>()),
         Arc::new(rows.iter().map(|r| r.conn_id).collect::<UInt64Array>()),
-        dictionary_of(records().map(|r| Some(db_system_name(r.db_system)))),
-        dictionary_of(records().map(|r| Some(r.operation))),
-        dictionary_of(statements.iter().map(|s| Some(*s))),
+        dictionary_of(rows.iter().map(|r| Some(db_system(r.record.db_system)))),
+        dictionary_of(rows.iter().map(|r| Some(r.record.operation))),
+        dictionary_of(rows.iter().map(|r| Some(r.statement.as_str()))),
+        Arc::new(rows.iter().map(|r| r.fingerprint).collect::<UInt64Array>()),
+        Arc::new(rows.iter().map(|r| r.record.rows).collect::<UInt64Array>()),
+        dictionary_of(rows.iter().map(|r| r.record.error_code.as_deref())),
         Arc::new(
-            normalized
-                .iter()
-                .map(|s| sql_text::fingerprint(s))
-                .collect::<UInt64Array>(),
-        ),
-        Arc::new(records().map(|r| r.rows).collect::<UInt64Array>()),
-        dictionary_of(records().map(|r| r.error_code.as_deref())),
-        Arc::new(
-            records()
-                .map(|r| r.error.as_deref())
+            rows.iter()
+                .map(|r| r.record.error.as_deref())
                 .collect::<StringArray>(),
         ),
-        durations_of(records().map(|r| r.latency_ns)),
+        durations_of(rows.iter().map(|r| r.record.latency_ns)),
         Arc::new(
-            records()
-                .map(|r| Some(r.complete))
+            rows.iter()
+                .map(|r| Some(r.record.complete))
                 .collect::<BooleanArray>(),
         ),
         Arc::new(
-            records()
-                .map(|r| r.python_stack_id)
+            rows.iter()
+                .map(|r| r.record.python_stack_id)
                 .collect::<UInt64Array>(),
         ),
     ];
@@ -207,13 +212,53 @@ pub fn http_schema() -> SchemaRef {
         Field::new("role", dictionary(), false),
         Field::new("method", dictionary(), false),
         Field::new("path", dictionary(), false),
-        Field::new("host", dictionary(), true),
+        Field::new("host_header", dictionary(), true),
         Field::new("status", DataType::UInt16, true),
         Field::new("request_bytes", DataType::UInt64, false),
         Field::new("response_bytes", DataType::UInt64, false),
         Field::new("latency", duration(), true),
         Field::new("python_stack_id", DataType::UInt64, true),
     ]))
+}
+
+/// The connection a record was parsed from.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin {
+    pub pid: u32,
+    pub conn_id: u64,
+    /// The traced process's end.
+    pub role: &'static str,
+}
+
+pub fn http_batch(rows: &[(Origin, HttpRecord)]) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = vec![
+        timestamps_of(rows.iter().map(|(_, r)| Some(r.time_ns))),
+        Arc::new(rows.iter().map(|(o, _)| o.pid).collect::<UInt32Array>()),
+        Arc::new(rows.iter().map(|(_, r)| r.tid).collect::<UInt32Array>()),
+        Arc::new(rows.iter().map(|(o, _)| o.conn_id).collect::<UInt64Array>()),
+        dictionary_of(rows.iter().map(|(o, _)| Some(o.role))),
+        dictionary_of(rows.iter().map(|(_, r)| Some(r.method.as_str()))),
+        dictionary_of(rows.iter().map(|(_, r)| Some(r.path.as_str()))),
+        dictionary_of(rows.iter().map(|(_, r)| r.host.as_deref())),
+        Arc::new(rows.iter().map(|(_, r)| r.status).collect::<UInt16Array>()),
+        Arc::new(
+            rows.iter()
+                .map(|(_, r)| r.request_bytes)
+                .collect::<UInt64Array>(),
+        ),
+        Arc::new(
+            rows.iter()
+                .map(|(_, r)| r.response_bytes)
+                .collect::<UInt64Array>(),
+        ),
+        durations_of(rows.iter().map(|(_, r)| r.latency_ns)),
+        Arc::new(
+            rows.iter()
+                .map(|(_, r)| r.python_stack_id)
+                .collect::<UInt64Array>(),
+        ),
+    ];
+    Ok(RecordBatch::try_new(http_schema(), columns)?)
 }
 
 /// `rpc.parquet`: one row per oslo.messaging message sent or received.
@@ -237,4 +282,39 @@ pub fn rpc_schema() -> SchemaRef {
         Field::new("body_bytes", DataType::UInt64, false),
         Field::new("python_stack_id", DataType::UInt64, true),
     ]))
+}
+
+pub fn rpc_batch(rows: &[RpcRecord]) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = vec![
+        timestamps_of(rows.iter().map(|r| Some(r.time_ns))),
+        Arc::new(rows.iter().map(|r| r.pid).collect::<UInt32Array>()),
+        Arc::new(rows.iter().map(|r| r.tid).collect::<UInt32Array>()),
+        Arc::new(rows.iter().map(|r| r.conn_id).collect::<UInt64Array>()),
+        dictionary_of(rows.iter().map(|r| Some(r.direction.as_str()))),
+        dictionary_of(rows.iter().map(|r| Some(r.exchange.as_str()))),
+        dictionary_of(rows.iter().map(|r| Some(r.routing_key.as_str()))),
+        dictionary_of(rows.iter().map(|r| Some(r.kind.as_str()))),
+        dictionary_of(rows.iter().map(|r| r.method.as_deref())),
+        dictionary_of(rows.iter().map(|r| r.namespace.as_deref())),
+        dictionary_of(rows.iter().map(|r| r.version.as_deref())),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.msg_id.as_deref())
+                .collect::<StringArray>(),
+        ),
+        dictionary_of(rows.iter().map(|r| r.reply_q.as_deref())),
+        durations_of(rows.iter().map(|r| r.latency_ns)),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.failure.as_deref())
+                .collect::<StringArray>(),
+        ),
+        Arc::new(rows.iter().map(|r| r.body_bytes).collect::<UInt64Array>()),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.python_stack_id)
+                .collect::<UInt64Array>(),
+        ),
+    ];
+    Ok(RecordBatch::try_new(rpc_schema(), columns)?)
 }

@@ -57,6 +57,8 @@ pub struct Options {
     pub slow_file_io_ns: u64,
     pub block_all: bool,
     pub block_events: bool,
+    pub payload_bytes: u32,
+    pub sql_literals: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,6 +75,10 @@ pub struct TracerRecord {
     /// read), by process id.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub notes: BTreeMap<u32, String>,
+    /// What the loader side could not use, by name (e.g. bytes a protocol parser could not
+    /// decode).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unparsed: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Serialize)]

@@ -11,7 +11,7 @@ use tracers::protocols::sqlite::{
 };
 use wire::records::{DbSystem, SqlRecord};
 
-use crate::{clock::Clock, protocols::tables::SqlRow};
+use crate::clock::Clock;
 
 /// `sqlite3_step`'s "finished without error".
 const SQLITE_DONE: i32 = 101;
@@ -47,8 +47,15 @@ impl Event {
     }
 }
 
-/// A row ready to be written, with the (tid, kernel time) of its Python stack if one was taken.
-pub type Ready = (SqlRow, Option<(u32, u64)>);
+/// A command of a process.
+pub struct Command {
+    pub pid: u32,
+    pub record: SqlRecord,
+}
+
+/// A command ready to be written, with the (tid, kernel time) of its Python stack if one was
+/// taken.
+pub type Ready = (Command, Option<(u32, u64)>);
 
 struct Statement {
     text: String,
@@ -63,7 +70,7 @@ enum Wants {
 }
 
 struct Held {
-    row: SqlRow,
+    row: Command,
     stack: Option<(u32, u64)>,
     wants: Wants,
     polls: u32,
@@ -218,10 +225,9 @@ impl Executions {
         operation: &'static str,
         statement: Statement,
         latency_ns: u64,
-    ) -> SqlRow {
-        SqlRow {
+    ) -> Command {
+        Command {
             pid: tgid,
-            conn_id: None,
             record: SqlRecord {
                 time_ns: self.clock.to_utc_ns(start_ns),
                 tid,
@@ -240,7 +246,7 @@ impl Executions {
 
     fn hold(
         &mut self,
-        row: SqlRow,
+        row: Command,
         python_stack: u32,
         stack: (u32, u64),
         wants: Wants,
