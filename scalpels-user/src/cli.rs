@@ -4,6 +4,8 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 
+use crate::fleet::destination::Location;
+
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
 }
@@ -31,6 +33,17 @@ pub enum Analysis {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Copy runs into a fleet: one dataset per table, partitioned by host, service and run
+    /// (TO/<table>/host=H/service=S/run=R/part-NNNNN.parquet, manifests in TO/runs/...), which
+    /// DuckDB, Spark and pyarrow.dataset read as one.
+    Publish {
+        /// Run directories.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The fleet: a directory (e.g. on a shared file system) or s3://BUCKET/PREFIX.
+        #[arg(long, value_parser = Location::parse, value_name = "DIR|s3://BUCKET/PREFIX")]
+        to: Location,
+    },
 }
 
 /// Trace what an OpenStack service (or any process) does with eBPF, into Parquet files.
@@ -44,7 +57,8 @@ pub enum Analysis {
     after_help = "Examples:\n  sudo scalpels-trace --service nova-compute --duration 60s\n  \
                   sudo scalpels-trace --pid 1234 --pid 5678\n  \
                   sudo scalpels-trace --tracers syscalls -- python3 app.py\n  \
-                  scalpels-trace flamegraph scalpels-runs/20261125T031500Z-nova-compute"
+                  scalpels-trace flamegraph scalpels-runs/20261125T031500Z-nova-compute\n  \
+                  scalpels-trace publish scalpels-runs/* --to s3://traces/prod"
 )]
 pub struct Cli {
     /// Work on a finished run instead of tracing.
@@ -67,9 +81,19 @@ pub struct Cli {
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub tracers: Vec<String>,
 
-    /// Directory that receives one sub-directory per run.
-    #[arg(long, default_value = "scalpels-runs", value_name = "DIR")]
-    pub out: PathBuf,
+    /// Directory that receives one sub-directory per run; or s3://BUCKET/PREFIX: the run is
+    /// uploaded in the fleet layout as it is written (see publish), staged in --staging.
+    #[arg(long, default_value = "scalpels-runs", value_parser = Location::parse, value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub out: Location,
+
+    /// With --out s3://...: where the run is written before its files are uploaded (removed
+    /// once all are; kept if any upload failed).
+    #[arg(long, default_value = "/var/tmp/scalpels-staging", value_name = "DIR")]
+    pub staging: PathBuf,
+
+    /// This machine's name in a fleet of runs (the host= partition); default: the host name.
+    #[arg(long, env = "SCALPELS_HOST_LABEL", value_name = "NAME")]
+    pub host_label: Option<String>,
 
     /// Stop after this long (e.g. 30s, 5m); default: until Ctrl-C or the targets exit.
     #[arg(long, value_parser = duration, value_name = "DURATION")]
@@ -175,5 +199,14 @@ mod tests {
             cli.analysis,
             Some(Analysis::Flamegraph { off_cpu: true, .. })
         ));
+        let cli = Cli::try_parse_from(["scalpels-trace", "publish", "a", "b", "--to", "s3://f/p"])
+            .unwrap();
+        assert!(matches!(
+            cli.analysis,
+            Some(Analysis::Publish { runs, to: Location::S3 { .. } }) if runs.len() == 2
+        ));
+        assert!(Cli::try_parse_from(["scalpels-trace", "publish", "--to", "x"]).is_err());
+        let cli = Cli::try_parse_from(["scalpels-trace", "--out", "s3://f", "-p", "1"]).unwrap();
+        assert_eq!(cli.out.to_string(), "s3://f");
     }
 }

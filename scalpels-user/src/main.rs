@@ -9,6 +9,7 @@ mod counters;
 mod ebpf;
 mod events_ready;
 mod files;
+mod fleet;
 mod preflight;
 mod proc;
 mod protocols;

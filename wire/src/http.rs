@@ -11,6 +11,9 @@ use crate::origin::Origin;
 use crate::records::HttpRecord;
 use crate::stream::{ConnectionParser, Segment, Side, Unparsed};
 
+/// Requests waiting for a response, at most (pipelining depth is a few in practice).
+const MAX_PENDING: usize = 1024;
+
 pub struct HttpParser {
     requests: Half,
     responses: Half,
@@ -59,7 +62,7 @@ impl HttpParser {
         Self::default()
     }
 
-    fn on_request(&mut self, step: Step) {
+    fn on_request(&mut self, step: Step, out: &mut Vec<HttpRecord>) {
         match step {
             Step::Head(head, origin) => {
                 let Head {
@@ -74,6 +77,14 @@ impl HttpParser {
                 } else {
                     Framing::Length(head.content_length.unwrap_or(0))
                 };
+                if self.pending.len() >= MAX_PENDING {
+                    // No response for this many requests: the responses are not HTTP we can
+                    // follow. The oldest goes out unanswered rather than memory growing.
+                    let oldest = self.pending.pop_front().expect("pending");
+                    self.unparsed.messages += 1;
+                    let bytes = oldest.request_bytes;
+                    out.push(record(oldest, None, 0, None, bytes));
+                }
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 self.pending.push_back(Pending {
@@ -233,11 +244,11 @@ impl ConnectionParser for HttpParser {
                 loop {
                     match self.requests.step() {
                         Step::Wait => break,
-                        step => self.on_request(step),
+                        step => self.on_request(step, out),
                     }
                 }
                 for step in self.requests.hole(segment.missing()) {
-                    self.on_request(step);
+                    self.on_request(step, out);
                 }
             }
             Side::Server => {

@@ -83,6 +83,9 @@ pub(crate) struct Half {
     body_bytes: u64,
     /// Looking for the start of a message after bytes that could not be followed.
     lost: bool,
+    /// How much of an unfinished head was already searched for its end, so a head that
+    /// arrives a few bytes at a time is not searched from its start each time.
+    head_scanned: usize,
     pub skipped_bytes: u64,
 }
 
@@ -98,6 +101,7 @@ impl Half {
             phase: Phase::Head,
             body_bytes: 0,
             lost: false,
+            head_scanned: 0,
             skipped_bytes: 0,
         }
     }
@@ -228,16 +232,19 @@ impl Half {
     fn head(&mut self) -> Step {
         if self.lost {
             match self.find_start() {
-                Some(at) => {
+                Start::Found(at) => {
                     self.skipped_bytes += (at - self.pos) as u64;
                     self.pos = at;
                     self.lost = false;
                 }
-                None => {
-                    // Keep a tail that may be the beginning of a start line.
-                    let keep_from = self.buf.len().saturating_sub(16).max(self.pos);
-                    self.skipped_bytes += (keep_from - self.pos) as u64;
-                    self.pos = keep_from;
+                Start::Partial(at) => {
+                    self.skipped_bytes += (at - self.pos) as u64;
+                    self.pos = at;
+                    return Step::Wait;
+                }
+                Start::None => {
+                    self.skipped_bytes += (self.buf.len() - self.pos) as u64;
+                    self.pos = self.buf.len();
                     return Step::Wait;
                 }
             }
@@ -252,13 +259,15 @@ impl Half {
         if rest.is_empty() {
             return Step::Wait;
         }
-        let Some(end) = head_end(rest) else {
-            return if rest.len() > MAX_HEAD {
-                self.lose()
-            } else {
-                Step::Wait
-            };
+        // A head end seen now may begin up to two bytes before the end of the last search.
+        let Some(end) = head_end(rest, self.head_scanned.saturating_sub(2)) else {
+            if rest.len() > MAX_HEAD {
+                return self.lose();
+            }
+            self.head_scanned = rest.len();
+            return Step::Wait;
         };
+        self.head_scanned = 0;
         let origin = if self.pos < self.segment_start {
             self.carried
         } else {
@@ -347,6 +356,7 @@ impl Half {
     }
 
     fn lose(&mut self) -> Step {
+        self.head_scanned = 0;
         self.skipped_bytes += (self.buf.len() - self.pos) as u64;
         self.pos = self.buf.len();
         self.phase = Phase::Head;
@@ -354,30 +364,59 @@ impl Half {
         Step::Lost
     }
 
-    /// The first position from `pos` where a start line of this half's kind begins.
-    fn find_start(&self) -> Option<usize> {
+    /// The first position from `pos` where a start line of this half's kind begins: at a
+    /// line start, or where the bytes after a hole begin (a message often starts a write).
+    fn find_start(&self) -> Start {
         let buf = &self.buf;
-        (self.pos..buf.len()).find(|&at| {
+        for at in self.pos..buf.len() {
+            if at != self.pos && at != self.segment_start && buf[at - 1] != b'\n' {
+                continue;
+            }
             let rest = &buf[at..];
-            match self.role {
+            let start = match self.role {
                 Role::Response => {
-                    rest.len() >= 13
-                        && rest.starts_with(b"HTTP/1.")
+                    const PREFIX: &[u8] = b"HTTP/1.";
+                    if rest.len() < 13 {
+                        let known = rest.len().min(PREFIX.len());
+                        if rest[..known] == PREFIX[..known] {
+                            return Start::Partial(at);
+                        }
+                        continue;
+                    }
+                    rest.starts_with(PREFIX)
                         && rest[8] == b' '
                         && rest[9..12].iter().all(u8::is_ascii_digit)
                 }
-                Role::Request => METHODS.iter().any(|m| {
-                    rest.len() > m.len() && rest.starts_with(m) && rest[m.len()] == b' ' && {
-                        let line_end = rest.iter().take(MAX_LINE).position(|&b| b == b'\n');
-                        line_end.is_some_and(|end| {
+                Role::Request => {
+                    let Some(method) = METHODS.iter().find(|m| {
+                        rest.len() > m.len() && rest.starts_with(m) && rest[m.len()] == b' '
+                    }) else {
+                        continue;
+                    };
+                    match rest.iter().take(MAX_LINE).position(|&b| b == b'\n') {
+                        Some(end) => {
                             let line = rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end]);
-                            line.len() > 9 && line[line.len() - 9..line.len() - 1] == *b" HTTP/1."
-                        })
+                            line.len() > method.len() + 9
+                                && line[line.len() - 9..line.len() - 1] == *b" HTTP/1."
+                        }
+                        None if rest.len() < MAX_LINE => return Start::Partial(at),
+                        None => false,
                     }
-                }),
+                }
+            };
+            if start {
+                return Start::Found(at);
             }
-        })
+        }
+        Start::None
     }
+}
+
+enum Start {
+    Found(usize),
+    /// Could begin here; the bytes that would tell have not come yet.
+    Partial(usize),
+    None,
 }
 
 enum Line<'a> {
@@ -407,9 +446,9 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
     u64::from_str_radix(digits, 16).ok()
 }
 
-/// The length of the head, its final empty line included.
-fn head_end(bytes: &[u8]) -> Option<usize> {
-    let mut at = 0;
+/// The length of the head, its final empty line included, looking for it from `from`.
+fn head_end(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
     while let Some(nl) = bytes[at..].iter().position(|&b| b == b'\n') {
         let next = at + nl + 1;
         match &bytes[next..] {

@@ -1,5 +1,6 @@
 //! The AMQP parser and the oslo.messaging layer on a real RabbitMQ conversation: an RPC
-//! server (process 1) and a client (process 2) making calls, casts and a notification.
+//! server (process 1) and a client (process 2) making calls (one failing, one slow enough
+//! for call-monitor heartbeats), casts (one fanout) and a notification.
 
 mod conversations;
 
@@ -30,10 +31,10 @@ fn every_message_is_framed_and_nothing_is_left_over() {
         .iter()
         .filter(|(_, m)| m.method == "basic.deliver")
         .count();
-    // Client: 3 calls, 2 casts, 1 notification; server: 3 replies. The broker delivers
-    // 3 calls + 2 casts to the server and 3 replies to the client (the notification waits
-    // in its queue).
-    assert_eq!((publishes, deliveries), (9, 8));
+    // Client: 4 calls, 3 casts, 1 notification; server: 4 replies and 2 heartbeats. The
+    // broker delivers the calls and casts to the server and the replies to the client (the
+    // notification waits in its queue).
+    assert_eq!((publishes, deliveries), (14, 13));
     for (_, m) in &messages {
         assert_eq!(m.body.len() as u64, m.body_size);
         assert_eq!(m.content_type.as_deref(), Some("application/json"));
@@ -55,8 +56,10 @@ fn calls_casts_replies_and_the_notification() {
             (2, s, c, Some("add"), "openstack", "demo"),
             (2, s, c, Some("add"), "openstack", "demo"),
             (2, s, c, Some("fail"), "openstack", "demo"),
+            (2, s, c, Some("slow"), "openstack", "demo"),
             (2, s, RpcKind::Cast, Some("note"), "openstack", "demo"),
             (2, s, RpcKind::Cast, Some("note"), "openstack", "demo"),
+            (2, s, RpcKind::Cast, Some("note"), "demo_fanout", ""),
             (
                 2,
                 s,
@@ -73,11 +76,11 @@ fn calls_casts_replies_and_the_notification() {
             .filter(|r| r.pid == pid && r.direction == direction && r.kind == kind)
             .count()
     };
-    assert_eq!(count(1, Direction::Received, RpcKind::Call), 3);
-    assert_eq!(count(1, Direction::Received, RpcKind::Cast), 2);
-    assert_eq!(count(1, Direction::Sent, RpcKind::Reply), 3);
-    assert_eq!(count(2, Direction::Received, RpcKind::Reply), 3);
-    assert_eq!(records.len(), 6 + 5 + 3 + 3);
+    assert_eq!(count(1, Direction::Received, RpcKind::Call), 4);
+    assert_eq!(count(1, Direction::Received, RpcKind::Cast), 3);
+    assert_eq!(count(1, Direction::Sent, RpcKind::Reply), 6);
+    assert_eq!(count(2, Direction::Received, RpcKind::Reply), 6);
+    assert_eq!(records.len(), 8 + 7 + 6 + 6);
     for r in &records {
         assert_eq!(
             r.namespace.is_some(),
@@ -101,15 +104,29 @@ fn calls_casts_replies_and_the_notification() {
 fn each_call_gets_the_latency_of_its_reply_from_another_connection() {
     let records = rpc_records(&load("oslo.seg"));
     let calls: Vec<&RpcRecord> = records.iter().filter(|r| r.kind == RpcKind::Call).collect();
-    assert_eq!(calls.len(), 6);
+    assert_eq!(calls.len(), 8);
     for call in calls {
-        let reply = records
+        let replies: Vec<&RpcRecord> = records
             .iter()
-            .find(|r| r.kind == RpcKind::Reply && r.pid == call.pid && r.msg_id == call.msg_id)
-            .expect("a reply in the same process");
-        assert_eq!(call.latency_ns, Some((reply.time_ns - call.time_ns) as u64));
-        assert!(call.latency_ns > Some(0));
+            .filter(|r| r.kind == RpcKind::Reply && r.pid == call.pid && r.msg_id == call.msg_id)
+            .collect();
+        // The slow call got two heartbeats (`ending: false`) before its result.
+        let heartbeats = if call.method.as_deref() == Some("slow") {
+            2
+        } else {
+            0
+        };
+        assert_eq!(replies.len(), heartbeats + 1);
+        assert!(
+            replies[..heartbeats]
+                .iter()
+                .all(|r| r.ending == Some(false))
+        );
+        let reply = replies[heartbeats];
         assert_eq!(reply.ending, Some(true));
+        assert_eq!(call.latency_ns, Some((reply.time_ns - call.time_ns) as u64));
+        let least = if heartbeats > 0 { 2_500_000_000 } else { 1 };
+        assert!(call.latency_ns >= Some(least), "{call:?}");
         if call.direction == Direction::Sent {
             // The client publishes on one connection and consumes its reply queue on another.
             assert_ne!(call.conn_id, reply.conn_id);

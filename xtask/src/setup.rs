@@ -27,11 +27,22 @@ const TEST_DEBIAN_PACKAGES: &[&str] = &[
 ];
 /// The packaged services of those servers, which the tests do not use.
 const PACKAGED_SERVICES: &[&str] = &["mariadb", "postgresql", "rabbitmq-server"];
-/// (module, pip requirement) for the tests' Python: pyarrow/pandas read runs back, the rest
-/// are the clients the protocol workloads (tests/workloads/) use.
+/// (module, pip requirement) for the tests' Python: pyarrow/pandas and DuckDB read runs and
+/// fleets back; moto's server is the S3 store of the fleet tests (its S3 part and Flask: not
+/// `moto[server]`, which brings the dependencies of every AWS service); nbconvert with ipykernel
+/// and matplotlib runs the notebook; the rest are the clients the protocol workloads
+/// (tests/workloads/) use.
 const TEST_PYTHON_MODULES: &[(&str, &str)] = &[
     ("pyarrow", "pyarrow"),
     ("pandas", "pandas"),
+    ("duckdb", "duckdb"),
+    ("moto", "moto[s3]"),
+    ("flask", "flask"),
+    ("flask_cors", "flask-cors"),
+    ("boto3", "boto3"),
+    ("nbconvert", "nbconvert"),
+    ("ipykernel", "ipykernel"),
+    ("matplotlib", "matplotlib"),
     ("pymysql", "PyMySQL"),
     ("mysql.connector", "mysql-connector-python"),
     ("psycopg2", "psycopg2-binary"),

@@ -18,6 +18,8 @@ pub struct Manifest {
     /// Why the run ended: "duration", "SIGINT", "SIGTERM", "targets exited".
     pub end_reason: Option<String>,
     pub host: Host,
+    /// Where the run goes in a fleet of runs (see `scalpels-trace publish`).
+    pub partition: crate::fleet::Partition,
     pub command_line: Vec<String>,
     pub target: Target,
     /// RFC 3339, UTC, nanoseconds.
@@ -26,6 +28,9 @@ pub struct Manifest {
     pub options: Options,
     pub tracers: Vec<TracerRecord>,
     pub tables: BTreeMap<String, TableRecord>,
+    /// With `--out s3://...`: what was uploaded before the manifest itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload: Option<crate::fleet::live::UploadRecord>,
 }
 
 #[derive(Debug, Serialize)]

@@ -211,3 +211,33 @@ fn requests_without_responses_are_kept_at_close() {
         ]
     );
 }
+
+#[test]
+fn a_request_line_split_across_writes_is_found_after_lost_bytes() {
+    let (records, unparsed) = parse(&[
+        // A head cut by the capture: that request is lost.
+        (1, C, b"GET /a HTT", 100),
+        whole(2, C, b"junk\r\nPOST /b/long/"),
+        whole(3, C, b"path HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+        whole(4, S, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+    ]);
+    assert_eq!(
+        summary(&records),
+        [("POST", "/b/long/path", Some(200), 0, 0, Some(2))]
+    );
+    assert_eq!(unparsed.bytes, 100 + 6);
+}
+
+#[test]
+fn a_head_arriving_a_byte_at_a_time() {
+    let request = b"GET /slow/client HTTP/1.1\r\nHost: example\r\n\r\n";
+    let mut segments: Vec<_> = request.chunks(1).map(|b| (1, C, b, 1)).collect();
+    segments.push(whole(2, S, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+    let (records, unparsed) = parse(&segments);
+    assert_eq!(
+        summary(&records),
+        [("GET", "/slow/client", Some(200), 0, 0, Some(1))]
+    );
+    assert_eq!(records[0].host.as_deref(), Some("example"));
+    assert_eq!(unparsed, Unparsed::default());
+}
