@@ -72,6 +72,8 @@ impl Payload {
 
 /// Payloads kept while the protocol is unknown, at most: past them, the ports decide.
 const MAX_UNDECIDED: usize = 16;
+/// Bytes of each direction's first payloads the protocol is guessed from.
+const EVIDENCE_BYTES: usize = 256;
 
 enum Stream {
     /// The protocol is not known yet: the first payloads, parsed once it is.
@@ -186,19 +188,29 @@ impl Connection {
         let Stream::Undecided(pending) = &self.stream else {
             return;
         };
+        // A reader may take a message in pieces (mysql-connector reads a packet's 4-byte
+        // header, then its payload): the evidence is the first bytes each way, joined.
         let first = |way| {
-            pending
-                .iter()
-                .find(|p| p.way == way && !p.bytes.is_empty())
-                .map(|p| p.bytes.as_slice())
+            let mut bytes: Vec<u8> = Vec::new();
+            for p in pending.iter().filter(|p| p.way == way) {
+                // Bytes lost before any arrived tell nothing; lost after, they end the run.
+                if p.bytes.is_empty() && bytes.is_empty() {
+                    continue;
+                }
+                bytes.extend_from_slice(&p.bytes);
+                if bytes.len() >= EVIDENCE_BYTES || (p.bytes.len() as u64) < p.len {
+                    break;
+                }
+            }
+            (!bytes.is_empty()).then_some(bytes)
         };
         let (sent, received) = (first(direction::SEND), first(direction::RECV));
         let (local_port, remote_port) = self.ends.ports();
         let guess = detect::guess(&Evidence {
             local_port,
             remote_port,
-            sent: sent.unwrap_or_default(),
-            received: received.unwrap_or_default(),
+            sent: sent.as_deref().unwrap_or_default(),
+            received: received.as_deref().unwrap_or_default(),
         });
         let told = (sent.is_some() || received.is_some()) && guess.protocol != Protocol::Unknown;
         let seen_both = sent.is_some() && received.is_some();
@@ -522,5 +534,24 @@ mod tests {
         conn.push(payload(direction::RECV, b"world"), &mut parsed);
         assert_eq!(conn.protocol, Some(Protocol::Unknown));
         assert_eq!(conn.finish(2, &mut parsed), Unparsed::default());
+    }
+
+    /// mysql-connector reads a packet's header, then its payload: the greeting arrives in two
+    /// reads, and is recognised joined.
+    #[test]
+    fn a_greeting_read_in_pieces_is_recognised() {
+        let mut book = Book::new(Clock::from_offset(0));
+        book.announced(&announcement(role::CLIENT, 45678, 9999));
+        let header = DataHeader {
+            tgid: 10,
+            fd: 3,
+            conn: 100,
+            ..DataHeader::default()
+        };
+        let (conn, _) = book.of_data(&header).unwrap();
+        let mut parsed = Parsed::default();
+        conn.push(payload(direction::RECV, b"\x64\x00\x00\x00"), &mut parsed);
+        conn.push(payload(direction::RECV, b"\x0a5.5.5-10.11.19-MariaDB-0+deb12u1\x00\x0d\x00\x00\x00;})M-7l<\x00\xfe\xf7-\x02\x00\xff\x81\x15\x00\x00\x00\x00\x00\x00\x1d\x00\x00\x00%Eid8*gIyF0\x5c\x00mysql_native_password\x00"), &mut parsed);
+        assert_eq!(conn.protocol, Some(Protocol::Mysql));
     }
 }
