@@ -35,7 +35,7 @@ impl CodeInfo {
 
 /// Reads the code object at `code_addr` in `mem`'s process.
 pub fn read(mem: &ProcessMemory, code_addr: u64, layout: &Layout) -> Result<CodeInfo> {
-    let field = |offset: u32| code_addr + u64::from(offset);
+    let field = |offset: u32| code_addr.wrapping_add(u64::from(offset));
     let pointer = |offset: u32, what: &str| {
         mem.read_u64(field(offset))
             .with_context(|| format!("reading {what} of code object {code_addr:#x}"))
@@ -166,7 +166,11 @@ fn still_the_same(
     code: &CodeInfo,
 ) -> bool {
     let name = layout.code_qualname.unwrap_or(layout.code_name);
-    let read = |offset: u32| memory.read_u64(code_addr + u64::from(offset)).ok();
+    let read = |offset: u32| {
+        memory
+            .read_u64(code_addr.wrapping_add(u64::from(offset)))
+            .ok()
+    };
     [read(name), read(layout.code_linetable)] == [Some(code.identity[0]), Some(code.identity[1])]
 }
 
@@ -191,7 +195,10 @@ fn instruction_offset(layout: &Layout, code_addr: u64, instr: u64) -> Position {
         Instr::LastiCodeUnits if lasti == -1 => return Position::BeforeFirst,
         Instr::LastiCodeUnits => u64::try_from(lasti).ok().map(|units| units * CODE_UNIT),
         Instr::Pointer => {
-            let Some(start) = layout.code_adaptive.map(|a| code_addr + u64::from(a)) else {
+            let Some(start) = layout
+                .code_adaptive
+                .map(|a| code_addr.wrapping_add(u64::from(a)))
+            else {
                 return Position::Invalid;
             };
             if instr.wrapping_add(CODE_UNIT) == start {
