@@ -27,6 +27,8 @@ use tracers::{
 
 use crate::{counters::bump, python, target::is_target, wakeup};
 
+mod sqlite;
+
 #[map]
 static PROTO_SYSCALLS: Array<SocketSyscall> = Array::with_max_entries(SYSCALLS_MAX, 0);
 

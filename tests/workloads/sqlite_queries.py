@@ -36,6 +36,9 @@ QUERIES = [
      3, None),
     ("SELECT id, name FROM items WHERE qty > ?", [(4,)], 2, None),
     ("UPDATE items SET qty = qty + 1 WHERE id <= 2", None, 2, None),
+    # Fails at its step, not at prepare (the statement is already prepared).
+    ("INSERT INTO items VALUES (?, ?, ?)", [(1, "dup", 0)], None,
+     "SQLITE_CONSTRAINT_PRIMARYKEY"),
     ("SELECT * FROM no_such_table", None, None, "SQLITE_ERROR"),
     ("SELECT id, name FROM items WHERE qty > ?", [(0,)], 3, None),
     ("DELETE FROM items WHERE id = 3", None, 1, None),

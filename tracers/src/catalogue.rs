@@ -1,6 +1,10 @@
 //! The tracers Scalpels knows, in the order they attach. Adding a tracer adds a line here.
 
-use crate::{block, files, protocols, python, python_calls, syscalls};
+use crate::{
+    block, files,
+    protocols::{self, sqlite},
+    python, python_calls, syscalls,
+};
 
 /// A tracer, as the CLI and the manifest name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,13 +73,26 @@ pub const TRACERS: &[TracerInfo] = &[
             protocols::INFLIGHT_MAP,
             protocols::PROCS_MAP,
             protocols::SCRATCH_MAP,
+            sqlite::LIBS_MAP,
+            sqlite::PREPARING_MAP,
+            sqlite::STEPPING_MAP,
+            sqlite::RUNS_MAP,
         ],
-        ring_buffers: &[protocols::EVENTS_MAP],
+        ring_buffers: &[protocols::EVENTS_MAP, sqlite::EVENTS_MAP],
         programs: &[
             "protocols_enter",
             "protocols_exit",
             "protocols_open_exit",
             "protocols_process_exit",
+            sqlite::program::PREPARE_V2,
+            sqlite::program::PREPARE_V3,
+            sqlite::program::PREPARE_RETURN,
+            sqlite::program::STEP,
+            sqlite::program::STEP_RETURN,
+            sqlite::program::RESET,
+            sqlite::program::FINALIZE,
+            sqlite::program::ERRMSG_RETURN,
+            sqlite::program::CHANGES_RETURN,
         ],
     },
     TracerInfo {

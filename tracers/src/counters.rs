@@ -39,10 +39,14 @@ pub enum Counter {
     ProtocolsEventsDropped = 13,
     /// A process's exit will not be streamed: the map of processes with connections was full.
     ProtocolsProcsMapFull = 14,
+    /// A SQLite call could not be followed: a thread or execution map was full.
+    SqliteMapFull = 15,
+    /// A SQLite prepare, execution or error event was dropped: the ring buffer was full.
+    SqliteEventsDropped = 16,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 15] = [
+    pub const ALL: [Counter; 17] = [
         Counter::TargetsMapFull,
         Counter::SyscallsInflightMapFull,
         Counter::SyscallsStatsMapFull,
@@ -58,6 +62,8 @@ impl Counter {
         Counter::ProtocolsInflightMapFull,
         Counter::ProtocolsEventsDropped,
         Counter::ProtocolsProcsMapFull,
+        Counter::SqliteMapFull,
+        Counter::SqliteEventsDropped,
     ];
     pub const COUNT: u32 = Self::ALL.len() as u32;
 
@@ -77,7 +83,9 @@ impl Counter {
             Counter::PythonSamplesDropped | Counter::PythonCallsMapFull => "python",
             Counter::ProtocolsInflightMapFull
             | Counter::ProtocolsEventsDropped
-            | Counter::ProtocolsProcsMapFull => "protocols",
+            | Counter::ProtocolsProcsMapFull
+            | Counter::SqliteMapFull
+            | Counter::SqliteEventsDropped => "protocols",
         }
     }
 
@@ -99,6 +107,8 @@ impl Counter {
             Counter::PythonSamplesDropped => "samples_dropped",
             Counter::PythonCallsMapFull => "calls_map_full",
             Counter::ProtocolsProcsMapFull => "procs_map_full",
+            Counter::SqliteMapFull => "sqlite_map_full",
+            Counter::SqliteEventsDropped => "sqlite_events_dropped",
         }
     }
 }

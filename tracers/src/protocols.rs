@@ -3,6 +3,8 @@
 //! streams a bounded prefix of every payload their socket syscalls move; userspace reassembles
 //! each connection and hands it to the protocol parsers of the `wire` crate.
 
+pub mod sqlite;
+
 /// Array indexed by syscall number: the [`SocketSyscall`] each traced syscall is.
 pub const SYSCALLS_MAP: &str = "PROTO_SYSCALLS";
 /// LRU hash map [`ConnKey`] -> [`ConnState`]: the sockets of target processes in use.

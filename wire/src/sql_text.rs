@@ -10,7 +10,9 @@
 //! matter here (PyMySQL, SQLAlchemy) always send string values in single quotes. Likewise a
 //! backslash escapes the next character in single-quoted strings (MySQL's default): a
 //! PostgreSQL standard string ending in a backslash then runs to the end of the statement,
-//! which loses its tail but never shows a literal.
+//! which loses its tail but never shows a literal. MySQL's `#` comments are kept as text (with
+//! their literals replaced): PostgreSQL's `#` is an operator, and telling them apart by what
+//! follows would make normalizing a normalized statement change it.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -70,11 +72,6 @@ fn lex(text: &str) -> Vec<Token> {
                 continue;
             }
             b'-' if next == Some(b'-') => {
-                i = line_end(bytes, i);
-                space = true;
-                continue;
-            }
-            b'#' if !matches!(next, Some(b'>' | b'-')) => {
                 i = line_end(bytes, i);
                 space = true;
                 continue;
@@ -442,11 +439,15 @@ mod tests {
     #[test]
     fn comments_and_whitespace_go() {
         assert_eq!(
-            n("  SELECT /* hint /* nested */ */ 1 -- tail\n FROM\tt # mysql\n;  "),
+            n("  SELECT /* hint /* nested */ */ 1 -- tail\n FROM\tt\n;  "),
             "SELECT ? FROM t"
         );
         assert_eq!(n("SELECT/**/1"), "SELECT ?");
         assert_eq!(n("SELECT j #> '{a}' FROM t"), "SELECT j #> ? FROM t");
+        // Found by the fuzzer: a normalized statement normalizes to itself.
+        for s in ["#--~", "-#--\x1c|", "#-1", "# 7"] {
+            assert_eq!(n(&n(s)), n(s), "{s:?}");
+        }
     }
 
     #[test]

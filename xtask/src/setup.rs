@@ -24,6 +24,8 @@ const TEST_DEBIAN_PACKAGES: &[&str] = &[
     "mariadb-server",
     "postgresql",
     "rabbitmq-server",
+    // The sqlite probes' tests read Debian's libsqlite3 (the one Python's sqlite3 module links).
+    "libsqlite3-0",
 ];
 /// The packaged services of those servers, which the tests do not use.
 const PACKAGED_SERVICES: &[&str] = &["mariadb", "postgresql", "rabbitmq-server"];

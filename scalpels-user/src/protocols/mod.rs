@@ -7,6 +7,7 @@ mod connections;
 mod ends;
 mod events;
 mod parsers;
+mod sqlite;
 pub mod tables;
 
 use std::{
@@ -30,7 +31,6 @@ use wire::{
     detect::Protocol,
     oslo::{MessageOrigin, RpcPairing, RpcRecord},
     records::HttpRecord,
-    sql_text,
     stream::{Side, Unparsed},
 };
 
@@ -78,6 +78,8 @@ pub struct PreparedProtocols {
     config: ProtocolsConfig,
     traced: Vec<Traced>,
     cpus: u32,
+    /// Where the sqlite probes find their registers; None when they cannot run here.
+    sqlite: Option<tracers::protocols::sqlite::SqliteConfig>,
 }
 
 fn offset_of(fields: &[Field], names: &[&str]) -> u32 {
@@ -177,6 +179,9 @@ pub fn prepare(env: &Env) -> Result<PreparedProtocols> {
         },
         traced,
         cpus: cpus as u32,
+        sqlite: sqlite::prepare()
+            .inspect_err(|e| eprintln!("scalpels-trace: protocols: no sqlite: {e:#}"))
+            .ok(),
     })
 }
 
@@ -184,6 +189,9 @@ impl Prepared for PreparedProtocols {
     fn set_globals<'a>(&'a self, loader: &mut EbpfLoader<'a>) {
         loader.override_global(CONFIG_GLOBAL, &self.config, true);
         loader.map_max_entries(SCRATCH_MAP, self.cpus);
+        if let Some(config) = &self.sqlite {
+            sqlite::set_globals(config, loader);
+        }
     }
 
     fn attach(self: Box<Self>, ebpf: &mut Ebpf, env: &Env) -> Result<Box<dyn Tracer>> {
@@ -211,7 +219,13 @@ impl Prepared for PreparedProtocols {
             "protocols_process_exit",
             [("sched", "sched_process_exit")],
         )?;
+        let sqlite = self.sqlite.and_then(|_| {
+            sqlite::Sqlite::attach(ebpf, env)
+                .inspect_err(|e| eprintln!("scalpels-trace: protocols: no sqlite: {e:#}"))
+                .ok()
+        });
         Ok(Box::new(ProtocolsTracer {
+            sqlite,
             events: RingBuf::try_from(take(ebpf, EVENTS_MAP)?)?,
             conns: BpfHashMap::try_from(take(ebpf, CONNS_MAP)?)?,
             book: Book::new(env.clock),
@@ -247,6 +261,8 @@ struct Totals {
 }
 
 pub struct ProtocolsTracer {
+    /// SQLite calls of the targets, by uprobes rather than sockets.
+    sqlite: Option<sqlite::Sqlite>,
     events: RingBuf<MapData>,
     /// The kernel's connection table: entries of exited processes are removed from it.
     conns: BpfHashMap<MapData, ConnKey, ConnState>,
@@ -345,19 +361,9 @@ impl ProtocolsTracer {
             },
         };
         for record in self.parsed.sql.drain(..) {
-            let normalized = sql_text::normalize(&record.statement);
-            let fingerprint = sql_text::fingerprint(&normalized);
-            let statement = if self.sql_literals {
-                record.statement.clone()
-            } else {
-                normalized
-            };
-            self.sql_rows.push(SqlRow {
-                origin: row_origin,
-                record,
-                statement,
-                fingerprint,
-            });
+            let (pid, conn_id) = (origin.pid, Some(origin.conn_id));
+            let row = SqlRow::new(pid, conn_id, record, self.sql_literals);
+            self.sql_rows.push(row);
         }
         for record in self.parsed.http.drain(..) {
             self.http_rows.push((row_origin, record));
@@ -437,12 +443,21 @@ impl Tracer for ProtocolsTracer {
         Some(self.events.as_fd())
     }
 
+    fn watch(&mut self, pids: &BTreeSet<u32>) {
+        if let Some(sqlite) = &mut self.sqlite {
+            sqlite.watch(pids);
+        }
+    }
+
     fn poll_events(&mut self) -> Result<()> {
         while let Some(record) = self.events.next() {
             if let Some(event) = Event::decode(&record) {
                 let key = event.stack_key();
                 self.waiting.push(event, key);
             }
+        }
+        if let Some(sqlite) = &mut self.sqlite {
+            sqlite.poll(false, &mut self.sql_table, &mut self.processes)?;
         }
         self.handle_ready(false)
     }
@@ -452,6 +467,9 @@ impl Tracer for ProtocolsTracer {
     }
 
     fn finish(&mut self) -> Result<()> {
+        if let Some(sqlite) = &mut self.sqlite {
+            sqlite.poll(true, &mut self.sql_table, &mut self.processes)?;
+        }
         self.handle_ready(true)?;
         let open = self.book.drain();
         self.end_connections(open)?;
@@ -516,6 +534,7 @@ impl Tracer for ProtocolsTracer {
                 format!("{} ({})", t.unparsed.messages, t.unparsed.bytes),
             )
         }));
+        lines.extend(self.sqlite.as_ref().map(sqlite::Sqlite::summary));
         lines
     }
 

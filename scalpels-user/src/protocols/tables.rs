@@ -15,6 +15,7 @@ use arrow::{
 use wire::{
     oslo::RpcRecord,
     records::{DbSystem, HttpRecord, SqlRecord},
+    sql_text,
 };
 
 use crate::run::columns::{dictionary, duration, timestamp, timestamps};
@@ -134,10 +135,31 @@ pub fn sql_schema() -> SchemaRef {
 /// One SQL command, with the statement as stored (normalized unless `--sql-literals`) and
 /// the fingerprint of its normalized form.
 pub struct SqlRow {
-    pub origin: Origin,
+    pub pid: u32,
+    /// None for sqlite, which has no connection.
+    pub conn_id: Option<u64>,
     pub record: SqlRecord,
     pub statement: String,
     pub fingerprint: u64,
+}
+
+impl SqlRow {
+    pub fn new(pid: u32, conn_id: Option<u64>, record: SqlRecord, literals: bool) -> Self {
+        let normalized = sql_text::normalize(&record.statement);
+        let fingerprint = sql_text::fingerprint(&normalized);
+        let statement = if literals {
+            record.statement.clone()
+        } else {
+            normalized
+        };
+        SqlRow {
+            pid,
+            conn_id,
+            record,
+            statement,
+            fingerprint,
+        }
+    }
 }
 
 fn db_system(system: DbSystem) -> &'static str {
@@ -151,13 +173,9 @@ fn db_system(system: DbSystem) -> &'static str {
 pub fn sql_batch(rows: &[SqlRow]) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = vec![
         timestamps_of(rows.iter().map(|r| Some(r.record.time_ns))),
-        Arc::new(rows.iter().map(|r| r.origin.pid).collect::<UInt32Array>()),
+        Arc::new(rows.iter().map(|r| r.pid).collect::<UInt32Array>()),
         Arc::new(rows.iter().map(|r| r.record.tid).collect::<UInt32Array>()),
-        Arc::new(
-            rows.iter()
-                .map(|r| Some(r.origin.conn_id))
-                .collect::<UInt64Array>(),
-        ),
+        Arc::new(rows.iter().map(|r| r.conn_id).collect::<UInt64Array>()),
         dictionary_of(rows.iter().map(|r| Some(db_system(r.record.db_system)))),
         dictionary_of(rows.iter().map(|r| Some(r.record.operation))),
         dictionary_of(rows.iter().map(|r| Some(r.statement.as_str()))),

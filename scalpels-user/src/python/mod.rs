@@ -13,7 +13,7 @@ mod pthread;
 mod stack_index;
 pub use stack_index::{AwaitingStacks, InOrderStacks, StackIndex};
 pub mod tables;
-mod uprobe_link;
+pub mod uprobe_link;
 mod usdt;
 mod versions;
 

@@ -16,6 +16,8 @@ use std::{
 use anyhow::{Context as _, Result};
 
 const PMU_TYPE: &str = "/sys/bus/event_source/devices/uprobe/type";
+/// Which bit of `config` makes the probe a return probe ("config:N").
+const RETPROBE_FORMAT: &str = "/sys/bus/event_source/devices/uprobe/format/retprobe";
 /// `_IOW('$', 8, __u32)` and `_IO('$', 0)` from linux/perf_event.h.
 const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
 const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
@@ -48,14 +50,43 @@ pub fn pmu_type() -> Result<u32> {
         .with_context(|| format!("parsing {PMU_TYPE}"))
 }
 
+/// The `config` of a return probe: the bit the uprobe PMU's format names.
+pub fn retprobe_config() -> Result<u64> {
+    let text = fs::read_to_string(RETPROBE_FORMAT)
+        .with_context(|| format!("reading {RETPROBE_FORMAT}"))?;
+    let bit: u32 = text
+        .trim()
+        .strip_prefix("config:")
+        .and_then(|bit| bit.parse().ok())
+        .with_context(|| format!("parsing {RETPROBE_FORMAT}: {text:?}"))?;
+    Ok(1 << bit)
+}
+
 /// Runs `program` whenever any process executes `file` at `offset`; until the returned fd is
 /// closed.
 pub fn attach(pmu: u32, program: BorrowedFd, file: &Path, offset: u64) -> Result<OwnedFd> {
+    open(pmu, 0, program, file, offset)
+}
+
+/// Runs `program` whenever the function at `offset` of `file` returns, in any process
+/// (`config`: [`retprobe_config`]); until the returned fd is closed.
+pub fn attach_return(
+    pmu: u32,
+    config: u64,
+    program: BorrowedFd,
+    file: &Path,
+    offset: u64,
+) -> Result<OwnedFd> {
+    open(pmu, config, program, file, offset)
+}
+
+fn open(pmu: u32, config: u64, program: BorrowedFd, file: &Path, offset: u64) -> Result<OwnedFd> {
     let path = CString::new(file.as_os_str().as_bytes())
         .with_context(|| format!("{} has a NUL in its path", file.display()))?;
     let attr = PerfEventAttr {
         kind: pmu,
         size: size_of::<PerfEventAttr>() as u32,
+        config,
         config1: path.as_ptr() as u64,
         config2: offset,
         ..Default::default()

@@ -1,0 +1,119 @@
+//! Where a process's libsqlite3 is: the file it mapped and the addresses it mapped it at
+//! (from /proc/PID/maps), and where SQLite's API functions start in that file (from its
+//! dynamic symbols), for the uprobes.
+
+use std::{
+    collections::HashMap,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result};
+use object::{Object as _, ObjectSegment as _, ObjectSymbol as _};
+use procfs::process::{MMapPath, Process};
+
+/// A file as the kernel names it: device and inode (the same path may be another file in
+/// another mount namespace).
+pub type FileId = (u64, u64);
+
+/// A libsqlite3 mapped by a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapped {
+    pub file: FileId,
+    /// The file through the process's root, so a container's file is the one it mapped.
+    pub path: PathBuf,
+    /// From its lowest mapping's start to its highest's end.
+    pub start: u64,
+    pub end: u64,
+}
+
+fn is_libsqlite3(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.starts_with("libsqlite3.so"))
+}
+
+/// The libsqlite3 process `pid` has mapped, if any.
+pub fn find(pid: u32) -> Result<Option<Mapped>> {
+    let maps = Process::new(pid as i32)
+        .and_then(|process| process.maps())
+        .with_context(|| format!("reading the mappings of process {pid}"))?;
+    let mut found: Option<Mapped> = None;
+    for map in maps {
+        let MMapPath::Path(path) = &map.pathname else {
+            continue;
+        };
+        if !is_libsqlite3(path) {
+            continue;
+        }
+        let file = ((map.dev.0 as u64) << 32 | map.dev.1 as u64, map.inode);
+        let (start, end) = map.address;
+        match &mut found {
+            Some(mapped) if mapped.file == file => {
+                mapped.start = mapped.start.min(start);
+                mapped.end = mapped.end.max(end);
+            }
+            // A second libsqlite3 in one process: the first one is probed.
+            Some(_) => {}
+            None => {
+                let relative = path.strip_prefix("/").unwrap_or(path);
+                found = Some(Mapped {
+                    file,
+                    path: Path::new(&format!("/proc/{pid}/root")).join(relative),
+                    start,
+                    end,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The file offsets of the functions `names` that the ELF file at `path` defines.
+pub fn function_offsets<'n>(path: &Path, names: &[&'n str]) -> Result<HashMap<&'n str, u64>> {
+    let data = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let elf = object::File::parse(&*data)
+        .with_context(|| format!("parsing {} as ELF", path.display()))?;
+    let segments: Vec<(u64, u64, u64)> = elf
+        .segments()
+        .map(|s| (s.address(), s.file_range().1, s.file_range().0))
+        .collect();
+    let mut offsets = HashMap::new();
+    for symbol in elf.dynamic_symbols() {
+        let Some(&name) = symbol
+            .name()
+            .ok()
+            .and_then(|found| names.iter().find(|&&name| name == found))
+        else {
+            continue;
+        };
+        if !symbol.is_definition() {
+            continue;
+        }
+        let address = symbol.address();
+        let offset = segments
+            .iter()
+            .find(|&&(start, size, _)| (start..start + size).contains(&address))
+            .map(|&(start, _, offset)| address - start + offset);
+        if let Some(offset) = offset {
+            offsets.insert(name, offset);
+        }
+    }
+    Ok(offsets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// This test process maps no libsqlite3; Debian's (which its Python links) has the API.
+    #[test]
+    fn finds_the_api_of_the_system_libsqlite3() {
+        assert_eq!(find(std::process::id()).unwrap(), None);
+        let system = Path::new("/lib/x86_64-linux-gnu/libsqlite3.so.0");
+        let names = ["sqlite3_prepare_v2", "sqlite3_step", "no_such_function"];
+        let offsets = function_offsets(system, &names).unwrap();
+        assert!(offsets["sqlite3_prepare_v2"] > 0 && offsets["sqlite3_step"] > 0);
+        assert!(!offsets.contains_key("no_such_function"));
+    }
+}
