@@ -330,6 +330,7 @@ pub fn run(opts: &Options) -> Result<()> {
     }
 
     report += &stress(&bench, &(workloads[0].argv)(opts.calls), opts)?;
+    report += &parser_throughput()?;
     println!("{report}");
     fs::write(bench.dir.join("results.md"), &report)?;
     eprintln!("xtask: bench: written to target/bench/results.md");
@@ -411,6 +412,41 @@ fn stress(bench: &Bench, workload: &[String], opts: &Options) -> Result<String> 
         opts.calls
     );
     Ok(out)
+}
+
+/// The protocol parsers' speed on the recorded conversations of `wire/tests/fixtures`: what
+/// the loader can decode per second of one core.
+fn parser_throughput() -> Result<String> {
+    eprintln!("xtask: bench: protocol parsers");
+    let output = cmd::cargo_command(
+        &[
+            "test",
+            "-q",
+            "-p",
+            "wire",
+            "--test",
+            "throughput",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ],
+        true,
+    )
+    .stderr(Stdio::inherit())
+    .output()
+    .context("running wire's throughput measurement")?;
+    if !output.status.success() {
+        bail!("wire's throughput measurement failed ({})", output.status);
+    }
+    let lines: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.contains("MB/s"))
+        .map(|line| format!("    {}", line.trim()))
+        .collect();
+    Ok(format!(
+        "\n### Protocol parsers (release build, one core, captured payload)\n\n{}\n",
+        lines.join("\n")
+    ))
 }
 
 fn only_manifest(runs: &Path) -> Result<serde_json::Value> {
