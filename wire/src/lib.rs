@@ -13,5 +13,6 @@ mod origin;
 pub mod oslo;
 pub mod postgres;
 pub mod records;
+mod sql_framing;
 pub mod sql_text;
 pub mod stream;

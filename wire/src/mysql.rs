@@ -17,6 +17,7 @@ use response::{Expect, Prepare, Response, Results, Step};
 
 use crate::origin::Origin;
 use crate::records::{DbSystem, SqlRecord};
+use crate::sql_framing::{Framer, frame_server, latency_ns, lost_end};
 use crate::stream::{ConnectionParser, Segment, Side, Unparsed};
 
 const CLIENT_COMPRESS: u32 = 0x0000_0020;
@@ -110,7 +111,7 @@ impl MysqlParser {
         self.client.push(segment, &mut framed);
         for frame in framed {
             match frame {
-                Framed::Packet(packet) => self.on_client_packet(packet, out),
+                Framed::Whole(packet) => self.on_client_packet(packet, out),
                 Framed::Lost => self.unparsed.messages += 1,
             }
         }
@@ -229,16 +230,15 @@ impl MysqlParser {
     }
 
     fn on_server(&mut self, segment: &Segment<'_>, out: &mut Vec<SqlRecord>) {
-        self.last_server_ns = segment.time_ns;
-        if self.server.is_lost() {
-            self.unparsed.bytes += segment.len;
-            return;
-        }
-        let mut framed = Vec::new();
-        self.server.push(segment, &mut framed);
+        let framed = frame_server(
+            &mut self.server,
+            segment,
+            &mut self.last_server_ns,
+            &mut self.unparsed,
+        );
         for frame in framed {
             match frame {
-                Framed::Packet(packet) => self.on_server_packet(&packet, out),
+                Framed::Whole(packet) => self.on_server_packet(&packet, out),
                 Framed::Lost => {
                     self.unparsed.messages += 1;
                     for request in &mut self.pending {
@@ -364,7 +364,7 @@ fn record(request: Request, end_ns: Option<i64>) -> SqlRecord {
         },
         error_code,
         error,
-        latency_ns: end_ns.map(|end| end.saturating_sub(request.origin.time_ns).max(0) as u64),
+        latency_ns: latency_ns(request.origin.time_ns, end_ns),
         complete: !request.statement_truncated,
         python_stack_id: request.origin.python_stack_id,
     }
@@ -374,7 +374,7 @@ fn record(request: Request, end_ns: Option<i64>) -> SqlRecord {
 /// seen before the next command.
 fn incomplete(request: Request, last_server_ns: i64) -> SqlRecord {
     let start = request.origin.time_ns;
-    let mut row = record(request, (last_server_ns >= start).then_some(last_server_ns));
+    let mut row = record(request, lost_end(start, last_server_ns));
     row.rows = None;
     row.complete = false;
     row

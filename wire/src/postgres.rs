@@ -19,6 +19,7 @@ use messages::{Framed, Message, MessageReader, Next};
 
 use crate::origin::Origin;
 use crate::records::{DbSystem, SqlRecord};
+use crate::sql_framing::{Framer, frame_server, latency_ns, lost_end};
 use crate::stream::{ConnectionParser, Segment, Side, Unparsed};
 
 const PROTOCOL_3: u32 = 196_608;
@@ -110,7 +111,7 @@ impl PostgresParser {
         self.client.push(segment, &mut framed);
         for frame in framed {
             match frame {
-                Framed::Message(message) => self.on_client_message(message, out),
+                Framed::Whole(message) => self.on_client_message(message, out),
                 Framed::Lost => self.unparsed.messages += 1,
             }
         }
@@ -247,16 +248,15 @@ impl PostgresParser {
     }
 
     fn on_server(&mut self, segment: &Segment<'_>, out: &mut Vec<SqlRecord>) {
-        self.last_server_ns = segment.time_ns;
-        if self.server.is_lost() {
-            self.unparsed.bytes += segment.len;
-            return;
-        }
-        let mut framed = Vec::new();
-        self.server.push(segment, &mut framed);
+        let framed = frame_server(
+            &mut self.server,
+            segment,
+            &mut self.last_server_ns,
+            &mut self.unparsed,
+        );
         for frame in framed {
             match frame {
-                Framed::Message(message) => self.on_server_message(&message, out),
+                Framed::Whole(message) => self.on_server_message(&message, out),
                 Framed::Lost => {
                     self.unparsed.messages += 1;
                     for batch in &mut self.batches {
@@ -380,7 +380,7 @@ fn emit(batch: Batch, last_server_ns: i64, out: &mut Vec<SqlRecord>) {
         let error = (failed == Some(i)).then(|| failure.take()).flatten();
         let start = entry.origin.time_ns;
         let end = if batch.lost {
-            (last_server_ns >= start).then_some(last_server_ns)
+            lost_end(start, last_server_ns)
         } else {
             error.as_ref().map(|f| f.end_ns).or(entry.done_ns)
         };
@@ -402,7 +402,7 @@ fn emit(batch: Batch, last_server_ns: i64, out: &mut Vec<SqlRecord>) {
             },
             error_code: error.as_ref().map(|f| f.code.clone()),
             error: error.map(|f| f.message),
-            latency_ns: end.map(|end| end.saturating_sub(start).max(0) as u64),
+            latency_ns: latency_ns(start, end),
             complete: !entry.truncated && !batch.lost,
             python_stack_id: entry.origin.python_stack_id,
         });

@@ -4,6 +4,7 @@
 //! bytes missing past its end lose the framing until the parser resynchronises.
 
 use crate::origin::Origin;
+use crate::sql_framing::Framer;
 use crate::stream::Segment;
 
 /// One logical packet (continuations joined).
@@ -20,11 +21,7 @@ pub(super) struct Packet {
     pub end_ns: i64,
 }
 
-pub(super) enum Framed {
-    Packet(Packet),
-    /// The framing was lost: the bytes that held the next header were not captured.
-    Lost,
-}
+pub(super) type Framed = crate::sql_framing::Framed<Packet>;
 
 const HEADER_LEN: usize = 4;
 const CONTINUED: usize = 0xFF_FFFF;
@@ -45,31 +42,14 @@ struct Partial {
     continued: bool,
 }
 
-impl PacketReader {
-    /// `in_step`: whether the stream is known to start at a packet boundary (a reader that
-    /// is not waits, as if lost, for the parser to find one and `reset` it).
-    pub fn new(keep: usize, in_step: bool) -> Self {
-        PacketReader {
-            keep,
-            header: Vec::with_capacity(HEADER_LEN),
-            current: None,
-            lost: !in_step,
-        }
-    }
+impl Framer for PacketReader {
+    type Unit = Packet;
 
-    pub fn is_lost(&self) -> bool {
+    fn is_lost(&self) -> bool {
         self.lost
     }
 
-    /// Forgets everything buffered: the next byte is taken as the start of a packet.
-    pub fn reset(&mut self) {
-        self.header.clear();
-        self.current = None;
-        self.lost = false;
-    }
-
-    /// Frames one segment's bytes. While lost, it consumes nothing and returns at once.
-    pub fn push(&mut self, segment: &Segment<'_>, out: &mut Vec<Framed>) {
+    fn push(&mut self, segment: &Segment<'_>, out: &mut Vec<Framed>) {
         if self.lost {
             return;
         }
@@ -99,6 +79,26 @@ impl PacketReader {
             self.finish_if_done(segment, out);
         }
         self.skip_missing(segment, out);
+    }
+}
+
+impl PacketReader {
+    /// `in_step`: whether the stream is known to start at a packet boundary (a reader that
+    /// is not waits, as if lost, for the parser to find one and `reset` it).
+    pub fn new(keep: usize, in_step: bool) -> Self {
+        PacketReader {
+            keep,
+            header: Vec::with_capacity(HEADER_LEN),
+            current: None,
+            lost: !in_step,
+        }
+    }
+
+    /// Forgets everything buffered: the next byte is taken as the start of a packet.
+    pub fn reset(&mut self) {
+        self.header.clear();
+        self.current = None;
+        self.lost = false;
     }
 
     fn start_physical(&mut self, segment: &Segment<'_>) {
@@ -137,7 +137,7 @@ impl PacketReader {
             && let Some(mut partial) = self.current.take()
         {
             partial.packet.end_ns = segment.time_ns;
-            out.push(Framed::Packet(partial.packet));
+            out.push(Framed::Whole(partial.packet));
         }
     }
 
@@ -161,7 +161,7 @@ impl PacketReader {
                 partial.packet.truncated = true;
                 partial.packet.end_ns = segment.time_ns;
                 if partial.remaining == 0 {
-                    out.push(Framed::Packet(partial.packet));
+                    out.push(Framed::Whole(partial.packet));
                 }
             }
             self.header.clear();

@@ -5,6 +5,7 @@
 //! past its end lose the framing until the parser resynchronises.
 
 use crate::origin::Origin;
+use crate::sql_framing::Framer;
 use crate::stream::Segment;
 
 #[derive(Debug)]
@@ -19,10 +20,7 @@ pub(super) struct Message {
     pub end_ns: i64,
 }
 
-pub(super) enum Framed {
-    Message(Message),
-    Lost,
-}
+pub(super) type Framed = crate::sql_framing::Framed<Message>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Next {
@@ -51,41 +49,14 @@ struct Partial {
     remaining: usize,
 }
 
-impl MessageReader {
-    /// `in_step`: whether the stream is known to start at a message boundary (a reader that
-    /// is not waits, as if lost, for the parser to find one and `reset` it).
-    pub fn new(keep: usize, in_step: bool) -> Self {
-        MessageReader {
-            keep,
-            next: Next::Typed,
-            header: Vec::with_capacity(1 + LENGTH_LEN),
-            current: None,
-            lost: !in_step,
-        }
-    }
+impl Framer for MessageReader {
+    type Unit = Message;
 
-    pub fn is_lost(&self) -> bool {
+    fn is_lost(&self) -> bool {
         self.lost
     }
 
-    /// How the next message starts (the parser knows from the conversation). The peer
-    /// waits for an answer before sending it, so nothing can be half-read here; if something
-    /// is, the stream is not what it seems and the reader waits to be reset.
-    pub fn expect(&mut self, next: Next) {
-        if !self.header.is_empty() || self.current.is_some() {
-            self.lost = true;
-        }
-        self.next = next;
-    }
-
-    pub fn reset(&mut self) {
-        self.header.clear();
-        self.current = None;
-        self.lost = false;
-        self.next = Next::Typed;
-    }
-
-    pub fn push(&mut self, segment: &Segment<'_>, out: &mut Vec<Framed>) {
+    fn push(&mut self, segment: &Segment<'_>, out: &mut Vec<Framed>) {
         if self.lost {
             return;
         }
@@ -112,6 +83,37 @@ impl MessageReader {
             self.finish_if_done(segment, out);
         }
         self.skip_missing(segment, out);
+    }
+}
+
+impl MessageReader {
+    /// `in_step`: whether the stream is known to start at a message boundary (a reader that
+    /// is not waits, as if lost, for the parser to find one and `reset` it).
+    pub fn new(keep: usize, in_step: bool) -> Self {
+        MessageReader {
+            keep,
+            next: Next::Typed,
+            header: Vec::with_capacity(1 + LENGTH_LEN),
+            current: None,
+            lost: !in_step,
+        }
+    }
+
+    /// How the next message starts (the parser knows from the conversation). The peer
+    /// waits for an answer before sending it, so nothing can be half-read here; if something
+    /// is, the stream is not what it seems and the reader waits to be reset.
+    pub fn expect(&mut self, next: Next) {
+        if !self.header.is_empty() || self.current.is_some() {
+            self.lost = true;
+        }
+        self.next = next;
+    }
+
+    pub fn reset(&mut self) {
+        self.header.clear();
+        self.current = None;
+        self.lost = false;
+        self.next = Next::Typed;
     }
 
     fn header_len(&self) -> usize {
@@ -154,7 +156,7 @@ impl MessageReader {
             && let Some(mut partial) = self.current.take()
         {
             partial.message.end_ns = segment.time_ns;
-            out.push(Framed::Message(partial.message));
+            out.push(Framed::Whole(partial.message));
         }
     }
 
