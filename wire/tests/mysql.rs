@@ -3,7 +3,8 @@
 mod common;
 
 use common::{
-    Rng, Summary, TID, capture_prefix, client_segment_with, expect, load, rechop, run, summary,
+    Summary, TID, assert_same_records_however_cut, capture_prefix, capture_prefix_of_response,
+    client_segment_with, expect, load, run, summaries,
 };
 use wire::mysql::MysqlParser;
 use wire::records::{DbSystem, SqlRecord};
@@ -13,10 +14,6 @@ fn parse(name: &str) -> Vec<SqlRecord> {
     let (records, parser) = run(MysqlParser::new(), &load(name));
     assert_eq!(parser.unparsed(), Unparsed::default(), "{name}");
     records
-}
-
-fn summaries(records: &[SqlRecord]) -> Vec<Summary> {
-    records.iter().map(summary).collect()
 }
 
 fn pymysql_expected() -> Vec<Summary> {
@@ -225,36 +222,23 @@ fn connection_older_than_the_trace() {
 
 #[test]
 fn same_records_however_the_stream_is_cut() {
-    for name in [
-        "mysql_pymysql.seg",
-        "mysql_cli.seg",
-        "mysql_prepared.seg",
-        "mysql_deprecate_eof.seg",
-    ] {
-        let segments = load(name);
-        let whole = summaries(&run(MysqlParser::new(), &segments).0);
-        let mut rng = Rng::new(0x5eed);
-        for round in 0..40 {
-            let (records, parser) = run(MysqlParser::new(), &rechop(&segments, &mut rng));
-            assert_eq!(summaries(&records), whole, "{name} round {round}");
-            assert_eq!(parser.unparsed(), Unparsed::default());
-            assert!(records.iter().all(|r| r.complete));
-        }
-    }
+    assert_same_records_however_cut(
+        MysqlParser::new,
+        &[
+            "mysql_pymysql.seg",
+            "mysql_cli.seg",
+            "mysql_prepared.seg",
+            "mysql_deprecate_eof.seg",
+        ],
+        0x5eed,
+    );
 }
 
 #[test]
 fn uncaptured_tail_of_a_large_row_is_skipped_by_length() {
     let mut segments = load("mysql_pymysql.seg");
     let request = client_segment_with(&segments, b"REPEAT('x', 80000)");
-    // The row arrives in several segments; the kernel copied only the start of all but the last.
-    let response: Vec<usize> = (request + 1..segments.len())
-        .take_while(|&i| segments[i].from == wire::stream::Side::Server)
-        .collect();
-    assert!(response.len() >= 2, "the row spans segments");
-    for &i in &response[..response.len() - 1] {
-        capture_prefix(&mut segments, i, 64);
-    }
+    capture_prefix_of_response(&mut segments, request, 64);
     let (records, parser) = run(MysqlParser::new(), &segments);
     assert_eq!(summaries(&records), pymysql_expected());
     assert!(records.iter().all(|r| r.complete));

@@ -4,20 +4,17 @@
 mod common;
 
 use common::{
-    Rng, Summary, TID, capture_prefix, client_segment_with, expect, load, rechop, run, summary,
+    Summary, TID, assert_same_records_however_cut, capture_prefix, capture_prefix_of_response,
+    client_segment_with, expect, load, run, summaries,
 };
 use wire::postgres::PostgresParser;
 use wire::records::{DbSystem, SqlRecord};
-use wire::stream::{ConnectionParser, Side, Unparsed};
+use wire::stream::{ConnectionParser, Unparsed};
 
 fn parse(name: &str) -> Vec<SqlRecord> {
     let (records, parser) = run(PostgresParser::new(), &load(name));
     assert_eq!(parser.unparsed(), Unparsed::default(), "{name}");
     records
-}
-
-fn summaries(records: &[SqlRecord]) -> Vec<Summary> {
-    records.iter().map(summary).collect()
 }
 
 fn psycopg2_expected() -> Vec<Summary> {
@@ -157,30 +154,18 @@ fn connection_older_than_the_trace() {
 
 #[test]
 fn same_records_however_the_stream_is_cut() {
-    for name in ["pg_psycopg2.seg", "pg_psycopg3_extended.seg"] {
-        let segments = load(name);
-        let whole = summaries(&run(PostgresParser::new(), &segments).0);
-        let mut rng = Rng::new(0xfeed);
-        for round in 0..40 {
-            let (records, parser) = run(PostgresParser::new(), &rechop(&segments, &mut rng));
-            assert_eq!(summaries(&records), whole, "{name} round {round}");
-            assert_eq!(parser.unparsed(), Unparsed::default());
-            assert!(records.iter().all(|r| r.complete));
-        }
-    }
+    assert_same_records_however_cut(
+        PostgresParser::new,
+        &["pg_psycopg2.seg", "pg_psycopg3_extended.seg"],
+        0xfeed,
+    );
 }
 
 #[test]
 fn uncaptured_tail_of_a_large_row_is_skipped_by_length() {
     let mut segments = load("pg_psycopg2.seg");
     let request = client_segment_with(&segments, b"repeat('x', 80000)");
-    let response: Vec<usize> = (request + 1..segments.len())
-        .take_while(|&i| segments[i].from == Side::Server)
-        .collect();
-    assert!(response.len() >= 2, "the row spans segments");
-    for &i in &response[..response.len() - 1] {
-        capture_prefix(&mut segments, i, 64);
-    }
+    capture_prefix_of_response(&mut segments, request, 64);
     let (records, parser) = run(PostgresParser::new(), &segments);
     assert_eq!(summaries(&records), psycopg2_expected());
     assert!(records.iter().all(|r| r.complete));

@@ -134,6 +134,29 @@ pub fn summary(record: &wire::records::SqlRecord) -> Summary {
     )
 }
 
+pub fn summaries(records: &[wire::records::SqlRecord]) -> Vec<Summary> {
+    records.iter().map(summary).collect()
+}
+
+/// Each fixture, rechopped 40 times from `seed`, gives the records it gives whole, all
+/// complete and with nothing unparsed.
+pub fn assert_same_records_however_cut<P>(new: fn() -> P, names: &[&str], seed: u64)
+where
+    P: ConnectionParser<Record = wire::records::SqlRecord>,
+{
+    for name in names {
+        let segments = load(name);
+        let whole = summaries(&run(new(), &segments).0);
+        let mut rng = Rng::new(seed);
+        for round in 0..40 {
+            let (records, parser) = run(new(), &rechop(&segments, &mut rng));
+            assert_eq!(summaries(&records), whole, "{name} round {round}");
+            assert_eq!(parser.unparsed(), wire::stream::Unparsed::default());
+            assert!(records.iter().all(|r| r.complete));
+        }
+    }
+}
+
 pub fn expect(rows: &[(&'static str, &str, Option<u64>, Option<&str>)]) -> Vec<Summary> {
     rows.iter()
         .map(|(op, statement, rows, code)| {
@@ -155,6 +178,18 @@ pub fn client_segment_with(segments: &[Recorded], needle: &[u8]) -> usize {
 pub fn capture_prefix(segments: &mut [Recorded], index: usize, keep: usize) {
     let segment = &mut segments[index];
     segment.bytes.truncate(keep);
+}
+
+/// The kernel copied only the first `keep` bytes of every segment of the response to the
+/// client segment `request` but its last (the response must span two segments at least).
+pub fn capture_prefix_of_response(segments: &mut [Recorded], request: usize, keep: usize) {
+    let response: Vec<usize> = (request + 1..segments.len())
+        .take_while(|&i| segments[i].from == Side::Server)
+        .collect();
+    assert!(response.len() >= 2, "the row spans segments");
+    for &i in &response[..response.len() - 1] {
+        capture_prefix(segments, i, keep);
+    }
 }
 
 /// The fixture's bytes damaged at random: bits flipped, bytes dropped or inserted, tails
