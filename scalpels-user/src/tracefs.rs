@@ -73,6 +73,22 @@ pub fn field_offset(tracefs: &Path, category: &str, name: &str, field: &str) -> 
         .with_context(|| format!("{} has no field {field}", path.display()))
 }
 
+/// The record fields of tracepoint `syscalls:{event}`.
+pub fn syscall_format(tracefs: &Path, event: &str) -> Result<Vec<Field>> {
+    let path = tracefs.join("events/syscalls").join(event).join("format");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(parse_format(&text))
+}
+
+/// The offset of the first of `names` that `fields` has (syscalls name the same argument
+/// differently), 0 when it has none.
+pub fn offset_of_any(fields: &[Field], names: &[&str]) -> u32 {
+    names
+        .iter()
+        .find_map(|name| fields.iter().find(|f| f.name == *name))
+        .map_or(0, |f| f.offset)
+}
+
 /// Parses the `field:` lines of a tracepoint format file.
 pub fn parse_format(format: &str) -> Vec<Field> {
     format

@@ -7,7 +7,6 @@ pub mod tables;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::Path,
     str::FromStr as _,
 };
 
@@ -30,7 +29,7 @@ use crate::{
     clock::Clock,
     python::AwaitingStacks,
     run::{columns::comm, table::TableWriter},
-    tracefs::{self, Field},
+    tracefs,
     tracer::{Env, Interval, Prepared, Tracer},
 };
 use paths::PathBook;
@@ -74,20 +73,6 @@ pub struct PreparedFiles {
     traced: Vec<Traced>,
 }
 
-fn offset_of(fields: &[Field], names: &[&str]) -> u32 {
-    names
-        .iter()
-        .find_map(|name| fields.iter().find(|f| f.name == *name))
-        .map_or(0, |f| f.offset)
-}
-
-fn format(tracefs: &Path, event: &str) -> Result<Vec<Field>> {
-    let path = tracefs.join("events/syscalls").join(event).join("format");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(tracefs::parse_format(&text))
-}
-
 /// Learns the syscall record layouts (tracefs) and the task-to-inode walk (BTF).
 pub fn prepare(env: &Env) -> Result<PreparedFiles> {
     let vmlinux = btf::load_vmlinux()?;
@@ -109,7 +94,7 @@ pub fn prepare(env: &Env) -> Result<PreparedFiles> {
     for &(name, operation) in SYSCALLS {
         let (Ok(sysno), Ok(fields)) = (
             Sysno::from_str(name),
-            format(env.tracefs, &format!("sys_enter_{name}")),
+            tracefs::syscall_format(env.tracefs, &format!("sys_enter_{name}")),
         ) else {
             continue;
         };
@@ -118,22 +103,22 @@ pub fn prepare(env: &Env) -> Result<PreparedFiles> {
             name,
             spec: FileSyscall {
                 op: operation,
-                fd_offset: offset_of(&fields, &["fd"]),
-                path_offset: offset_of(&fields, &["filename", "pathname", "oldname"]),
-                path2_offset: offset_of(&fields, &["newname"]),
+                fd_offset: tracefs::offset_of_any(&fields, &["fd"]),
+                path_offset: tracefs::offset_of_any(&fields, &["filename", "pathname", "oldname"]),
+                path2_offset: tracefs::offset_of_any(&fields, &["newname"]),
             },
         });
     }
     if traced.is_empty() {
         bail!("this kernel has none of the syscalls:sys_enter_* tracepoints the files tracer uses");
     }
-    let enter = format(env.tracefs, "sys_enter_read")?;
-    let exit = format(env.tracefs, "sys_exit_read")?;
+    let enter = tracefs::syscall_format(env.tracefs, "sys_enter_read")?;
+    let exit = tracefs::syscall_format(env.tracefs, "sys_exit_read")?;
     Ok(PreparedFiles {
         config: FilesConfig {
             slow_ns: u64::try_from(env.cli.slow_file_io.as_nanos()).unwrap_or(u64::MAX),
-            nr_offset: offset_of(&enter, &["__syscall_nr"]),
-            ret_offset: offset_of(&exit, &["ret"]),
+            nr_offset: tracefs::offset_of_any(&enter, &["__syscall_nr"]),
+            ret_offset: tracefs::offset_of_any(&exit, &["ret"]),
             walk,
         },
         traced,

@@ -13,7 +13,6 @@ pub mod tables;
 use std::{
     collections::{BTreeMap, BTreeSet},
     os::fd::{AsFd as _, BorrowedFd},
-    path::Path,
     str::FromStr as _,
 };
 
@@ -39,7 +38,7 @@ use crate::{
     clock::{Clock, utc_now_ns},
     python::InOrderStacks,
     run::table::TableWriter,
-    tracefs::{self, Field},
+    tracefs,
     tracer::{Env, Interval, Prepared, Tracer},
 };
 use connections::{Book, Connection, Payload};
@@ -80,20 +79,6 @@ pub struct PreparedProtocols {
     cpus: u32,
     /// Where the sqlite probes find their registers; None when they cannot run here.
     sqlite: Option<tracers::protocols::sqlite::SqliteConfig>,
-}
-
-fn offset_of(fields: &[Field], names: &[&str]) -> u32 {
-    names
-        .iter()
-        .find_map(|name| fields.iter().find(|f| f.name == *name))
-        .map_or(0, |f| f.offset)
-}
-
-fn format(tracefs: &Path, event: &str) -> Result<Vec<Field>> {
-    let path = tracefs.join("events/syscalls").join(event).join("format");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(tracefs::parse_format(&text))
 }
 
 /// The walk from the current task to an fd's socket and its addresses, and the user structs
@@ -141,7 +126,7 @@ pub fn prepare(env: &Env) -> Result<PreparedProtocols> {
     for &(name, operation) in SYSCALLS {
         let (Ok(sysno), Ok(fields)) = (
             Sysno::from_str(name),
-            format(env.tracefs, &format!("sys_enter_{name}")),
+            tracefs::syscall_format(env.tracefs, &format!("sys_enter_{name}")),
         ) else {
             continue;
         };
@@ -151,11 +136,11 @@ pub fn prepare(env: &Env) -> Result<PreparedProtocols> {
             name,
             spec: SocketSyscall {
                 op: operation,
-                fd_offset: offset_of(&fields, &["fd"]),
-                buf_offset: offset_of(&fields, &["buf", "buff", "ubuf", "vec", "msg"]),
-                count_offset: offset_of(&fields, &["count", "len", "size", "vlen"]),
+                fd_offset: tracefs::offset_of_any(&fields, &["fd"]),
+                buf_offset: tracefs::offset_of_any(&fields, &["buf", "buff", "ubuf", "vec", "msg"]),
+                count_offset: tracefs::offset_of_any(&fields, &["count", "len", "size", "vlen"]),
                 flags_offset: if receives {
-                    offset_of(&fields, &["flags"])
+                    tracefs::offset_of_any(&fields, &["flags"])
                 } else {
                     0
                 },
@@ -166,13 +151,13 @@ pub fn prepare(env: &Env) -> Result<PreparedProtocols> {
     if !traced.iter().any(|t| op::direction(t.spec.op) != 0) {
         bail!("this kernel has none of the socket syscalls' syscalls:sys_enter_* tracepoints");
     }
-    let enter = format(env.tracefs, "sys_enter_read")?;
-    let exit = format(env.tracefs, "sys_exit_read")?;
+    let enter = tracefs::syscall_format(env.tracefs, "sys_enter_read")?;
+    let exit = tracefs::syscall_format(env.tracefs, "sys_exit_read")?;
     let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
     Ok(PreparedProtocols {
         config: ProtocolsConfig {
-            nr_offset: offset_of(&enter, &["__syscall_nr"]),
-            ret_offset: offset_of(&exit, &["ret"]),
+            nr_offset: tracefs::offset_of_any(&enter, &["__syscall_nr"]),
+            ret_offset: tracefs::offset_of_any(&exit, &["ret"]),
             payload_bytes: env.cli.payload_bytes.min(MAX_PAYLOAD as u32),
             _pad: 0,
             walk,
