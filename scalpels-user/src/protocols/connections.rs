@@ -428,6 +428,23 @@ mod tests {
         }
     }
 
+    /// A book that was told of connection 100 on fd 3 of process 10, from port 45678.
+    fn book_with(conn_role: u32, remote_port: u16) -> Book {
+        let mut book = Book::new(Clock::from_offset(0));
+        book.announced(&announcement(conn_role, 45678, remote_port));
+        book
+    }
+
+    /// A payload header of that connection.
+    fn data() -> DataHeader {
+        DataHeader {
+            tgid: 10,
+            fd: 3,
+            conn: 100,
+            ..DataHeader::default()
+        }
+    }
+
     fn payload(way: u32, bytes: &[u8]) -> Payload {
         Payload {
             time_ns: 1,
@@ -447,13 +464,10 @@ mod tests {
                 .is_none()
         );
         let header = DataHeader {
-            tgid: 10,
-            fd: 3,
-            conn: 100,
             len: 5,
             captured: 5,
             direction: direction::SEND,
-            ..DataHeader::default()
+            ..data()
         };
         let (conn, replaced) = book.of_data(&header).unwrap();
         assert!(replaced.is_none());
@@ -480,15 +494,8 @@ mod tests {
 
     #[test]
     fn the_first_bytes_decide_protocol_and_role_of_a_connection_older_than_the_trace() {
-        let mut book = Book::new(Clock::from_offset(0));
-        book.announced(&announcement(role::UNKNOWN, 45678, 9999));
-        let header = DataHeader {
-            tgid: 10,
-            fd: 3,
-            conn: 100,
-            ..DataHeader::default()
-        };
-        let (conn, _) = book.of_data(&header).unwrap();
+        let mut book = book_with(role::UNKNOWN, 9999);
+        let (conn, _) = book.of_data(&data()).unwrap();
         let mut parsed = Parsed::default();
         conn.push(
             payload(direction::RECV, b"GET /x HTTP/1.1\r\n\r\n"),
@@ -512,15 +519,8 @@ mod tests {
 
     #[test]
     fn payloads_kept_until_the_protocol_is_known_are_parsed() {
-        let mut book = Book::new(Clock::from_offset(0));
-        book.announced(&announcement(role::CLIENT, 45678, 33061));
-        let header = DataHeader {
-            tgid: 10,
-            fd: 3,
-            conn: 100,
-            ..DataHeader::default()
-        };
-        let (conn, _) = book.of_data(&header).unwrap();
+        let mut book = book_with(role::CLIENT, 33061);
+        let (conn, _) = book.of_data(&data()).unwrap();
         let mut parsed = Parsed::default();
         // Bytes the kernel could not stream tell nothing: kept until bytes come.
         for gap in conn.lost(0, 100, 1) {
@@ -549,15 +549,8 @@ mod tests {
         let header = [body.len() as u8, 0, 0, 0];
         let mut protocols = Vec::new();
         for lost in [false, true] {
-            let mut book = Book::new(Clock::from_offset(0));
-            book.announced(&announcement(role::CLIENT, 45678, 33061));
-            let data = DataHeader {
-                tgid: 10,
-                fd: 3,
-                conn: 100,
-                ..DataHeader::default()
-            };
-            let (conn, _) = book.of_data(&data).unwrap();
+            let mut book = book_with(role::CLIENT, 33061);
+            let (conn, _) = book.of_data(&data()).unwrap();
             let mut parsed = Parsed::default();
             // mysql-connector reads a packet's header, then its body.
             conn.push(payload(direction::RECV, &header), &mut parsed);
@@ -576,15 +569,8 @@ mod tests {
 
     #[test]
     fn sends_before_a_receive_carry_the_stack_of_the_first() {
-        let mut book = Book::new(Clock::from_offset(0));
-        book.announced(&announcement(role::CLIENT, 45678, 3306));
-        let data = DataHeader {
-            tgid: 10,
-            fd: 3,
-            conn: 100,
-            ..DataHeader::default()
-        };
-        let (conn, _) = book.of_data(&data).unwrap();
+        let mut book = book_with(role::CLIENT, 3306);
+        let (conn, _) = book.of_data(&data()).unwrap();
         let mut parsed = Parsed::default();
         let with_stack = |bytes: &[u8], stack| Payload {
             python_stack_id: stack,
@@ -620,15 +606,8 @@ mod tests {
 
     #[test]
     fn payloads_wait_for_the_protocol_and_lost_bytes_are_counted() {
-        let mut book = Book::new(Clock::from_offset(0));
-        book.announced(&announcement(role::CLIENT, 45678, 9999));
-        let header = DataHeader {
-            tgid: 10,
-            fd: 3,
-            conn: 100,
-            ..DataHeader::default()
-        };
-        let (conn, _) = book.of_data(&header).unwrap();
+        let mut book = book_with(role::CLIENT, 9999);
+        let (conn, _) = book.of_data(&data()).unwrap();
         let mut parsed = Parsed::default();
         // Bytes that were lost tell nothing: the protocol waits for bytes.
         for gap in conn.lost(0, 10, 1) {
