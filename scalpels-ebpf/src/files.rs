@@ -5,8 +5,8 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns,
-        bpf_probe_read_kernel, bpf_probe_read_kernel_buf, bpf_probe_read_user_str_bytes,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        bpf_probe_read_kernel_buf, bpf_probe_read_user_str_bytes,
     },
     macros::{map, tracepoint},
     maps::{Array, HashMap, PerCpuHashMap, RingBuf},
@@ -22,7 +22,13 @@ use tracers::{
     python::kind as python_kind,
 };
 
-use crate::{counters::bump, python, target::is_target, wakeup};
+use crate::{
+    counters::bump,
+    fd::{self, read},
+    python,
+    target::is_target,
+    wakeup,
+};
 
 #[map]
 static FILE_SYSCALLS: Array<FileSyscall> = Array::with_max_entries(SYSCALLS_MAX, 0);
@@ -93,29 +99,16 @@ fn config() -> FilesConfig {
     unsafe { core::ptr::read_volatile(&FILES_CONFIG) }
 }
 
-/// Reads a `T` at `base + offset` in kernel memory.
-#[inline(always)]
-fn read<T>(base: u64, offset: u32) -> Option<T> {
-    // SAFETY: a checked kernel read; a bad address fails instead of faulting.
-    unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T) }.ok()
-}
-
 /// The file behind `fd` of the current task, if it is a regular file.
 #[inline(always)]
 fn regular_file(fd: u32, walk: &FileWalk) -> Option<FileId> {
-    // SAFETY: helper without arguments.
-    let task = unsafe { bpf_get_current_task() };
-    let files: u64 = read(task, walk.task_files)?;
-    let fdt: u64 = read(files, walk.files_fdt)?;
-    let max_fds: u32 = read(fdt, walk.fdtable_max_fds)?;
-    if fd >= max_fds {
-        return None;
-    }
-    let fd_array: u64 = read(fdt, walk.fdtable_fd)?;
-    let file: u64 = read(fd_array, fd.checked_mul(8)?)?;
-    if file == 0 {
-        return None;
-    }
+    let file = fd::file(
+        fd,
+        walk.task_files,
+        walk.files_fdt,
+        walk.fdtable_max_fds,
+        walk.fdtable_fd,
+    )?;
     let inode: u64 = read(file, walk.file_inode)?;
     let mode: u16 = read(inode, walk.inode_mode)?;
     if mode & S_IFMT != S_IFREG {
@@ -132,9 +125,9 @@ fn regular_file(fd: u32, walk: &FileWalk) -> Option<FileId> {
 /// The traced syscall a `syscalls:*` record is about.
 #[inline(always)]
 fn syscall(ctx: &TracePointContext, config: &FilesConfig) -> Option<FileSyscall> {
-    // SAFETY: the offset comes from the format file.
-    let nr: i32 = unsafe { ctx.read_at(config.nr_offset as usize) }.ok()?;
-    let syscall = FILE_SYSCALLS.get(nr as u32).copied()?;
+    let syscall = FILE_SYSCALLS
+        .get(fd::syscall_nr(ctx, config.nr_offset)?)
+        .copied()?;
     (syscall.op != op::NONE).then_some(syscall)
 }
 

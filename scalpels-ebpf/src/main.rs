@@ -4,6 +4,7 @@
 
 mod block;
 mod counters;
+mod fd;
 mod files;
 mod protocols;
 mod python;

@@ -7,8 +7,8 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_smp_processor_id, bpf_ktime_get_ns,
-        bpf_probe_read_kernel, bpf_probe_read_user, generated,
+        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_user,
+        generated,
     },
     macros::{map, tracepoint},
     maps::{Array, HashMap, LruHashMap, RingBuf},
@@ -25,7 +25,13 @@ use tracers::{
     python::kind as python_kind,
 };
 
-use crate::{counters::bump, python, target::is_target, wakeup};
+use crate::{
+    counters::bump,
+    fd::{self, read},
+    python,
+    target::is_target,
+    wakeup,
+};
 
 mod sqlite;
 
@@ -97,13 +103,6 @@ fn config() -> ProtocolsConfig {
     unsafe { core::ptr::read_volatile(&PROTOCOLS_CONFIG) }
 }
 
-/// Reads a `T` at `base + offset` in kernel memory.
-#[inline(always)]
-fn read<T>(base: u64, offset: u32) -> Option<T> {
-    // SAFETY: a checked kernel read; a bad address fails instead of faulting.
-    unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T) }.ok()
-}
-
 /// Reads a `T` at `base + offset` in the current process's memory.
 #[inline(always)]
 fn read_user<T>(base: u64, offset: u32) -> Option<T> {
@@ -121,26 +120,22 @@ fn field(ctx: &TracePointContext, offset: u32) -> Option<u64> {
 /// The traced syscall a `syscalls:*` record is about.
 #[inline(always)]
 fn syscall(ctx: &TracePointContext, config: &ProtocolsConfig) -> Option<SocketSyscall> {
-    // SAFETY: the offset comes from the format file.
-    let nr: i32 = unsafe { ctx.read_at(config.nr_offset as usize) }.ok()?;
-    let syscall = PROTO_SYSCALLS.get(nr as u32).copied()?;
+    let syscall = PROTO_SYSCALLS
+        .get(fd::syscall_nr(ctx, config.nr_offset)?)
+        .copied()?;
     (syscall.op != op::NONE).then_some(syscall)
 }
 
 /// The `struct file *` behind `fd` of the current task.
 #[inline(always)]
 fn fd_file(fd: u32, walk: &SocketWalk) -> Option<u64> {
-    // SAFETY: helper without arguments.
-    let task = unsafe { bpf_get_current_task() };
-    let files: u64 = read(task, walk.task_files)?;
-    let fdt: u64 = read(files, walk.files_fdt)?;
-    let max_fds: u32 = read(fdt, walk.fdtable_max_fds)?;
-    if fd >= max_fds {
-        return None;
-    }
-    let fd_array: u64 = read(fdt, walk.fdtable_fd)?;
-    let file: u64 = read(fd_array, fd.checked_mul(8)?)?;
-    (file != 0).then_some(file)
+    fd::file(
+        fd,
+        walk.task_files,
+        walk.files_fdt,
+        walk.fdtable_max_fds,
+        walk.fdtable_fd,
+    )
 }
 
 /// The `struct sock *` of `file`, if it is a socket.
