@@ -4,6 +4,8 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 
+use crate::analysis::{Format, SqlFormat};
+
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
 }
@@ -31,6 +33,43 @@ pub enum Analysis {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Query runs with SQL. Each table (syscalls, python_samples, ...) holds the rows of every
+    /// run given, with the columns host, service and run added; `runs` lists the runs.
+    Sql {
+        /// Run directories, or directories searched for runs (any layout).
+        #[arg(required = true, value_name = "RUN")]
+        runs: Vec<PathBuf>,
+        /// The query, e.g. "SELECT run, sum(calls) FROM syscalls GROUP BY run".
+        #[arg(required = true, value_name = "QUERY")]
+        query: String,
+        #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
+        format: SqlFormat,
+    },
+    /// Where a run spent its time: system calls, disks, files, Python functions, SQL, RPC,
+    /// HTTP and processes (the sections of the tracers the run had).
+    Report {
+        /// The run directory.
+        run: PathBuf,
+        /// Rows per section.
+        #[arg(long, default_value_t = 15)]
+        top: usize,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// What changed from run BEFORE to run AFTER, per second of run and per call; exits with
+    /// status 1 when something got slower beyond --threshold and beyond noise (2 on errors).
+    Diff {
+        before: PathBuf,
+        after: PathBuf,
+        /// Smallest increase that counts as a regression, in percent.
+        #[arg(long, default_value_t = 20.0, value_name = "PCT")]
+        threshold: f64,
+        /// Rows per dimension.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 /// Trace what an OpenStack service (or any process) does with eBPF, into Parquet files.
@@ -44,7 +83,10 @@ pub enum Analysis {
     after_help = "Examples:\n  sudo scalpels-trace --service nova-compute --duration 60s\n  \
                   sudo scalpels-trace --pid 1234 --pid 5678\n  \
                   sudo scalpels-trace --tracers syscalls -- python3 app.py\n  \
-                  scalpels-trace flamegraph scalpels-runs/20261125T031500Z-nova-compute"
+                  scalpels-trace flamegraph scalpels-runs/20261125T031500Z-nova-compute\n  \
+                  scalpels-trace report scalpels-runs/20261125T031500Z-nova-compute\n  \
+                  scalpels-trace diff RUN_BEFORE RUN_AFTER --threshold 20\n  \
+                  scalpels-trace sql scalpels-runs \"SELECT run, sum(calls) FROM syscalls GROUP BY run\""
 )]
 pub struct Cli {
     /// Work on a finished run instead of tracing.
@@ -163,6 +205,19 @@ mod tests {
         assert!(matches!(
             cli.analysis,
             Some(Analysis::Flamegraph { off_cpu: true, .. })
+        ));
+        let cli = Cli::try_parse_from(["scalpels-trace", "sql", "a", "b", "SELECT 1"]).unwrap();
+        let Some(Analysis::Sql { runs, query, .. }) = cli.analysis else {
+            panic!("sql parses");
+        };
+        assert_eq!(runs, [PathBuf::from("a"), PathBuf::from("b")]);
+        assert_eq!(query, "SELECT 1");
+        assert!(Cli::try_parse_from(["scalpels-trace", "sql", "SELECT 1"]).is_err());
+        let cli =
+            Cli::try_parse_from(["scalpels-trace", "diff", "a", "b", "--threshold", "5"]).unwrap();
+        assert!(matches!(
+            cli.analysis,
+            Some(Analysis::Diff { threshold: 5.0, .. })
         ));
     }
 }

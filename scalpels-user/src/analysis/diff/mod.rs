@@ -1,0 +1,491 @@
+//! `scalpels-trace diff BEFORE AFTER`: per dimension, what got slower (or faster, new, gone)
+//! from one run to the other, per second of run and per call, with a noise guard (see
+//! `noise`). Any regression makes the exit status 1, so CI jobs can gate on it.
+
+mod dimensions;
+mod noise;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Result;
+use serde_json::{Value, json};
+
+use dimensions::{Measure, Shape, Spec};
+use noise::Total;
+
+use super::{
+    Format,
+    dataset::Dataset,
+    latency::Latencies,
+    render::{self, Style},
+    runs::Run,
+    table::{Cell, Column, Kind, Mark, Table, column, duration},
+};
+
+pub struct Options {
+    /// Smallest relative rise that counts (0.2 = 20 %).
+    pub threshold: f64,
+    /// Rows shown per dimension besides the regressions.
+    pub top: usize,
+}
+
+/// The significance level of the whole diff, shared among its comparisons.
+const ALPHA: f64 = 0.01;
+
+pub struct Regression {
+    pub dimension: &'static str,
+    pub label: Vec<String>,
+    pub reasons: Vec<String>,
+}
+
+pub struct Diff {
+    pub summary: Table,
+    pub tables: Vec<Table>,
+    pub regressions: Vec<Regression>,
+    pub skipped: Vec<&'static str>,
+    pub threshold: f64,
+    pub z: f64,
+}
+
+type Measures = BTreeMap<Vec<String>, Measure>;
+
+pub async fn build(before: Run, after: Run, options: &Options) -> Result<Diff> {
+    let (a, b) = (
+        Dataset::open(vec![before.clone()]).await?,
+        Dataset::open(vec![after.clone()]).await?,
+    );
+    let mut compared: Vec<(Spec, Measures, Measures)> = Vec::new();
+    let mut skipped = Vec::new();
+    for spec in dimensions::all() {
+        match (
+            dimensions::measure(&a, &spec).await?,
+            dimensions::measure(&b, &spec).await?,
+        ) {
+            (Some(ma), Some(mb)) => compared.push((spec, ma, mb)),
+            _ => skipped.push(spec.key),
+        }
+    }
+    let comparisons: usize = compared
+        .iter()
+        .map(|(spec, ma, mb)| {
+            let keys = ma.keys().chain(mb.keys()).collect::<BTreeSet<_>>().len();
+            let tests = match spec.shape {
+                Shape::Profile | Shape::Aggregated => 1,
+                Shape::Histogram | Shape::Each => 3,
+            };
+            keys * tests
+        })
+        .sum();
+    let z = noise::z_for(ALPHA / comparisons.max(1) as f64);
+    let judge = Judge {
+        threshold: options.threshold,
+        z,
+        seconds: (before.seconds, after.seconds),
+    };
+    let mut tables = Vec::new();
+    let mut regressions = Vec::new();
+    for (spec, ma, mb) in &compared {
+        let (table, found) = judge.dimension(spec, ma, mb, options.top);
+        tables.push(table);
+        regressions.extend(found);
+    }
+    Ok(Diff {
+        summary: summary(&before, &after, options.threshold, z, regressions.len()),
+        tables,
+        regressions,
+        skipped,
+        threshold: options.threshold,
+        z,
+    })
+}
+
+fn summary(before: &Run, after: &Run, threshold: f64, z: f64, regressions: usize) -> Table {
+    let mut table = Table::new(
+        "runs",
+        "Scalpels diff",
+        vec![
+            column("field", "", Kind::Text),
+            column("value", "", Kind::Text),
+        ],
+    );
+    let rows = [
+        (
+            "before",
+            format!(
+                "{} ({})",
+                before.dir.display(),
+                duration(before.seconds * 1e9)
+            ),
+        ),
+        (
+            "after",
+            format!(
+                "{} ({})",
+                after.dir.display(),
+                duration(after.seconds * 1e9)
+            ),
+        ),
+        (
+            "rule",
+            format!(
+                "a rise counts beyond {:.0}% and beyond noise (z = {z:.2})",
+                threshold * 100.0
+            ),
+        ),
+        (
+            "verdict",
+            match regressions {
+                0 => "no regression".to_owned(),
+                1 => "1 regression".to_owned(),
+                n => format!("{n} regressions"),
+            },
+        ),
+    ];
+    for (field, value) in rows {
+        let mark = if field == "verdict" && regressions > 0 {
+            Mark::Worse
+        } else {
+            Mark::Plain
+        };
+        table.push(vec![Cell::Text(field.into()), Cell::Text(value)], mark);
+    }
+    table
+}
+
+struct Judge {
+    threshold: f64,
+    z: f64,
+    /// Lengths of the runs before and after.
+    seconds: (f64, f64),
+}
+
+/// What changed for one thing, and whether it counts.
+struct Change {
+    worse: Vec<String>,
+    better: Vec<String>,
+    /// Shown instead of a verdict when the thing is not judged.
+    note: Option<String>,
+}
+
+impl Change {
+    fn unjudged(note: &str) -> Self {
+        Self {
+            worse: Vec::new(),
+            better: Vec::new(),
+            note: Some(note.to_owned()),
+        }
+    }
+}
+
+fn percent(before: f64, after: f64) -> String {
+    format!("{:+.0}%", (after / before - 1.0) * 100.0)
+}
+
+impl Judge {
+    fn totals(&self, a: Option<&Measure>, b: Option<&Measure>) -> (Total, Total) {
+        let total = |m: Option<&Measure>, seconds| Total {
+            sum: m.map_or(0.0, |m| m.time_ns),
+            sum_of_squares: m.map_or(0.0, |m| m.sum_of_squares),
+            seconds,
+        };
+        (total(a, self.seconds.0), total(b, self.seconds.1))
+    }
+
+    fn event_totals(&self, a: Option<&Measure>, b: Option<&Measure>) -> (Total, Total) {
+        let total = |m: Option<&Measure>, seconds| {
+            let n = m.map_or(0.0, |m| m.events);
+            Total {
+                sum: n,
+                sum_of_squares: n,
+                seconds,
+            }
+        };
+        (total(a, self.seconds.0), total(b, self.seconds.1))
+    }
+
+    fn change(&self, a: Option<&Measure>, b: Option<&Measure>) -> Change {
+        let (th, z) = (self.threshold, self.z);
+        let mut change = Change {
+            worse: Vec::new(),
+            better: Vec::new(),
+            note: None,
+        };
+        let (ta, tb) = self.totals(a, b);
+        let (ea, eb) = self.event_totals(a, b);
+        let absent = |m: Option<&Measure>| m.is_none_or(|m| m.events == 0.0);
+        if absent(a) {
+            if noise::rose(ta, tb, th, z) || noise::rose(ea, eb, th, z) {
+                change.worse.push("new".into());
+            }
+            return change;
+        }
+        if absent(b) {
+            if noise::rose(tb, ta, th, z) || noise::rose(eb, ea, th, z) {
+                change.better.push("gone".into());
+            }
+            return change;
+        }
+        if noise::rose(ta, tb, th, z) {
+            change.worse.push(format!(
+                "time/s {}",
+                percent(ta.per_second(), tb.per_second())
+            ));
+        } else if noise::rose(tb, ta, th, z) {
+            change.better.push(format!(
+                "time/s {}",
+                percent(ta.per_second(), tb.per_second())
+            ));
+        }
+        // Percentiles of log2 histograms are only shown: a factor-2 slot is coarser than
+        // the run-to-run drift of microsecond system calls on a busy machine.
+        if let (Some(la @ Latencies::Sorted(_)), Some(lb @ Latencies::Sorted(_))) = (
+            a.and_then(|m| m.latencies.as_ref()),
+            b.and_then(|m| m.latencies.as_ref()),
+        ) {
+            for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
+                let moved = || {
+                    percent(
+                        la.quantile(q).unwrap_or_default(),
+                        lb.quantile(q).unwrap_or_default(),
+                    )
+                };
+                if noise::quantile_rose(la, lb, q, th, z) {
+                    change.worse.push(format!("{name} {}", moved()));
+                } else if noise::quantile_rose(lb, la, q, th, z) {
+                    change.better.push(format!("{name} {}", moved()));
+                }
+            }
+        }
+        change
+    }
+
+    fn dimension(
+        &self,
+        spec: &Spec,
+        before: &Measures,
+        after: &Measures,
+        top: usize,
+    ) -> (Table, Vec<Regression>) {
+        let mut table = Table::new(spec.key, spec.title, self.columns(spec));
+        if spec.shape == Shape::Profile {
+            table = table.with_note(if spec.gates {
+                "before/after: % of one CPU over the run"
+            } else {
+                "before/after: % of the run's wall time, summed over threads; not judged (a wait \
+                 for work and a wait for a slow peer look the same: the sql/rpc/http latencies \
+                 judge the peers)"
+            });
+        }
+        let keys: BTreeSet<&Vec<String>> = before.keys().chain(after.keys()).collect();
+        let mut rows: Vec<(Mark, f64, Vec<Cell>, Change)> = keys
+            .into_iter()
+            .map(|key| {
+                let (a, b) = (before.get(key), after.get(key));
+                let mut change = self.change(a, b);
+                if spec.waits.contains(&key[0].as_str()) {
+                    change = Change::unjudged("waits by design: not judged");
+                } else if !spec.gates && !change.worse.is_empty() {
+                    change = Change::unjudged(&format!("{}: not judged", change.worse.join(", ")));
+                }
+                let (ta, tb) = self.totals(a, b);
+                let mark = if !change.worse.is_empty() {
+                    Mark::Worse
+                } else if !change.better.is_empty() {
+                    Mark::Better
+                } else {
+                    Mark::Plain
+                };
+                let rise = tb.per_second() - ta.per_second();
+                (mark, rise, self.cells(spec, key, a, b, &change), change)
+            })
+            .collect();
+        let rank = |m: &Mark| match m {
+            Mark::Worse => 0,
+            Mark::Better => 1,
+            Mark::Plain => 2,
+        };
+        rows.sort_by(|x, y| rank(&x.0).cmp(&rank(&y.0)).then(y.1.total_cmp(&x.1)));
+        let mut regressions = Vec::new();
+        let (mut better_shown, mut plain_shown) = (0, 0);
+        for (mark, _, cells, change) in rows {
+            let shown = match mark {
+                Mark::Worse => true,
+                Mark::Better => {
+                    better_shown += 1;
+                    better_shown <= top
+                }
+                Mark::Plain => {
+                    plain_shown += 1;
+                    plain_shown <= top
+                }
+            };
+            if mark == Mark::Worse {
+                regressions.push(Regression {
+                    dimension: spec.key,
+                    label: cells
+                        .iter()
+                        .take(spec.labels.len())
+                        .map(|c| match c {
+                            Cell::Text(s) => s.clone(),
+                            _ => String::new(),
+                        })
+                        .collect(),
+                    reasons: change.worse,
+                });
+            }
+            if shown {
+                table.push(cells, mark);
+            }
+        }
+        (table, regressions)
+    }
+
+    fn columns(&self, spec: &Spec) -> Vec<Column> {
+        let mut columns = spec.labels.clone();
+        if spec.shape == Shape::Profile {
+            columns.extend([
+                column("before_pct", "before", Kind::Percent),
+                column("after_pct", "after", Kind::Percent),
+                column("change", "change", Kind::Change),
+                Column {
+                    key: "events_before".into(),
+                    title: format!("{} before", spec.events).into(),
+                    kind: Kind::Count,
+                },
+                column("events_after", "after", Kind::Count),
+            ]);
+        } else {
+            columns.extend([
+                Column {
+                    key: "rate_before".into(),
+                    title: format!("{}/s before", spec.events).into(),
+                    kind: Kind::Rate,
+                },
+                column("rate_after", "after", Kind::Rate),
+                column("time_before_ns", "time/s before", Kind::Duration),
+                column("time_after_ns", "after", Kind::Duration),
+                column("change", "change", Kind::Change),
+            ]);
+            if spec.shape != Shape::Aggregated {
+                columns.extend([
+                    column("p50_before_ns", "p50 before", Kind::Duration),
+                    column("p50_after_ns", "after", Kind::Duration),
+                    column("p99_before_ns", "p99 before", Kind::Duration),
+                    column("p99_after_ns", "after", Kind::Duration),
+                ]);
+            }
+        }
+        columns.push(column("verdict", "verdict", Kind::Text));
+        columns
+    }
+
+    fn cells(
+        &self,
+        spec: &Spec,
+        key: &[String],
+        a: Option<&Measure>,
+        b: Option<&Measure>,
+        change: &Change,
+    ) -> Vec<Cell> {
+        let (ta, tb) = self.totals(a, b);
+        let (ea, eb) = self.event_totals(a, b);
+        let relative = if ta.sum == 0.0 {
+            if tb.sum > 0.0 { f64::INFINITY } else { 0.0 }
+        } else {
+            tb.per_second() / ta.per_second() - 1.0
+        };
+        let mut cells: Vec<Cell> = key.iter().cloned().map(Cell::Text).collect();
+        if spec.shape == Shape::Profile {
+            cells.extend([
+                Cell::Float(ta.per_second() / 1e7),
+                Cell::Float(tb.per_second() / 1e7),
+                Cell::Float(relative),
+                Cell::Int(ea.sum as i64),
+                Cell::Int(eb.sum as i64),
+            ]);
+        } else {
+            cells.extend([
+                Cell::Float(ea.per_second()),
+                Cell::Float(eb.per_second()),
+                Cell::Int(ta.per_second() as i64),
+                Cell::Int(tb.per_second() as i64),
+                Cell::Float(relative),
+            ]);
+            if spec.shape != Shape::Aggregated {
+                let quantile = |m: Option<&Measure>, q| {
+                    Cell::from(
+                        m.and_then(|m| m.latencies.as_ref())
+                            .and_then(|l: &Latencies| l.quantile(q))
+                            .map(|ns| ns.round() as i64),
+                    )
+                };
+                cells.extend([
+                    quantile(a, 0.5),
+                    quantile(b, 0.5),
+                    quantile(a, 0.99),
+                    quantile(b, 0.99),
+                ]);
+            }
+        }
+        let verdict = match &change.note {
+            Some(note) => note.clone(),
+            None if change.worse.is_empty() => change.better.join(", "),
+            None => change.worse.join(", "),
+        };
+        cells.push(Cell::Text(verdict));
+        cells
+    }
+}
+
+impl Diff {
+    pub fn regressed(&self) -> bool {
+        !self.regressions.is_empty()
+    }
+
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Text => {
+                let style = Style::for_stdout();
+                let mut out: String = std::iter::once(&self.summary)
+                    .chain(&self.tables)
+                    .map(|t| render::text(t, &style))
+                    .collect();
+                if !self.skipped.is_empty() {
+                    out.push_str(&format!("Not in both runs: {}\n", self.skipped.join(", ")));
+                }
+                out
+            }
+            Format::Markdown => {
+                let mut out = String::from("## Scalpels diff\n\n");
+                for row in &self.summary.rows {
+                    if let [Cell::Text(field), Cell::Text(value)] = row.as_slice() {
+                        out.push_str(&format!("- **{field}**: {value}\n"));
+                    }
+                }
+                out.push('\n');
+                out.extend(self.tables.iter().map(render::markdown));
+                out
+            }
+            Format::Json => {
+                let regressions: Vec<Value> = self
+                    .regressions
+                    .iter()
+                    .map(|r| {
+                        json!({ "dimension": r.dimension, "label": r.label, "reasons": r.reasons })
+                    })
+                    .collect();
+                let doc = json!({
+                    "regressions": regressions,
+                    "threshold": self.threshold,
+                    "z": self.z,
+                    "skipped": self.skipped,
+                    "dimensions": self.tables.iter().map(Table::to_json).collect::<Vec<_>>(),
+                });
+                format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&doc).expect("JSON of plain values")
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Analysis of finished runs, through DataFusion over the runs' Parquet files: `sql` for any
+//! question, `report` for where one run spent its time, `diff` for what got slower between two.
+
+mod dataset;
+mod diff;
+mod functions;
+mod latency;
+mod query_table;
+mod render;
+mod report;
+mod runs;
+mod sql;
+mod table;
+mod values;
+
+use anyhow::{Context as _, Result};
+
+use crate::cli::Analysis;
+
+pub use sql::SqlFormat;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Markdown,
+    Json,
+}
+
+/// Runs an analysis command; returns the exit status (`diff`: 1 when it found a regression).
+pub fn run(analysis: Analysis) -> Result<u8> {
+    // One thread: the queries are small, the machines shared, and the engine wants a runtime.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the query runtime")?;
+    runtime.block_on(dispatch(analysis))
+}
+
+async fn dispatch(analysis: Analysis) -> Result<u8> {
+    match analysis {
+        Analysis::Flamegraph {
+            run,
+            off_cpu,
+            pid,
+            output,
+        } => {
+            let svg = crate::python::flamegraph::write(&crate::python::flamegraph::Request {
+                run: &run,
+                off_cpu,
+                pid,
+                output,
+            })?;
+            println!("flame graph: {}", svg.display());
+            println!("folded stacks: {}", svg.with_extension("folded").display());
+            Ok(0)
+        }
+        Analysis::Sql {
+            runs,
+            query,
+            format,
+        } => {
+            let dataset = dataset::Dataset::open(runs::discover(&runs)?).await?;
+            sql::run(&dataset, &query, format).await?;
+            Ok(0)
+        }
+        Analysis::Report { run, top, format } => {
+            let report = report::build(runs::one(&run)?, top).await?;
+            print!("{}", report.render(format));
+            Ok(0)
+        }
+        Analysis::Diff {
+            before,
+            after,
+            threshold,
+            top,
+            format,
+        } => {
+            let options = diff::Options {
+                threshold: threshold / 100.0,
+                top,
+            };
+            let diff = diff::build(runs::one(&before)?, runs::one(&after)?, &options).await?;
+            print!("{}", diff.render(format));
+            Ok(u8::from(diff.regressed()))
+        }
+    }
+}
