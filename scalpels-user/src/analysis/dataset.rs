@@ -4,13 +4,14 @@
 
 use std::{collections::BTreeSet, sync::Arc};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, anyhow};
 use arrow::{
     array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondArray},
     datatypes::{DataType, Field, Schema, TimeUnit},
 };
 use datafusion::{
     datasource::MemTable,
+    error::DataFusionError,
     prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext, lit},
 };
 
@@ -23,7 +24,7 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    pub async fn open(runs: Vec<Run>) -> Result<Self> {
+    pub async fn open(runs: &[Run]) -> Result<Self> {
         // Two partitions: the machines this runs on are small, and more only adds overhead.
         let config = SessionConfig::new()
             .with_target_partitions(2)
@@ -31,15 +32,19 @@ impl Dataset {
         let ctx = SessionContext::new_with_config(config);
         functions::register(&ctx);
         let mut by_table: std::collections::BTreeMap<String, Vec<DataFrame>> = Default::default();
-        for run in &runs {
+        for run in runs {
             for (table, path) in super::runs::tables(run)? {
                 let frame = ctx
                     .read_parquet(path.display().to_string(), ParquetReadOptions::default())
                     .await
-                    .with_context(|| format!("reading {}", path.display()))?
-                    .with_column("host", lit(run.host.as_str()))?
-                    .with_column("service", lit(run.service.as_str()))?
-                    .with_column("run", lit(run.run_id.as_str()))?;
+                    .and_then(|frame| {
+                        frame
+                            .with_column("host", lit(run.host.as_str()))?
+                            .with_column("service", lit(run.service.as_str()))?
+                            .with_column("run", lit(run.run_id.as_str()))
+                    })
+                    .map_err(engine)
+                    .with_context(|| format!("reading {}", path.display()))?;
                 by_table.entry(table).or_default().push(frame);
             }
         }
@@ -49,12 +54,15 @@ impl Dataset {
             let first = frames.next().expect("a table has at least one run");
             // By name: runs written by different Scalpels versions may order or add columns
             // differently; a column a run lacks reads as null.
-            let all = frames.try_fold(first, DataFrame::union_by_name)?;
-            ctx.register_table(table.as_str(), all.into_view())
-                .with_context(|| format!("registering table {table}"))?;
+            frames
+                .try_fold(first, DataFrame::union_by_name)
+                .and_then(|all| ctx.register_table(table.as_str(), all.into_view()))
+                .map_err(engine)
+                .with_context(|| format!("table {table}"))?;
             tables.insert(table);
         }
-        ctx.register_table("runs", Arc::new(runs_table(&runs)?))?;
+        ctx.register_table("runs", Arc::new(runs_table(runs)?))
+            .map_err(engine)?;
         Ok(Self { ctx, tables })
     }
 
@@ -64,9 +72,14 @@ impl Dataset {
 
     /// Runs a query and collects its rows.
     pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        let frame = self.ctx.sql(sql).await?;
-        Ok(frame.collect().await?)
+        let frame = self.ctx.sql(sql).await.map_err(engine)?;
+        frame.collect().await.map_err(engine)
     }
+}
+
+/// DataFusion's message alone: its errors repeat themselves in their source chain.
+pub fn engine(e: DataFusionError) -> anyhow::Error {
+    anyhow!("{e}")
 }
 
 /// `runs`: host, service, run, status, started_at, ended_at, seconds, dir.

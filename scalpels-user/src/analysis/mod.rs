@@ -59,7 +59,7 @@ async fn dispatch(analysis: Analysis) -> Result<u8> {
             query,
             format,
         } => {
-            let dataset = dataset::Dataset::open(runs::discover(&runs)?).await?;
+            let dataset = dataset::Dataset::open(&runs::discover(&runs)?).await?;
             sql::run(&dataset, &query, format).await?;
             Ok(0)
         }

@@ -51,8 +51,8 @@ type Measures = BTreeMap<Vec<String>, Measure>;
 
 pub async fn build(before: Run, after: Run, options: &Options) -> Result<Diff> {
     let (a, b) = (
-        Dataset::open(vec![before.clone()]).await?,
-        Dataset::open(vec![after.clone()]).await?,
+        Dataset::open(std::slice::from_ref(&before)).await?,
+        Dataset::open(std::slice::from_ref(&after)).await?,
     );
     let mut compared: Vec<(Spec, Measures, Measures)> = Vec::new();
     let mut skipped = Vec::new();

@@ -21,7 +21,7 @@ pub struct Report {
 }
 
 pub async fn build(run: Run, top: usize) -> Result<Report> {
-    let dataset = Dataset::open(vec![run.clone()]).await?;
+    let dataset = Dataset::open(std::slice::from_ref(&run)).await?;
     let scope = sections::Scope {
         dataset: &dataset,
         top,

@@ -1,0 +1,311 @@
+//! `report`, `diff` and `sql` on real runs of a small service (tests/workloads/
+//! service_versions.py) in two versions: version 2 adds a known slow function (`slow_render`)
+//! and a known extra SQLite query to every request.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::OnceLock,
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use scalpels_tests::*;
+
+const REQUESTS: &str = "100";
+const RATE: &str = "25";
+const GETPPID_PER_REQUEST: &str = "50";
+
+struct Traced {
+    run: PathBuf,
+    stdout: Vec<u8>,
+}
+
+struct Runs {
+    root: PathBuf,
+    v1: Traced,
+    v1_again: Traced,
+    v2: Traced,
+}
+
+fn trace_version(root: &Path, name: &str, version: &str) -> Traced {
+    let out = root.join(name);
+    let script = workload("service_versions.py");
+    let output = trace(
+        &[
+            "--out",
+            out.to_str().unwrap(),
+            "--python-hz",
+            "299",
+            "--",
+            python(),
+            &script,
+            version,
+            REQUESTS,
+            RATE,
+            GETPPID_PER_REQUEST,
+        ],
+        Duration::from_secs(90),
+    );
+    Traced {
+        run: run_dir(&output),
+        stdout: output.stdout,
+    }
+}
+
+/// The runs every test reads, traced once, one after the other (so they do not slow each
+/// other down).
+fn runs() -> &'static Runs {
+    static RUNS: OnceLock<Runs> = OnceLock::new();
+    RUNS.get_or_init(|| {
+        let root = out_dir("analysis");
+        Runs {
+            v1: trace_version(&root, "v1", "1"),
+            v1_again: trace_version(&root, "v1-again", "1"),
+            v2: trace_version(&root, "v2", "2"),
+            root,
+        }
+    })
+}
+
+fn analyse(args: &[&str]) -> Output {
+    Command::new(scalpels_trace())
+        .args(args)
+        .output()
+        .expect("scalpels-trace runs")
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: stdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            stderr(output)
+        )
+    })
+}
+
+fn section<'a>(report: &'a Value, key: &str) -> &'a Vec<Value> {
+    report["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == key)
+        .unwrap_or_else(|| panic!("no section {key}"))["rows"]
+        .as_array()
+        .unwrap()
+}
+
+fn report(run: &Path) -> Value {
+    let output = analyse(&["report", run.to_str().unwrap(), "--format", "json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    json(&output)
+}
+
+#[test]
+fn report_puts_the_hot_function_first_and_counts_getppid_exactly() {
+    let v1 = &runs().v1;
+    let report = report(&v1.run);
+    let made = printed(&v1.stdout, "getppid")[0];
+    let by_count = section(&report, "syscalls_by_count");
+    let getppid = by_count
+        .iter()
+        .find(|r| r["syscall"] == "getppid")
+        .expect("getppid is in the top system calls");
+    assert_eq!(getppid["calls"], made);
+    assert_eq!(getppid["errors"], 0);
+    assert!(getppid["p50_ns"].as_i64().unwrap() > 0);
+
+    let on_cpu = section(&report, "python_on_cpu");
+    assert_eq!(on_cpu[0]["function"], "checksum", "{on_cpu:#?}");
+    assert!(
+        on_cpu[0]["self_pct"].as_f64().unwrap() > 50.0,
+        "{on_cpu:#?}"
+    );
+    let off_cpu = section(&report, "python_off_cpu");
+    assert_eq!(off_cpu[0]["function"], "serve", "{off_cpu:#?}");
+
+    let processes = section(&report, "processes");
+    let pid = printed(&v1.stdout, "pid")[0].to_string();
+    assert_eq!(processes[0]["pid"], pid.as_str());
+    assert!(processes[0]["cpu_ns"].as_i64().unwrap() > 100_000_000);
+    assert_eq!(
+        report["run"]["status"],
+        "complete (command exited with status 0)"
+    );
+
+    // Off a terminal: aligned plain text, no colour codes.
+    let text = analyse(&["report", v1.run.to_str().unwrap()]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(!text.contains('\x1b'), "{text}");
+    assert!(text.contains("Python functions on CPU"), "{text}");
+    let markdown = analyse(&["report", v1.run.to_str().unwrap(), "--format", "markdown"]);
+    let markdown = String::from_utf8(markdown.stdout).unwrap();
+    assert!(markdown.contains("### System calls by count"), "{markdown}");
+    assert!(markdown.contains("| checksum |"), "{markdown}");
+}
+
+#[test]
+fn sql_reads_every_run_of_a_tree_as_one_dataset() {
+    let runs = runs();
+    let made = printed(&runs.v1.stdout, "getppid")[0];
+    let output = analyse(&[
+        "sql",
+        runs.root.to_str().unwrap(),
+        "SELECT host, service, run, sum(calls) AS calls FROM syscalls \
+         WHERE syscall = 'getppid' GROUP BY host, service, run ORDER BY run",
+        "--format",
+        "json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows = json(&output);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let program = Path::new(python()).file_name().unwrap().to_str().unwrap();
+    for (row, traced) in rows.iter().zip([&runs.v1, &runs.v1_again, &runs.v2]) {
+        assert_eq!(row["host"], hostname.trim());
+        assert_eq!(row["service"], program);
+        assert_eq!(row["run"], manifest(&traced.run)["run_id"]);
+        assert_eq!(row["calls"], made);
+    }
+    // The histogram functions, and CSV.
+    let output = analyse(&[
+        "sql",
+        runs.v1.run.to_str().unwrap(),
+        "SELECT count(*) AS n, hist_quantile(hist_merge(latency_hist), 1.0) >= max(max_latency) \
+         AS bounded FROM syscalls WHERE syscall = 'getppid'",
+        "--format",
+        "csv",
+    ]);
+    let csv = String::from_utf8(output.stdout).unwrap();
+    assert!(csv.starts_with("n,bounded\n"), "{csv}");
+    assert!(csv.trim_end().ends_with(",true"), "{csv}");
+    let output = analyse(&[
+        "sql",
+        runs.v1.run.to_str().unwrap(),
+        "SELECT nope FROM syscalls",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("nope"), "{}", stderr(&output));
+}
+
+fn diff(before: &Path, after: &Path) -> (Option<i32>, Value) {
+    let output = analyse(&[
+        "diff",
+        before.to_str().unwrap(),
+        after.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    (output.status.code(), json(&output))
+}
+
+/// (dimension, first label) of each regression.
+fn regressions(diff: &Value) -> Vec<(String, String)> {
+    diff["regressions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["dimension"].as_str().unwrap().to_owned(),
+                r["label"][0].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn diff_names_exactly_what_version_2_added() {
+    let runs = runs();
+    let (status, found) = diff(&runs.v1.run, &runs.v2.run);
+    assert_eq!(
+        regressions(&found),
+        [("python_on_cpu".to_owned(), "slow_render".to_owned())],
+        "{found:#}"
+    );
+    assert_eq!(status, Some(1));
+    // The other way round, it is gone: an improvement, not a regression.
+    let (status, found) = diff(&runs.v2.run, &runs.v1.run);
+    assert_eq!(regressions(&found), [], "{found:#}");
+    assert_eq!(status, Some(0));
+    let text = analyse(&[
+        "diff",
+        runs.v1.run.to_str().unwrap(),
+        runs.v2.run.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("slow_render"), "{text}");
+    assert!(text.contains("1 regression"), "{text}");
+}
+
+#[test]
+fn diff_of_two_runs_of_the_same_version_finds_no_regression() {
+    let runs = runs();
+    for (a, b) in [(&runs.v1, &runs.v1_again), (&runs.v1_again, &runs.v1)] {
+        let (status, found) = diff(&a.run, &b.run);
+        assert_eq!(regressions(&found), [], "{found:#}");
+        assert_eq!(status, Some(0));
+    }
+    let missing = analyse(&["diff", runs.v1.run.to_str().unwrap(), "/nonexistent"]);
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn a_killed_run_is_reported_from_its_segments() {
+    let out = out_dir("analysis-killed");
+    let script = workload("service_versions.py");
+    let tracer = Reaped(spawn_trace(&[
+        "--out",
+        out.to_str().unwrap(),
+        "--tracers",
+        "syscalls,proc",
+        "--flush-interval",
+        "1s",
+        "--",
+        python(),
+        &script,
+        "1",
+        "1000",
+        RATE,
+        GETPPID_PER_REQUEST,
+    ]));
+    let start = Instant::now();
+    let run = loop {
+        let run = std::fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|run| {
+                std::fs::read_dir(run.join("syscalls.parts"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|p| p.file_name().to_string_lossy().ends_with(".parquet"))
+                    .count()
+                    >= 2
+            });
+        if let Some(run) = run {
+            break run;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no segments");
+        thread::sleep(Duration::from_millis(50));
+    };
+    kill(tracer.pid(), libc::SIGKILL);
+    drop(tracer);
+    for pid in manifest(&run)["target"]["pids"].as_array().unwrap() {
+        kill(pid.as_u64().unwrap() as u32, libc::SIGKILL);
+    }
+    let report = report(&run);
+    assert_eq!(report["run"]["status"], "running");
+    let getppid = section(&report, "syscalls_by_count")
+        .iter()
+        .find(|r| r["syscall"] == "getppid")
+        .cloned()
+        .expect("getppid counted in the flushed segments");
+    // 50 per request, requests at 25/s, and at least two 1 s segments flushed.
+    assert!(getppid["calls"].as_u64().unwrap() >= 50, "{getppid}");
+}
