@@ -77,6 +77,12 @@ impl Dataset {
     }
 }
 
+/// `column` as nanosecond integers: DataFusion sums durations but neither divides them nor
+/// takes their percentiles.
+pub fn ns(column: &str) -> String {
+    format!("arrow_cast({column}, 'Int64')")
+}
+
 /// DataFusion's message alone: its errors repeat themselves in their source chain.
 pub fn engine(e: DataFusionError) -> anyhow::Error {
     anyhow!("{e}")

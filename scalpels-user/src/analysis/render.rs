@@ -95,8 +95,10 @@ pub fn text(table: &Table, style: &Style) -> String {
             .collect();
         format!("  {}", padded.join("  ").trim_end())
     };
-    let header = line(table.columns.iter().map(|c| c.title.to_string()).collect());
-    let _ = writeln!(out, "{}", style.paint("1", &header));
+    if table.columns.iter().any(|c| !c.title.is_empty()) {
+        let header = line(table.columns.iter().map(|c| c.title.to_string()).collect());
+        let _ = writeln!(out, "{}", style.paint("1", &header));
+    }
     for (row, mark) in cells.into_iter().zip(&table.marks) {
         let row = line(row);
         let row = match mark {

@@ -7,16 +7,11 @@ use anyhow::Result;
 use arrow::array::RecordBatch;
 
 use crate::analysis::{
-    dataset::Dataset,
+    dataset::{Dataset, ns},
     latency::Latencies,
     table::{Column, Kind, column},
     values,
 };
-
-/// Durations as nanosecond integers (DataFusion sums no durations).
-fn ns(column: &str) -> String {
-    format!("arrow_cast({column}, 'Int64')")
-}
 
 /// One thing measured in a run: a function, a syscall, a statement...
 #[derive(Clone, Debug)]

@@ -4,15 +4,10 @@
 use anyhow::Result;
 
 use crate::analysis::{
-    dataset::Dataset,
+    dataset::{Dataset, ns},
     query_table,
     table::{Kind::*, Table, column},
 };
-
-/// Durations are summed as nanosecond integers (DataFusion sums no durations).
-fn ns(column: &str) -> String {
-    format!("arrow_cast({column}, 'Int64')")
-}
 
 pub struct Scope<'a> {
     pub dataset: &'a Dataset,
