@@ -55,6 +55,9 @@ pub enum Analysis {
         top: usize,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Write the report as one self-contained HTML page (tables, bars, flame graphs).
+        #[arg(long, value_name = "FILE", conflicts_with = "format")]
+        html: Option<PathBuf>,
     },
     /// What changed from run BEFORE to run AFTER, per second of run and per call; exits with
     /// status 1 when something got slower beyond --threshold and beyond noise (2 on errors).

@@ -145,6 +145,23 @@ fn report_puts_the_hot_function_first_and_counts_getppid_exactly() {
     let markdown = String::from_utf8(markdown.stdout).unwrap();
     assert!(markdown.contains("### System calls by count"), "{markdown}");
     assert!(markdown.contains("| checksum |"), "{markdown}");
+
+    // One self-contained page: bars, the flame graphs inlined, nothing fetched from elsewhere.
+    let page = v1.run.join("report.html");
+    let html = analyse(&[
+        "report",
+        v1.run.to_str().unwrap(),
+        "--html",
+        page.to_str().unwrap(),
+    ]);
+    assert!(html.status.success(), "{}", stderr(&html));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<svg class=\"bar\""));
+    assert!(html.contains("<h2>Flame graph: Python on CPU</h2><iframe"));
+    assert!(html.contains("checksum (service_versions.py:"));
+    for external in ["src=\"http", "href=\"http", "@import", "url(http"] {
+        assert!(!html.contains(external), "{external}");
+    }
 }
 
 #[test]

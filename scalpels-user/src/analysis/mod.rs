@@ -4,6 +4,7 @@
 mod dataset;
 mod diff;
 mod functions;
+mod html;
 mod latency;
 mod query_table;
 mod render;
@@ -63,9 +64,21 @@ async fn dispatch(analysis: Analysis) -> Result<u8> {
             sql::run(&dataset, &query, format).await?;
             Ok(0)
         }
-        Analysis::Report { run, top, format } => {
+        Analysis::Report {
+            run,
+            top,
+            format,
+            html,
+        } => {
             let report = report::build(runs::one(&run)?, top).await?;
-            print!("{}", report.render(format));
+            match html {
+                Some(path) => {
+                    std::fs::write(&path, report.html()?)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    println!("report: {}", path.display());
+                }
+                None => print!("{}", report.render(format)),
+            }
             Ok(0)
         }
         Analysis::Diff {

@@ -85,6 +85,8 @@ pub struct Table {
     pub marks: Vec<Mark>,
     /// A line under the title: what the numbers mean.
     pub note: Option<String>,
+    /// The column (by key) drawn as bars in HTML.
+    pub bar: Option<&'static str>,
 }
 
 impl Table {
@@ -96,7 +98,13 @@ impl Table {
             rows: Vec::new(),
             marks: Vec::new(),
             note: None,
+            bar: None,
         }
+    }
+
+    pub fn with_bar(mut self, key: &'static str) -> Self {
+        self.bar = Some(key);
+        self
     }
 
     pub fn with_note(mut self, note: impl Into<String>) -> Self {

@@ -6,9 +6,12 @@ mod sections;
 use anyhow::Result;
 use serde_json::{Value, json};
 
+use crate::python::flamegraph;
+
 use super::{
     Format,
     dataset::Dataset,
+    html,
     render::{self, Style},
     runs::Run,
     table::{Cell, Kind, Mark, Table, column, duration},
@@ -95,6 +98,33 @@ fn summary(run: &Run) -> Table {
 }
 
 impl Report {
+    /// The report as one self-contained HTML page, with the run's flame graphs.
+    pub fn html(&self) -> Result<String> {
+        let mut flame_graphs = Vec::new();
+        for (off_cpu, title) in [
+            (false, "Flame graph: Python on CPU"),
+            (true, "Flame graph: Python off CPU (waiting)"),
+        ] {
+            let request = flamegraph::Request {
+                run: &self.run.dir,
+                off_cpu,
+                pid: None,
+                output: None,
+            };
+            // A run without the python tracer, or without samples of a kind, has no graph.
+            let Ok(lines) = flamegraph::folded(&request) else {
+                continue;
+            };
+            if lines.is_empty() {
+                continue;
+            }
+            let mut svg = Vec::new();
+            flamegraph::draw(&request, &lines, &mut svg)?;
+            flame_graphs.push((title.to_owned(), svg));
+        }
+        Ok(html::page(&self.summary, &self.sections, &flame_graphs))
+    }
+
     pub fn render(&self, format: Format) -> String {
         match format {
             Format::Text => {

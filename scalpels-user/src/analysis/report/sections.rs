@@ -75,7 +75,12 @@ async fn syscalls(scope: &Scope<'_>, order: &str) -> Result<Table> {
     )
     .with_note(
         "p50/p99 from the log2 latency histograms (factor-2 slots, interpolated; at most max)",
-    );
+    )
+    .with_bar(if order == "calls" {
+        "calls"
+    } else {
+        "total_ns"
+    });
     let sql = format!(
         "SELECT syscall, sum(calls) AS calls, sum(calls) / {seconds} AS per_second,
                 sum(errors) AS errors, sum({total}) AS total_ns,
@@ -108,7 +113,8 @@ async fn block_devices(scope: &Scope<'_>) -> Result<Table> {
             column("p50_ns", "p50", Duration),
             column("p99_ns", "p99", Duration),
         ],
-    );
+    )
+    .with_bar("total_ns");
     let sql = format!(
         "SELECT device, op, sum(requests) AS requests, sum(bytes) AS bytes, sum(errors) AS errors,
                 sum({total}) AS total_ns, sum({total}) / sum(requests) AS mean_ns,
@@ -135,7 +141,8 @@ async fn files(scope: &Scope<'_>) -> Result<Table> {
             column("mean_ns", "mean", Duration),
             column("max_ns", "max", Duration),
         ],
-    );
+    )
+    .with_bar("total_ns");
     let sql = format!(
         "SELECT path, op, sum(calls) AS calls, sum(bytes) AS bytes, sum(errors) AS errors,
                 sum({total}) AS total_ns, sum({total}) / sum(calls) AS mean_ns,
@@ -202,7 +209,8 @@ async fn python(scope: &Scope<'_>, kind: &str) -> Result<Table> {
             column("samples", samples, Count),
         ],
     )
-    .with_note(note);
+    .with_note(note)
+    .with_bar("self_ns");
     let sql = format!(
         "{} ORDER BY self_ns DESC, total_ns DESC, function LIMIT {}",
         python_functions_sql(kind),
@@ -226,7 +234,8 @@ async fn sql(scope: &Scope<'_>) -> Result<Table> {
             column("rows", "rows", Count),
         ],
     )
-    .with_note("one line per fingerprint (the statement with its literals replaced by ?)");
+    .with_note("one line per fingerprint (the statement with its literals replaced by ?)")
+    .with_bar("total_ns");
     let sql = format!(
         "SELECT max(statement) AS statement, db_system, count(*) AS calls,
                 count(error_code) AS errors, sum({latency}) AS total_ns,
@@ -255,7 +264,8 @@ async fn rpc(scope: &Scope<'_>) -> Result<Table> {
             column("p99_ns", "p99", Duration),
         ],
     )
-    .with_note("latency: a call until its reply came back");
+    .with_note("latency: a call until its reply came back")
+    .with_bar("messages");
     let sql = format!(
         "SELECT direction, kind, method, max(exchange) AS exchange, count(*) AS messages,
                 count(failure) AS failures,
@@ -283,7 +293,8 @@ async fn http(scope: &Scope<'_>) -> Result<Table> {
             column("p50_ns", "p50", Duration),
             column("p99_ns", "p99", Duration),
         ],
-    );
+    )
+    .with_bar("total_ns");
     let sql = format!(
         "SELECT role, method, path, count(*) AS requests,
                 sum(CASE WHEN status >= 500 THEN 1 ELSE 0 END) AS errors,
@@ -318,7 +329,8 @@ async fn processes(scope: &Scope<'_>) -> Result<Table> {
             column("major_faults", "major faults", Count),
         ],
     )
-    .with_note("cpu %: of one CPU over the run");
+    .with_note("cpu %: of one CPU over the run")
+    .with_bar("cpu_ns");
     let sql = format!(
         "SELECT CAST(pid AS VARCHAR) AS pid, max(comm) AS comm,
                 sum({user}) + sum({system}) AS cpu_ns,
