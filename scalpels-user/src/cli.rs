@@ -67,6 +67,10 @@ pub enum Analysis {
         /// Smallest increase that counts as a regression, in percent.
         #[arg(long, default_value_t = 20.0, value_name = "PCT")]
         threshold: f64,
+        /// Smallest rise in time per second that counts (1% of one thread by default): a
+        /// smaller one, however certain, costs the service next to nothing.
+        #[arg(long, value_parser = duration, default_value = "10ms", value_name = "DURATION")]
+        min_rise: Duration,
         /// Rows per dimension.
         #[arg(long, default_value_t = 10)]
         top: usize,

@@ -85,11 +85,13 @@ async fn dispatch(analysis: Analysis) -> Result<u8> {
             before,
             after,
             threshold,
+            min_rise,
             top,
             format,
         } => {
             let options = diff::Options {
                 threshold: threshold / 100.0,
+                min_rise_ns: min_rise.as_nanos() as f64,
                 top,
             };
             let diff = diff::build(runs::one(&before)?, runs::one(&after)?, &options).await?;

@@ -41,10 +41,8 @@ pub struct Spec {
     pub labels: Vec<Column>,
     pub events: &'static str,
     pub shape: Shape,
-    /// Whether its rises are regressions. Off-CPU time is shown but does not gate: a thread
-    /// waiting for work and one waiting for a slow peer look the same there (the peers' own
-    /// latencies, in `sql`, `rpc` and `http`, do gate).
-    pub gates: bool,
+    /// Which of its rises are regressions.
+    pub judged: Judged,
     /// Things (by first label) shown but not judged: system calls that wait by design, whose
     /// time is idleness (a service with less to do sleeps longer).
     pub waits: &'static [&'static str],
@@ -52,6 +50,27 @@ pub struct Spec {
     /// or `latencies`.
     pub sql: String,
 }
+
+/// Which rises of a dimension are regressions. What is left out is shown, not judged, because
+/// it drifts with the machine more than with the code: how much of the page cache was warm (disk
+/// requests), how busy the CPUs were (the latency of microsecond system calls, whose log2
+/// histograms are too coarse to judge percentiles by anyway).
+#[derive(Clone, Copy, Debug)]
+pub struct Judged {
+    /// Events per second: calls, requests, messages. Counted exactly, so a rise means the code
+    /// does something more often.
+    pub rate: bool,
+    /// Time per second.
+    pub time: bool,
+    /// p50 and p99 of latencies recorded one by one.
+    pub percentiles: bool,
+}
+
+const EVERYTHING: Judged = Judged {
+    rate: true,
+    time: true,
+    percentiles: true,
+};
 
 /// System calls whose purpose is to wait (for time, a child, a signal, an event, a lock).
 const WAITING_SYSCALLS: &[&str] = &[
@@ -104,7 +123,13 @@ fn python(kind: &'static str) -> Spec {
         ],
         events,
         shape: Shape::Profile,
-        gates: kind == "on_cpu",
+        // Off-CPU time does not gate: a thread waiting for work and one waiting for a slow
+        // peer look the same there (the peers' own latencies, in sql, rpc and http, do gate).
+        judged: Judged {
+            rate: false,
+            time: kind == "on_cpu",
+            percentiles: false,
+        },
         waits: &[],
         sql: format!(
             "WITH leaf AS (SELECT DISTINCT stack_id, function, file FROM python_stacks
@@ -131,7 +156,11 @@ pub fn all() -> Vec<Spec> {
             labels: vec![text("syscall")],
             events: "calls",
             shape: Shape::Histogram,
-            gates: true,
+            judged: Judged {
+                rate: true,
+                time: true,
+                percentiles: false,
+            },
             waits: WAITING_SYSCALLS,
             sql: format!(
                 "SELECT syscall, sum(calls) AS events, sum({t}) AS time_ns,
@@ -150,7 +179,7 @@ pub fn all() -> Vec<Spec> {
             ],
             events: "calls",
             shape: Shape::Each,
-            gates: true,
+            judged: EVERYTHING,
             waits: &[],
             sql: format!(
                 "SELECT max(statement) AS statement, db_system, count(*) AS events,
@@ -166,7 +195,7 @@ pub fn all() -> Vec<Spec> {
             labels: vec![text("direction"), text("kind"), text("method")],
             events: "messages",
             shape: Shape::Each,
-            gates: true,
+            judged: EVERYTHING,
             waits: &[],
             sql: format!(
                 "SELECT direction, kind, method, count(*) AS events,
@@ -182,7 +211,7 @@ pub fn all() -> Vec<Spec> {
             labels: vec![text("role"), text("method"), text("path")],
             events: "requests",
             shape: Shape::Each,
-            gates: true,
+            judged: EVERYTHING,
             waits: &[],
             sql: format!(
                 "SELECT role, method, path, count(*) AS events,
@@ -198,7 +227,11 @@ pub fn all() -> Vec<Spec> {
             labels: vec![text("device"), text("op")],
             events: "requests",
             shape: Shape::Histogram,
-            gates: true,
+            judged: Judged {
+                rate: false,
+                time: true,
+                percentiles: false,
+            },
             waits: &[],
             sql: format!(
                 "SELECT device, op, sum(requests) AS events, sum({t}) AS time_ns,
@@ -214,7 +247,11 @@ pub fn all() -> Vec<Spec> {
             labels: vec![column("path", "path", Kind::Path), text("op")],
             events: "calls",
             shape: Shape::Aggregated,
-            gates: true,
+            judged: Judged {
+                rate: true,
+                time: true,
+                percentiles: false,
+            },
             waits: &[],
             // Each row has calls, their total and their maximum: Σ latency² ≤ max · total is
             // the bound used (an overestimate of the noise, never an underestimate).

@@ -25,6 +25,8 @@ use super::{
 pub struct Options {
     /// Smallest relative rise that counts (0.2 = 20 %).
     pub threshold: f64,
+    /// Smallest rise in time per second (ns per second) that counts.
+    pub min_rise_ns: f64,
     /// Rows shown per dimension besides the regressions.
     pub top: usize,
 }
@@ -79,6 +81,7 @@ pub async fn build(before: Run, after: Run, options: &Options) -> Result<Diff> {
     let z = noise::z_for(ALPHA / comparisons.max(1) as f64);
     let judge = Judge {
         threshold: options.threshold,
+        min_rise_ns: options.min_rise_ns,
         z,
         seconds: (before.seconds, after.seconds),
     };
@@ -90,7 +93,7 @@ pub async fn build(before: Run, after: Run, options: &Options) -> Result<Diff> {
         regressions.extend(found);
     }
     Ok(Diff {
-        summary: summary(&before, &after, options.threshold, z, regressions.len()),
+        summary: summary(&before, &after, options, z, regressions.len()),
         tables,
         regressions,
         skipped,
@@ -99,7 +102,7 @@ pub async fn build(before: Run, after: Run, options: &Options) -> Result<Diff> {
     })
 }
 
-fn summary(before: &Run, after: &Run, threshold: f64, z: f64, regressions: usize) -> Table {
+fn summary(before: &Run, after: &Run, options: &Options, z: f64, regressions: usize) -> Table {
     let mut table = Table::new(
         "runs",
         "Scalpels diff",
@@ -128,8 +131,10 @@ fn summary(before: &Run, after: &Run, threshold: f64, z: f64, regressions: usize
         (
             "rule",
             format!(
-                "a rise counts beyond {:.0}% and beyond noise (z = {z:.2})",
-                threshold * 100.0
+                "a rise counts beyond {:.0}%, beyond noise (z = {z:.2}) and, in time, beyond {} \
+                 per second",
+                options.threshold * 100.0,
+                duration(options.min_rise_ns)
             ),
         ),
         (
@@ -154,6 +159,7 @@ fn summary(before: &Run, after: &Run, threshold: f64, z: f64, regressions: usize
 
 struct Judge {
     threshold: f64,
+    min_rise_ns: f64,
     z: f64,
     /// Lengths of the runs before and after.
     seconds: (f64, f64),
@@ -203,8 +209,8 @@ impl Judge {
         (total(a, self.seconds.0), total(b, self.seconds.1))
     }
 
-    fn change(&self, a: Option<&Measure>, b: Option<&Measure>) -> Change {
-        let (th, z) = (self.threshold, self.z);
+    fn change(&self, spec: &Spec, a: Option<&Measure>, b: Option<&Measure>) -> Change {
+        let (th, z, judged) = (self.threshold, self.z, spec.judged);
         let mut change = Change {
             worse: Vec::new(),
             better: Vec::new(),
@@ -212,47 +218,58 @@ impl Judge {
         };
         let (ta, tb) = self.totals(a, b);
         let (ea, eb) = self.event_totals(a, b);
+        let time_rose = |x: Total, y: Total| {
+            judged.time
+                && noise::rose(x, y, th, z)
+                && y.per_second() - x.per_second() >= self.min_rise_ns
+        };
+        let rate_rose = |x: Total, y: Total| judged.rate && noise::rose(x, y, th, z);
         let absent = |m: Option<&Measure>| m.is_none_or(|m| m.events == 0.0);
         if absent(a) {
-            if noise::rose(ta, tb, th, z) || noise::rose(ea, eb, th, z) {
+            if time_rose(ta, tb) || rate_rose(ea, eb) {
                 change.worse.push("new".into());
             }
             return change;
         }
         if absent(b) {
-            if noise::rose(tb, ta, th, z) || noise::rose(eb, ea, th, z) {
+            if time_rose(tb, ta) || rate_rose(eb, ea) {
                 change.better.push("gone".into());
             }
             return change;
         }
-        if noise::rose(ta, tb, th, z) {
-            change.worse.push(format!(
-                "time/s {}",
-                percent(ta.per_second(), tb.per_second())
-            ));
-        } else if noise::rose(tb, ta, th, z) {
-            change.better.push(format!(
-                "time/s {}",
-                percent(ta.per_second(), tb.per_second())
-            ));
+        let rate = format!("{}/s {}", spec.events, percent(ea.per_second(), eb.per_second()));
+        if rate_rose(ea, eb) {
+            change.worse.push(rate);
+        } else if rate_rose(eb, ea) {
+            change.better.push(rate);
         }
-        // Percentiles of log2 histograms are only shown: a factor-2 slot is coarser than
-        // the run-to-run drift of microsecond system calls on a busy machine.
-        if let (Some(la @ Latencies::Sorted(_)), Some(lb @ Latencies::Sorted(_))) = (
+        let time = format!("time/s {}", percent(ta.per_second(), tb.per_second()));
+        if time_rose(ta, tb) {
+            change.worse.push(time);
+        } else if time_rose(tb, ta) {
+            change.better.push(time);
+        }
+        // Percentiles of log2 histograms are only shown: a factor-2 slot is coarser than the
+        // run-to-run drift of microsecond system calls on a busy machine.
+        if let (true, Some(la @ Latencies::Sorted(_)), Some(lb @ Latencies::Sorted(_))) = (
+            judged.percentiles,
             a.and_then(|m| m.latencies.as_ref()),
             b.and_then(|m| m.latencies.as_ref()),
         ) {
             for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
-                let moved = || {
-                    percent(
-                        la.quantile(q).unwrap_or_default(),
-                        lb.quantile(q).unwrap_or_default(),
-                    )
-                };
+                let (qa, qb) = (
+                    la.quantile(q).unwrap_or_default(),
+                    lb.quantile(q).unwrap_or_default(),
+                );
+                // What the change would cost per second if every call paid it, at the busier run's rate.
+                let cost = (qb - qa).abs() * ea.per_second().max(eb.per_second());
+                if cost < self.min_rise_ns {
+                    continue;
+                }
                 if noise::quantile_rose(la, lb, q, th, z) {
-                    change.worse.push(format!("{name} {}", moved()));
+                    change.worse.push(format!("{name} {}", percent(qa, qb)));
                 } else if noise::quantile_rose(lb, la, q, th, z) {
-                    change.better.push(format!("{name} {}", moved()));
+                    change.better.push(format!("{name} {}", percent(qa, qb)));
                 }
             }
         }
@@ -268,7 +285,7 @@ impl Judge {
     ) -> (Table, Vec<Regression>) {
         let mut table = Table::new(spec.key, spec.title, self.columns(spec));
         if spec.shape == Shape::Profile {
-            table = table.with_note(if spec.gates {
+            table = table.with_note(if spec.judged.time {
                 "before/after: % of one CPU over the run"
             } else {
                 "before/after: % of the run's wall time, summed over threads; not judged (a wait \
@@ -281,12 +298,11 @@ impl Judge {
             .into_iter()
             .map(|key| {
                 let (a, b) = (before.get(key), after.get(key));
-                let mut change = self.change(a, b);
-                if spec.waits.contains(&key[0].as_str()) {
-                    change = Change::unjudged("waits by design: not judged");
-                } else if !spec.gates && !change.worse.is_empty() {
-                    change = Change::unjudged(&format!("{}: not judged", change.worse.join(", ")));
-                }
+                let change = if spec.waits.contains(&key[0].as_str()) {
+                    Change::unjudged("waits by design: not judged")
+                } else {
+                    self.change(spec, a, b)
+                };
                 let (ta, tb) = self.totals(a, b);
                 let mark = if !change.worse.is_empty() {
                     Mark::Worse
