@@ -5,6 +5,7 @@
 mod block;
 mod counters;
 mod files;
+mod protocols;
 mod python;
 mod python_calls;
 mod syscalls;

@@ -46,3 +46,16 @@ fn find_member(btf: &Btf, st: &Struct, member: &str) -> Result<Option<u32>> {
     }
     Ok(None)
 }
+
+/// Size in bytes of `struct name`.
+pub fn struct_size(btf: &Btf, name: &str) -> Result<u32> {
+    for ty in btf
+        .resolve_types_by_name(name)
+        .with_context(|| format!("BTF has no type {name}"))?
+    {
+        if let Type::Struct(st) = ty {
+            return Ok(st.size() as u32);
+        }
+    }
+    bail!("BTF has no struct {name}")
+}

@@ -5,6 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 
 use crate::analysis::{Format, SqlFormat};
+use crate::fleet::destination::Location;
 
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
@@ -77,6 +78,17 @@ pub enum Analysis {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Copy runs into a fleet: one dataset per table, partitioned by host, service and run
+    /// (TO/<table>/host=H/service=S/run=R/part-NNNNN.parquet, manifests in TO/runs/...), which
+    /// DuckDB, Spark and pyarrow.dataset read as one.
+    Publish {
+        /// Run directories.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The fleet: a directory (e.g. on a shared file system) or s3://BUCKET/PREFIX.
+        #[arg(long, value_parser = Location::parse, value_name = "DIR|s3://BUCKET/PREFIX")]
+        to: Location,
+    },
 }
 
 /// Trace what an OpenStack service (or any process) does with eBPF, into Parquet files.
@@ -93,7 +105,8 @@ pub enum Analysis {
                   scalpels-trace flamegraph scalpels-runs/20261125T031500Z-nova-compute\n  \
                   scalpels-trace report scalpels-runs/20261125T031500Z-nova-compute\n  \
                   scalpels-trace diff RUN_BEFORE RUN_AFTER --threshold 20\n  \
-                  scalpels-trace sql scalpels-runs \"SELECT run, sum(calls) FROM syscalls GROUP BY run\""
+                  scalpels-trace sql scalpels-runs \"SELECT run, sum(calls) FROM syscalls GROUP BY run\"\n  \
+                  scalpels-trace publish scalpels-runs/* --to s3://traces/prod"
 )]
 pub struct Cli {
     /// Work on a finished run instead of tracing.
@@ -116,9 +129,19 @@ pub struct Cli {
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub tracers: Vec<String>,
 
-    /// Directory that receives one sub-directory per run.
-    #[arg(long, default_value = "scalpels-runs", value_name = "DIR")]
-    pub out: PathBuf,
+    /// Directory that receives one sub-directory per run; or s3://BUCKET/PREFIX: the run is
+    /// uploaded in the fleet layout as it is written (see publish), staged in --staging.
+    #[arg(long, default_value = "scalpels-runs", value_parser = Location::parse, value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub out: Location,
+
+    /// With --out s3://...: where the run is written before its files are uploaded (removed
+    /// once all are; kept if any upload failed).
+    #[arg(long, default_value = "/var/tmp/scalpels-staging", value_name = "DIR")]
+    pub staging: PathBuf,
+
+    /// This machine's name in a fleet of runs (the host= partition); default: the host name.
+    #[arg(long, env = "SCALPELS_HOST_LABEL", value_name = "NAME")]
+    pub host_label: Option<String>,
 
     /// Stop after this long (e.g. 30s, 5m); default: until Ctrl-C or the targets exit.
     #[arg(long, value_parser = duration, value_name = "DURATION")]
@@ -170,6 +193,17 @@ pub struct Cli {
     /// block: one row per request in block_io (off: per-interval statistics only).
     #[arg(long, value_enum, default_value_t = Toggle::On, value_name = "on|off")]
     pub block_events: Toggle,
+
+    /// protocols: payload bytes copied from each socket syscall (at most 16384); what is
+    /// beyond is counted, not parsed.
+    #[arg(long, default_value_t = 4096, value_name = "BYTES",
+          value_parser = clap::value_parser!(u32).range(1..=16384))]
+    pub payload_bytes: u32,
+
+    /// protocols: store SQL statements as sent, literals included (default: normalized, each
+    /// literal replaced by `?`).
+    #[arg(long)]
+    pub sql_literals: bool,
 
     /// List the tracers and exit.
     #[arg(long)]
@@ -226,5 +260,14 @@ mod tests {
             cli.analysis,
             Some(Analysis::Diff { threshold: 5.0, .. })
         ));
+        let cli = Cli::try_parse_from(["scalpels-trace", "publish", "a", "b", "--to", "s3://f/p"])
+            .unwrap();
+        assert!(matches!(
+            cli.analysis,
+            Some(Analysis::Publish { runs, to: Location::S3 { .. } }) if runs.len() == 2
+        ));
+        assert!(Cli::try_parse_from(["scalpels-trace", "publish", "--to", "x"]).is_err());
+        let cli = Cli::try_parse_from(["scalpels-trace", "--out", "s3://f", "-p", "1"]).unwrap();
+        assert_eq!(cli.out.to_string(), "s3://f");
     }
 }

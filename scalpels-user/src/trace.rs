@@ -22,6 +22,7 @@ use crate::{
     counters::Counters,
     ebpf,
     events_ready::EventsReady,
+    fleet::{Partition, destination::Location, live::LiveUpload},
     preflight,
     python::StackIndex,
     run::{SCHEMA_VERSION, manifest, run_dir, status::StatusLine},
@@ -109,8 +110,36 @@ pub fn run(cli: Cli) -> Result<u8> {
     let started_ns = utc_now_ns();
     let start =
         Timestamp::from_nanosecond(i128::from(started_ns)).context("system clock out of range")?;
-    let run_id = run_dir::run_id(start, &label(&spec));
-    let run_dir = run_dir::create(&cli.out, &run_id)?;
+    let (root, upload_to) = match &cli.out {
+        Location::Dir(dir) => (dir, None),
+        Location::S3 { .. } => (&cli.staging, Some(&cli.out)),
+    };
+    let run_dir = run_dir::create(root, &run_dir::run_id(start, &label(&spec)))?;
+    // The directory's name, which has a suffix when a run of the same second exists.
+    let run_id = run_dir
+        .file_name()
+        .context("a run directory has a name")?
+        .to_string_lossy()
+        .into_owned();
+    let host = match &cli.host_label {
+        Some(label) => label.clone(),
+        None => manifest::Host::current().hostname,
+    };
+    let partition = Partition {
+        host: run_dir::file_safe(&host),
+        service: run_dir::file_safe(&label(&spec)),
+        run: run_id.clone(),
+    };
+    let live = match upload_to {
+        Some(location) => match LiveUpload::start(location, partition.clone()) {
+            Ok(live) => Some(live),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&run_dir);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -126,6 +155,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         traced_ns: started_ns,
         clock: Clock::calibrate(),
         stacks: StackIndex::default(),
+        partition,
+        live,
     };
     runtime.block_on(session.trace(&tracefs, &tracers))
 }
@@ -147,6 +178,9 @@ struct Session<'a> {
     traced_ns: i64,
     clock: Clock,
     stacks: StackIndex,
+    partition: Partition,
+    /// With `--out s3://...`: the uploads of the run's files as they are complete.
+    live: Option<LiveUpload>,
 }
 
 /// Everything attached for a run.
@@ -279,6 +313,7 @@ impl Session<'_> {
                 events: t.events(),
                 drops: attached.counters.of(t.name()),
                 notes: t.notes(),
+                unparsed: t.unparsed(),
             });
             let info = catalogue::find(t.name()).expect("attached tracers are in the catalogue");
             for table in info.tables {
@@ -299,6 +334,7 @@ impl Session<'_> {
             events: 0,
             drops: BTreeMap::new(),
             notes: BTreeMap::new(),
+            unparsed: BTreeMap::new(),
         }));
         let (kind, cgroup) = match (&self.spec, &self.service) {
             (TargetSpec::Service(_), Some(ServiceMatch::Cgroup(dir))) => {
@@ -315,6 +351,7 @@ impl Session<'_> {
             status: if end.is_some() { "complete" } else { "running" },
             end_reason: end.map(|(reason, _)| reason.to_owned()),
             host: manifest::Host::current(),
+            partition: self.partition.clone(),
             command_line: std::env::args().collect(),
             target: manifest::Target {
                 kind,
@@ -338,9 +375,12 @@ impl Session<'_> {
                 slow_file_io_ns: self.cli.slow_file_io.as_nanos() as u64,
                 block_all: self.cli.block_all,
                 block_events: self.cli.block_events == crate::cli::Toggle::On,
+                payload_bytes: self.cli.payload_bytes,
+                sql_literals: self.cli.sql_literals,
             },
             tracers: records,
             tables,
+            upload: None,
         }
     }
 
@@ -365,10 +405,20 @@ impl Session<'_> {
         self.traced_ns = utc_now_ns();
         self.manifest(&attached, &pids_seen, None)
             .write(&self.run_dir)?;
+        if let Some(live) = &self.live {
+            live.manifest(&self.run_dir);
+        }
         if let Some(child) = &mut child {
             child.release()?;
         }
-        eprintln!("scalpels-trace: tracing into {}", self.run_dir.display());
+        match &self.live {
+            None => eprintln!("scalpels-trace: tracing into {}", self.run_dir.display()),
+            Some(_) => eprintln!(
+                "scalpels-trace: tracing into {}, uploaded to {} as it is written",
+                self.run_dir.display(),
+                self.cli.out
+            ),
+        }
 
         let mut sigint =
             signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -405,12 +455,12 @@ impl Session<'_> {
                 _ = sigterm.recv() => break "SIGTERM".to_owned(),
                 _ = &mut deadline, if self.cli.duration.is_some() => break "duration".to_owned(),
                 ready = events_ready.wait() => {
-                    if let Err(e) = ready.and_then(|()| poll_all(&mut attached.tracers, false)) {
+                    if let Err(e) = ready.and_then(|()| poll_all(&mut attached.tracers, false, None)) {
                         break stopped_by(&mut failure, e);
                     }
                 }
                 _ = poll.tick() => {
-                    if let Err(e) = poll_all(&mut attached.tracers, true) {
+                    if let Err(e) = poll_all(&mut attached.tracers, true, self.live.as_mut()) {
                         break stopped_by(&mut failure, e);
                     }
                     if let Some(code) = child.as_mut().and_then(GatedChild::try_wait) {
@@ -494,7 +544,15 @@ impl Session<'_> {
             for table in t.into_tables() {
                 let rows = table.rows();
                 let name = table.name();
-                keep(&mut failure, table.finish().map(drop));
+                match &mut self.live {
+                    None => keep(&mut failure, table.finish().map(drop)),
+                    Some(live) => keep(
+                        &mut failure,
+                        table
+                            .finish_as_segments()
+                            .map(|segments| live.segments(name, &segments)),
+                    ),
+                }
                 if let Some(record) = manifest.tables.get_mut(name) {
                     record.rows = rows;
                 }
@@ -504,9 +562,34 @@ impl Session<'_> {
             manifest.status = "failed";
             manifest.end_reason = Some(format!("error: {e:#}"));
         }
+        if let Some(live) = &self.live {
+            match live.record() {
+                Ok(record) => manifest.upload = Some(record),
+                Err(e) => keep(&mut failure, Err(e)),
+            }
+        }
         keep(&mut failure, manifest.write(&self.run_dir));
+        let uploaded = self.live.take().map(|live| {
+            live.manifest(&self.run_dir);
+            live.finish(&self.run_dir)
+        });
 
-        println!("run: {}", self.run_dir.display());
+        match &uploaded {
+            None => println!("run: {}", self.run_dir.display()),
+            Some(tally) => {
+                let p = &self.partition;
+                println!(
+                    "run: {} host={} service={} run={}",
+                    self.cli.out, p.host, p.service, p.run
+                );
+                if let Ok(tally) = tally {
+                    println!(
+                        "uploaded: {} files, {} bytes (staging copy removed)",
+                        tally.objects, tally.bytes
+                    );
+                }
+            }
+        }
         println!("ended: {end_reason}");
         for record in &manifest.tracers {
             let drops: u64 = record.drops.values().sum();
@@ -524,23 +607,32 @@ impl Session<'_> {
                 println!("{line}");
             }
         }
-        match failure {
-            Some(e) => Err(e.context(format!(
+        match (failure, uploaded) {
+            (Some(e), _) => Err(e.context(format!(
                 "the run stopped; what was written before is in {}",
                 self.run_dir.display()
             ))),
-            None => Ok(0),
+            (None, Some(Err(e))) => Err(e),
+            (None, _) => Ok(0),
         }
     }
 }
 
-/// Reads every tracer's ring buffer and, with `flush`, closes the row groups that are due.
-fn poll_all(tracers: &mut [Box<dyn Tracer>], flush: bool) -> Result<()> {
+/// Reads every tracer's ring buffer and, with `flush`, closes the segments that are due (and
+/// queues their upload when the run goes to an object store).
+fn poll_all(
+    tracers: &mut [Box<dyn Tracer>],
+    flush: bool,
+    mut live: Option<&mut LiveUpload>,
+) -> Result<()> {
     for t in tracers {
         t.poll_events()?;
         if flush {
             for table in t.tables() {
                 table.flush_if_due()?;
+                if let Some(live) = live.as_deref_mut() {
+                    live.closed_segments(table);
+                }
             }
         }
     }

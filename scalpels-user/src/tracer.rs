@@ -15,7 +15,7 @@ use crate::{
     block,
     cli::Cli,
     clock::Clock,
-    files, proc,
+    files, proc, protocols,
     python::{self, StackIndex},
     run::table::TableWriter,
     syscalls,
@@ -72,6 +72,10 @@ pub trait Tracer {
     fn notes(&self) -> BTreeMap<u32, String> {
         BTreeMap::new()
     }
+    /// What it could not use of what the kernel sent, by name, for the manifest.
+    fn unparsed(&self) -> BTreeMap<String, u64> {
+        BTreeMap::new()
+    }
     /// Lines for the end-of-run summary.
     fn summary(&self) -> Vec<String>;
     /// Writes what it still holds back (called once, after the last poll and collection).
@@ -94,6 +98,7 @@ pub fn prepare(name: &str, env: &Env) -> Result<Box<dyn Prepared>> {
         "syscalls" => Ok(Box::new(syscalls::prepare(env)?)),
         "block" => Ok(Box::new(block::prepare(env)?)),
         "files" => Ok(Box::new(files::prepare(env)?)),
+        "protocols" => Ok(Box::new(protocols::prepare(env)?)),
         "proc" => Ok(Box::new(proc::prepare(env)?)),
         "python" => Ok(Box::new(python::prepare(env)?)),
         other => anyhow::bail!("tracer {other} is not built into this scalpels-trace"),

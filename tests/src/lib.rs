@@ -2,6 +2,7 @@
 //! `cargo xtask test`) against real workloads, and reads back what it wrote.
 
 mod loop_fs;
+pub mod servers;
 
 pub use loop_fs::LoopFs;
 
@@ -244,6 +245,16 @@ pub fn printed(stdout: &[u8], key: &str) -> Vec<u64> {
         .lines()
         .filter_map(|l| l.strip_prefix(&format!("{key}=")))
         .filter_map(|v| v.trim().parse().ok())
+        .collect()
+}
+
+/// The lines a workload printed as JSON objects (the protocol workloads report each step
+/// that way), optionally only those whose `"event"` is `event`.
+pub fn printed_json(stdout: &[u8], event: Option<&str>) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.is_object() && event.is_none_or(|e| v["event"] == e))
         .collect()
 }
 

@@ -1,6 +1,6 @@
 //! The tracers Scalpels knows, in the order they attach. Adding a tracer adds a line here.
 
-use crate::{block, files, python, python_calls, syscalls};
+use crate::{block, files, protocols, python, python_calls, syscalls};
 
 /// A tracer, as the CLI and the manifest name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +58,25 @@ pub const TRACERS: &[TracerInfo] = &[
         ],
         ring_buffers: &[files::EVENTS_MAP],
         programs: &["files_enter", "files_exit"],
+    },
+    TracerInfo {
+        name: "protocols",
+        summary: "socket conversations: connections with addresses and bytes; SQL, HTTP and RPC over them, with latency",
+        tables: &["connections", "sql", "http", "rpc"],
+        maps: &[
+            protocols::SYSCALLS_MAP,
+            protocols::CONNS_MAP,
+            protocols::INFLIGHT_MAP,
+            protocols::PROCS_MAP,
+            protocols::SCRATCH_MAP,
+        ],
+        ring_buffers: &[protocols::EVENTS_MAP],
+        programs: &[
+            "protocols_enter",
+            "protocols_exit",
+            "protocols_open_exit",
+            "protocols_process_exit",
+        ],
     },
     TracerInfo {
         name: "proc",

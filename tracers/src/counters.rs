@@ -33,10 +33,16 @@ pub enum Counter {
     /// A Python function's calls could not be aggregated (`--python-calls`): the statistics
     /// map or the call-stack map was full.
     PythonCallsMapFull = 11,
+    /// A socket syscall could not be followed: the in-flight map was full.
+    ProtocolsInflightMapFull = 12,
+    /// A connection, payload, close or exit event was dropped: the ring buffer was full.
+    ProtocolsEventsDropped = 13,
+    /// A process's exit will not be streamed: the map of processes with connections was full.
+    ProtocolsProcsMapFull = 14,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 12] = [
+    pub const ALL: [Counter; 15] = [
         Counter::TargetsMapFull,
         Counter::SyscallsInflightMapFull,
         Counter::SyscallsStatsMapFull,
@@ -49,6 +55,9 @@ impl Counter {
         Counter::FilesEventsDropped,
         Counter::PythonSamplesDropped,
         Counter::PythonCallsMapFull,
+        Counter::ProtocolsInflightMapFull,
+        Counter::ProtocolsEventsDropped,
+        Counter::ProtocolsProcsMapFull,
     ];
     pub const COUNT: u32 = Self::ALL.len() as u32;
 
@@ -66,6 +75,9 @@ impl Counter {
             | Counter::FilesStatsMapFull
             | Counter::FilesEventsDropped => "files",
             Counter::PythonSamplesDropped | Counter::PythonCallsMapFull => "python",
+            Counter::ProtocolsInflightMapFull
+            | Counter::ProtocolsEventsDropped
+            | Counter::ProtocolsProcsMapFull => "protocols",
         }
     }
 
@@ -75,15 +87,18 @@ impl Counter {
             Counter::TargetsMapFull => "targets_map_full",
             Counter::SyscallsInflightMapFull
             | Counter::BlockInflightMapFull
-            | Counter::FilesInflightMapFull => "inflight_map_full",
+            | Counter::FilesInflightMapFull
+            | Counter::ProtocolsInflightMapFull => "inflight_map_full",
             Counter::SyscallsStatsMapFull
             | Counter::BlockStatsMapFull
             | Counter::FilesStatsMapFull => "stats_map_full",
             Counter::SyscallEventsDropped
             | Counter::BlockEventsDropped
-            | Counter::FilesEventsDropped => "events_dropped",
+            | Counter::FilesEventsDropped
+            | Counter::ProtocolsEventsDropped => "events_dropped",
             Counter::PythonSamplesDropped => "samples_dropped",
             Counter::PythonCallsMapFull => "calls_map_full",
+            Counter::ProtocolsProcsMapFull => "procs_map_full",
         }
     }
 }

@@ -2,5 +2,16 @@
 //! unit-tested and fuzzed without eBPF: each takes the segments of one connection and returns
 //! records. Nothing here does I/O, and no input makes it panic or loop.
 
+pub mod amqp;
+mod amqp_frames;
+pub mod detect;
+pub mod http;
+mod http_message;
+mod json_scan;
+pub mod mysql;
+mod origin;
+pub mod oslo;
+pub mod postgres;
 pub mod records;
+pub mod sql_text;
 pub mod stream;

@@ -58,14 +58,17 @@ pub struct AmqpMessage {
     /// When its last frame was seen.
     pub time_ns: i64,
     pub tid: u32,
-    /// Client for Basic.Publish, Server for Basic.Deliver / Basic.Get-Ok.
+    /// Client for Basic.Publish, Server for Basic.Deliver / Get-Ok / Return.
     pub from: Side,
-    /// `basic.publish`, `basic.deliver`, `basic.get-ok`.
+    /// `basic.publish`, `basic.deliver`, `basic.get-ok`, `basic.return`.
     pub method: &'static str,
     pub exchange: String,
     pub routing_key: String,
     pub correlation_id: Option<String>,
     pub reply_to: Option<String>,
+    pub content_type: Option<String>,
+    /// The headers table, values as text (nested tables and arrays by their kind only).
+    pub headers: Vec<(String, String)>,
     /// The body as captured (may be shorter than `body_size`).
     pub body: Vec<u8>,
     pub body_size: u64,

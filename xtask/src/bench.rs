@@ -35,6 +35,12 @@ const FILE_WAYS: &[Way] = &[
     Way::Scalpels("files,block", &[]),
     Way::Bpftrace("file_io.bt"),
 ];
+const SQL_WAYS: &[Way] = &[
+    Way::Untraced,
+    Way::Scalpels("protocols", &[]),
+    Way::Scalpels("protocols,python", &[]),
+    Way::Scalpels("syscalls,files,protocols,python", &[]),
+];
 const PYTHON_CPU_WAYS: &[Way] = &[
     Way::Untraced,
     Way::Scalpels("python", &["--python-hz", "99"]),
@@ -204,7 +210,8 @@ fn compile_c(source: &Path, out: &Path) -> Result<()> {
 
 pub fn run(opts: &Options) -> Result<()> {
     setup::require_root("the benchmarks load eBPF programs")?;
-    setup::all(false)?;
+    // The test set-up brings the MariaDB server and PyMySQL the SQL benchmark uses.
+    setup::all(true)?;
     setup::bench_tools()?;
     cmd::cargo(&["build"], true)?;
     let dir = root().join("target/bench");
@@ -224,6 +231,8 @@ pub fn run(opts: &Options) -> Result<()> {
     let script = root().join("xtask/bench/python_requests.py");
     let cpu_script = root().join("xtask/bench/python_cpu.py");
     let data = bench.dir.join("io-data").display().to_string();
+    let mariadb = TestServer::start("mariadb")?;
+    let sql_script = root().join("xtask/bench/pymysql_selects.py");
     let file_io_argv = |mode: &'static str| {
         let (program, data, result) = (file_io.display().to_string(), data.clone(), result.clone());
         Box::new(move |n: u64| {
@@ -236,7 +245,7 @@ pub fn run(opts: &Options) -> Result<()> {
             ]
         })
     };
-    let workloads: [Workload; 5] = [
+    let workloads: [Workload; 6] = [
         Workload {
             title: "getppid loop in C: ns per call",
             operations: opts.calls,
@@ -281,6 +290,17 @@ pub fn run(opts: &Options) -> Result<()> {
             }),
             ways: PYTHON_CPU_WAYS,
         },
+        Workload {
+            title: "PyMySQL point SELECTs on a loopback MariaDB: ns per query",
+            operations: opts.requests / 4,
+            argv: Box::new(|n| {
+                let mut argv = vec![python.clone(), sql_script.display().to_string()];
+                argv.extend(mariadb.credentials.iter().cloned());
+                argv.extend([n.to_string(), result.clone()]);
+                argv
+            }),
+            ways: SQL_WAYS,
+        },
     ];
 
     let mut report = format!(
@@ -314,6 +334,45 @@ pub fn run(opts: &Options) -> Result<()> {
     fs::write(bench.dir.join("results.md"), &report)?;
     eprintln!("xtask: bench: written to target/bench/results.md");
     Ok(())
+}
+
+/// A server of the integration tests (`tests/src/bin/serve.rs`), stopped when dropped.
+struct TestServer {
+    child: std::process::Child,
+    /// port, user, password, database
+    credentials: Vec<String>,
+}
+
+impl TestServer {
+    fn start(which: &str) -> Result<TestServer> {
+        let mut child = Command::new(root().join("target/release/serve"))
+            .arg(which)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting the {which} server"))?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().expect("piped")),
+            &mut line,
+        )?;
+        let credentials: Vec<String> = line
+            .split_whitespace()
+            .filter_map(|field| field.split_once('=').map(|(_, value)| value.to_owned()))
+            .collect();
+        if credentials.len() != 4 {
+            bail!("the {which} server did not start: {line:?}");
+        }
+        Ok(TestServer { child, credentials })
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // Closing its standard input stops the server; wait so no server outlives the bench.
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
 }
 
 /// Every call a slow-call event (`--slow-syscall 0ns`): ring-buffer and Parquet throughput,

@@ -18,8 +18,12 @@ struct Xtask {
 
 #[derive(Subcommand)]
 enum Chore {
-    /// Install what building and testing need (idempotent: skips what is there).
-    Setup,
+    /// Install what building needs (idempotent: skips what is there).
+    Setup {
+        /// Also what the tests need (the servers and Python modules they use).
+        #[arg(long)]
+        tests: bool,
+    },
     /// Set up, then build the loader and its eBPF programs.
     Build {
         #[arg(long)]
@@ -66,7 +70,7 @@ pub fn root() -> PathBuf {
 
 fn main() -> Result<()> {
     match Xtask::parse().command {
-        Chore::Setup => setup::all(false),
+        Chore::Setup { tests } => setup::all(tests),
         Chore::Build { release } => {
             setup::all(false)?;
             cmd::cargo(&["build"], release)

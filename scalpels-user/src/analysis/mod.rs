@@ -27,17 +27,9 @@ pub enum Format {
     Json,
 }
 
-/// Runs an analysis command; returns the exit status (`diff`: 1 when it found a regression).
+/// Runs a command on finished runs; returns the exit status (`diff`: 1 when it found a
+/// regression).
 pub fn run(analysis: Analysis) -> Result<u8> {
-    // One thread: the queries are small, the machines shared, and the engine wants a runtime.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the query runtime")?;
-    runtime.block_on(dispatch(analysis))
-}
-
-async fn dispatch(analysis: Analysis) -> Result<u8> {
     match analysis {
         Analysis::Flamegraph {
             run,
@@ -54,6 +46,28 @@ async fn dispatch(analysis: Analysis) -> Result<u8> {
             println!("flame graph: {}", svg.display());
             println!("folded stacks: {}", svg.with_extension("folded").display());
             Ok(0)
+        }
+        // It runs its own uploads.
+        Analysis::Publish { runs, to } => {
+            crate::fleet::publish::publish(&runs, &to)?;
+            Ok(0)
+        }
+        query => {
+            // One thread: the queries are small, the machines shared, and the engine wants a
+            // runtime.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the query runtime")?;
+            runtime.block_on(dispatch(query))
+        }
+    }
+}
+
+async fn dispatch(analysis: Analysis) -> Result<u8> {
+    match analysis {
+        Analysis::Flamegraph { .. } | Analysis::Publish { .. } => {
+            unreachable!("run() handles the commands that need no query engine")
         }
         Analysis::Sql {
             runs,

@@ -1,7 +1,9 @@
 //! Finding runs on disk and what their manifests say about them.
 //!
-//! A run is a directory with a `manifest.json`; where it sits does not matter (a fleet may copy
-//! runs into any layout), so host, service and run id come from the manifest, not the path.
+//! A run is a directory with a `manifest.json`; where it sits does not matter (runs may be copied
+//! into any layout), so host, service and run id come from the manifest (its `partition`), not
+//! the path. A run published into a fleet (`scalpels-trace publish`) has its manifest in
+//! `FLEET/runs/host=H/service=S/run=R/` and its tables in `FLEET/<table>/host=H/service=S/run=R/`.
 
 use std::{
     collections::BTreeMap,
@@ -14,10 +16,14 @@ use anyhow::{Context as _, Result, bail};
 use jiff::Timestamp;
 use serde_json::Value;
 
+use crate::fleet::{self, Partition};
+
 /// One run directory and the manifest facts the analysis needs.
 #[derive(Clone, Debug)]
 pub struct Run {
     pub dir: PathBuf,
+    /// Where the run sits in a fleet; `host`, `service` and `run_id` are its values.
+    pub partition: Partition,
     pub host: String,
     pub service: String,
     pub run_id: String,
@@ -92,9 +98,7 @@ fn load(dir: &Path) -> Result<Run> {
     let manifest: Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let text_at = |pointer: &str| manifest.pointer(pointer).and_then(Value::as_str);
-    let run_id = text_at("/run_id")
-        .with_context(|| format!("{} has no run_id", path.display()))?
-        .to_owned();
+    let partition = Partition::of_run(dir)?;
     let started_at: Timestamp = text_at("/started_at")
         .with_context(|| format!("{} has no started_at", path.display()))?
         .parse()
@@ -116,33 +120,16 @@ fn load(dir: &Path) -> Result<Run> {
     let seconds = (ended_at.as_nanosecond() - traced_from.as_nanosecond()) as f64 / 1e9;
     Ok(Run {
         dir: dir.to_owned(),
-        host: text_at("/host/hostname").unwrap_or("unknown").to_owned(),
-        service: service(&manifest),
-        run_id,
+        host: partition.host.clone(),
+        service: partition.service.clone(),
+        run_id: partition.run.clone(),
+        partition,
         status: text_at("/status").unwrap_or("unknown").to_owned(),
         started_at,
         ended_at,
         seconds: seconds.max(1e-3),
         manifest,
     })
-}
-
-/// The service a run traced: its `--service` name, else the command's program name, else the
-/// first process id (the same label the run id carries).
-fn service(manifest: &Value) -> String {
-    if let Some(name) = manifest.pointer("/target/service").and_then(Value::as_str) {
-        return name.to_owned();
-    }
-    if let Some(program) = manifest
-        .pointer("/target/command/0")
-        .and_then(Value::as_str)
-    {
-        return program.rsplit('/').next().unwrap_or(program).to_owned();
-    }
-    match manifest.pointer("/target/pids/0").and_then(Value::as_u64) {
-        Some(pid) => format!("pid-{pid}"),
-        None => "unknown".to_owned(),
-    }
 }
 
 fn last_write(dir: &Path) -> Result<Timestamp> {
@@ -165,6 +152,9 @@ fn last_write(dir: &Path) -> Result<Timestamp> {
 /// The tables of a run, by name: the finished `<table>.parquet` file, or the `<table>.parts`
 /// directory of a run killed before it could merge its segments.
 pub fn tables(run: &Run) -> Result<BTreeMap<String, PathBuf>> {
+    if let Some(root) = fleet_root(run) {
+        return fleet_tables(root, run);
+    }
     let mut tables = BTreeMap::new();
     for entry in fs::read_dir(&run.dir).with_context(|| format!("reading {}", run.dir.display()))? {
         let path = entry?.path();
@@ -182,6 +172,26 @@ pub fn tables(run: &Run) -> Result<BTreeMap<String, PathBuf>> {
     Ok(tables)
 }
 
+/// The fleet a run was published into, if its manifest sits where a fleet keeps them.
+fn fleet_root(run: &Run) -> Option<&Path> {
+    let root = run.dir.ancestors().nth(4)?;
+    let manifest = root.join(run.partition.manifest());
+    (manifest.parent()? == run.dir.as_path()).then_some(root)
+}
+
+/// A fleet run's tables: the directories `ROOT/<table>/host=H/service=S/run=R` with segments.
+fn fleet_tables(root: &Path, run: &Run) -> Result<BTreeMap<String, PathBuf>> {
+    let mut tables = BTreeMap::new();
+    for entry in fs::read_dir(root).with_context(|| format!("reading {}", root.display()))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        let dir = root.join(run.partition.table_dir(&name));
+        if name != fleet::RUNS && has_segments(&dir) {
+            tables.insert(name, dir);
+        }
+    }
+    Ok(tables)
+}
+
 fn has_segments(dir: &Path) -> bool {
     fs::read_dir(dir)
         .into_iter()
@@ -194,45 +204,47 @@ fn has_segments(dir: &Path) -> bool {
 mod tests {
     use super::*;
 
-    fn write_run(dir: &Path, host: &str, manifest_target: &str, ended: bool) {
+    fn write_manifest(dir: &Path, fields: &str) {
         fs::create_dir_all(dir).unwrap();
-        let ended_at = if ended {
-            r#""2026-11-25T03:15:10Z""#
-        } else {
-            "null"
-        };
         fs::write(
             dir.join("manifest.json"),
             format!(
-                r#"{{"run_id": "{}", "status": "complete", "host": {{"hostname": "{host}"}},
-                "target": {manifest_target}, "started_at": "2026-11-25T03:15:00Z",
-                "ended_at": {ended_at}}}"#,
-                dir.file_name().unwrap().to_str().unwrap()
+                r#"{{"status": "complete", "started_at": "2026-11-25T03:15:00Z",
+                     "ended_at": "2026-11-25T03:15:10Z", {fields}}}"#
             ),
         )
         .unwrap();
     }
 
+    fn segment(dir: &Path) {
+        fs::create_dir_all(dir).unwrap();
+        fs::write(dir.join("part-00000.parquet"), b"").unwrap();
+    }
+
     #[test]
-    fn finds_runs_anywhere_in_a_tree_and_names_them_from_their_manifests() {
+    fn finds_runs_in_any_layout_and_names_them_from_their_manifests() {
         let root = std::env::temp_dir().join(format!("scalpels-runs-test-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
-        write_run(
-            &root.join("a/deep/r1"),
-            "node1",
-            r#"{"service": "nova-compute"}"#,
-            true,
+        let partition =
+            |h, s, r| format!(r#""partition": {{"host": "{h}", "service": "{s}", "run": "{r}"}}"#);
+        // A run directory deep in some tree, with a table and a killed table's segments.
+        let deep = root.join("copies/deep/r1");
+        write_manifest(&deep, &partition("node1", "nova-compute", "r1"));
+        fs::write(deep.join("syscalls.parquet"), b"").unwrap();
+        segment(&deep.join("proc_stats.parts"));
+        fs::create_dir_all(deep.join("empty.parts")).unwrap();
+        // A run from before manifests had a partition: placed by host name, service, dir name.
+        let legacy = root.join("old/20261125T031500Z-python3");
+        write_manifest(
+            &legacy,
+            r#""host": {"hostname": "node2"}, "target": {"service": null}, "ended_at": null"#,
         );
-        write_run(
-            &root.join("b/r2"),
-            "node2",
-            r#"{"command": ["/usr/bin/python3", "app.py"]}"#,
-            true,
-        );
-        write_run(&root.join("r3"), "node1", r#"{"pids": [42]}"#, false);
-        fs::create_dir_all(root.join("r3/syscalls.parts")).unwrap();
-        fs::write(root.join("r3/syscalls.parts/part-00000.parquet"), b"").unwrap();
-        fs::create_dir_all(root.join("r3/empty.parts")).unwrap();
+        // A run published into a fleet.
+        let fleet = root.join("fleet");
+        let published = fleet.join("runs/host=node3/service=keystone/run=r3");
+        write_manifest(&published, &partition("node3", "keystone", "r3"));
+        segment(&fleet.join("syscalls/host=node3/service=keystone/run=r3"));
+        segment(&fleet.join("syscalls/host=node4/service=keystone/run=r4"));
 
         let runs = discover(&[root.clone()]).unwrap();
         let names: Vec<_> = runs
@@ -243,20 +255,28 @@ mod tests {
             names,
             [
                 ("node1", "nova-compute", "r1"),
-                ("node1", "pid-42", "r3"),
-                ("node2", "python3", "r2")
+                ("node2", "python3", "20261125T031500Z-python3"),
+                ("node3", "keystone", "r3"),
             ]
         );
         assert_eq!(runs[0].seconds, 10.0);
-        let killed = &runs[1];
-        assert!(killed.ended_at > killed.started_at);
         assert_eq!(
-            tables(killed).unwrap().into_keys().collect::<Vec<_>>(),
-            ["syscalls"]
+            tables(&runs[0]).unwrap(),
+            BTreeMap::from([
+                ("proc_stats".to_owned(), deep.join("proc_stats.parts")),
+                ("syscalls".to_owned(), deep.join("syscalls.parquet")),
+            ])
+        );
+        assert_eq!(
+            tables(&runs[2]).unwrap(),
+            BTreeMap::from([(
+                "syscalls".to_owned(),
+                fleet.join("syscalls/host=node3/service=keystone/run=r3")
+            )])
         );
         assert!(one(&root).is_err());
-        assert_eq!(one(&root.join("b")).unwrap().run_id, "r2");
-        assert!(discover(&[root.join("a/deep/r1/nothing")]).is_err());
+        assert_eq!(one(&root.join("fleet")).unwrap().run_id, "r3");
+        assert!(discover(&[root.join("copies/nothing")]).is_err());
         fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -11,7 +11,7 @@ mod linetable;
 mod memory;
 mod pthread;
 mod stack_index;
-pub use stack_index::{AwaitingStacks, StackIndex};
+pub use stack_index::{AwaitingStacks, InOrderStacks, StackIndex};
 pub mod tables;
 mod uprobe_link;
 mod usdt;

@@ -2,7 +2,11 @@
 //! with the event's thread and time; the python tracer files its stack id here under that key,
 //! and the event's tracer picks it up for its `python_stack_id` column.
 
-use std::{cell::RefCell, collections::HashMap, rc::Rc};
+use std::{
+    cell::RefCell,
+    collections::{HashMap, VecDeque},
+    rc::Rc,
+};
 
 /// (tid, kernel time ns) -> stack id. Cheap to clone: every tracer holds the same index.
 #[derive(Clone, Default)]
@@ -72,6 +76,49 @@ impl<T> AwaitingStacks<T> {
     }
 }
 
+/// Events that must stay in order (the segments of connections), each waiting for its Python
+/// stack: the first one still waiting holds back those behind it.
+pub struct InOrderStacks<T> {
+    index: StackIndex,
+    queue: VecDeque<Awaiting<T>>,
+}
+
+impl<T> InOrderStacks<T> {
+    pub fn new(index: &StackIndex) -> Self {
+        Self {
+            index: index.clone(),
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// Adds an event; `key` is `Some((tid, time_ns))` when the kernel took its stack.
+    pub fn push(&mut self, event: T, key: Option<(u32, u64)>) {
+        self.queue.push_back(Awaiting {
+            event,
+            key,
+            polls: 0,
+        });
+    }
+
+    /// The events, in order, up to the first whose stack is neither known nor given up on
+    /// (none is held back when `all`), with their stack ids.
+    pub fn ready(&mut self, all: bool) -> Vec<(T, Option<u64>)> {
+        let mut ready = Vec::new();
+        while let Some(front) = self.queue.front_mut() {
+            let stack = front
+                .key
+                .and_then(|(tid, time_ns)| self.index.take(tid, time_ns));
+            if stack.is_none() && front.key.is_some() && !all && front.polls < WAIT_POLLS {
+                front.polls += 1;
+                break;
+            }
+            let awaiting = self.queue.pop_front().expect("front exists");
+            ready.push((awaiting.event, stack));
+        }
+        ready
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +138,29 @@ mod tests {
             assert!(awaiting.ready(false).is_empty());
         }
         assert_eq!(awaiting.ready(false), [("lost", None)]);
+    }
+
+    #[test]
+    fn in_order_events_wait_behind_the_first_without_its_stack() {
+        let index = StackIndex::default();
+        let mut in_order = InOrderStacks::new(&index);
+        in_order.push("first", None);
+        in_order.push("request", Some((7, 100)));
+        in_order.push("response", None);
+        assert_eq!(in_order.ready(false), [("first", None)]);
+        assert!(in_order.ready(false).is_empty());
+        index.insert(7, 100, 42);
+        assert_eq!(
+            in_order.ready(false),
+            [("request", Some(42)), ("response", None)]
+        );
+        in_order.push("lost", Some((7, 200)));
+        in_order.push("after", None);
+        for _ in 0..WAIT_POLLS {
+            assert!(in_order.ready(false).is_empty());
+        }
+        assert_eq!(in_order.ready(false), [("lost", None), ("after", None)]);
+        in_order.push("at the end", Some((7, 300)));
+        assert_eq!(in_order.ready(true), [("at the end", None)]);
     }
 }

@@ -18,6 +18,8 @@ pub struct Manifest {
     /// Why the run ended: "duration", "SIGINT", "SIGTERM", "targets exited".
     pub end_reason: Option<String>,
     pub host: Host,
+    /// Where the run goes in a fleet of runs (see `scalpels-trace publish`).
+    pub partition: crate::fleet::Partition,
     pub command_line: Vec<String>,
     pub target: Target,
     /// RFC 3339, UTC, nanoseconds.
@@ -30,6 +32,9 @@ pub struct Manifest {
     pub options: Options,
     pub tracers: Vec<TracerRecord>,
     pub tables: BTreeMap<String, TableRecord>,
+    /// With `--out s3://...`: what was uploaded before the manifest itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload: Option<crate::fleet::live::UploadRecord>,
 }
 
 #[derive(Debug, Serialize)]
@@ -61,6 +66,8 @@ pub struct Options {
     pub slow_file_io_ns: u64,
     pub block_all: bool,
     pub block_events: bool,
+    pub payload_bytes: u32,
+    pub sql_literals: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -77,6 +84,10 @@ pub struct TracerRecord {
     /// read), by process id.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub notes: BTreeMap<u32, String>,
+    /// What the loader side could not use, by name (e.g. bytes a protocol parser could not
+    /// decode).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unparsed: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Serialize)]

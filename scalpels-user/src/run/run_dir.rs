@@ -10,8 +10,13 @@ use jiff::Timestamp;
 
 /// `20261125T031500Z-nova-compute`: UTC start time, then the target's label made file-safe.
 pub fn run_id(start: Timestamp, label: &str) -> String {
-    let label: String = label
-        .chars()
+    format!("{}-{}", start.strftime("%Y%m%dT%H%M%SZ"), file_safe(label))
+}
+
+/// A name safe in a path and as a Hive partition value in any reader (some URL-decode
+/// directory names, others do not): letters, digits, `.`, `_` and `-` only, at most 64.
+pub fn file_safe(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
                 c
@@ -20,8 +25,7 @@ pub fn run_id(start: Timestamp, label: &str) -> String {
             }
         })
         .take(64)
-        .collect();
-    format!("{}-{}", start.strftime("%Y%m%dT%H%M%SZ"), label)
+        .collect()
 }
 
 /// Creates `out/<run-id>` (with a numeric suffix if a run of the same second exists) and checks
@@ -63,6 +67,8 @@ mod tests {
         assert_eq!(a, "20261125T031500Z-nova-compute");
         assert!(a < run_id(t2, "aaa"));
         assert_eq!(run_id(t1, "python3 /x y"), "20261125T031500Z-python3__x_y");
+        assert_eq!(file_safe("a/b=c d%20"), "a_b_c_d_20");
+        assert_eq!(file_safe(&"x".repeat(100)).len(), 64);
     }
 
     #[test]

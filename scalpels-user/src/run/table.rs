@@ -72,6 +72,11 @@ impl TableWriter {
         self.rows
     }
 
+    /// The segments closed so far, in order. They no longer change.
+    pub fn closed_segments(&self) -> &[PathBuf] {
+        &self.closed_segments
+    }
+
     fn parts_dir(&self) -> PathBuf {
         self.run_dir.join(format!("{}.parts", self.name))
     }
@@ -133,6 +138,16 @@ impl TableWriter {
         })?;
         self.closed_segments.push(done);
         Ok(())
+    }
+
+    /// Closes the table, leaving its rows in segments (a table with no rows gets one, empty):
+    /// for a run whose segments are uploaded as they close, the segments are the table.
+    pub fn finish_as_segments(mut self) -> Result<Vec<PathBuf>> {
+        if self.closed_segments.is_empty() && self.segment.is_none() {
+            self.segment = Some(self.open_segment()?);
+        }
+        self.close_segment()?;
+        Ok(self.closed_segments)
     }
 
     /// Closes the table: `<name>.parquet` holds every row; the segments are removed.

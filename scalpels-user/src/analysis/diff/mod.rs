@@ -237,7 +237,11 @@ impl Judge {
             }
             return change;
         }
-        let rate = format!("{}/s {}", spec.events, percent(ea.per_second(), eb.per_second()));
+        let rate = format!(
+            "{}/s {}",
+            spec.events,
+            percent(ea.per_second(), eb.per_second())
+        );
         if rate_rose(ea, eb) {
             change.worse.push(rate);
         } else if rate_rose(eb, ea) {

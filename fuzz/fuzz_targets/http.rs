@@ -1,0 +1,13 @@
+#![no_main]
+
+#[path = "segments.rs"]
+mod segments;
+
+use libfuzzer_sys::fuzz_target;
+use wire::http::HttpParser;
+
+fuzz_target!(|data: &[u8]| {
+    for record in segments::feed(HttpParser::new(), data) {
+        assert!(record.status.is_none_or(|s| s < 1000));
+    }
+});

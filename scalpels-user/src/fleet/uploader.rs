@@ -1,0 +1,110 @@
+//! Puts files to a fleet destination in order, on a thread of its own, so a slow network never
+//! holds up the tracing loop. Every file is either uploaded or counted as failed with its error
+//! (the local copy is kept): nothing is lost without being said.
+
+use std::{
+    path::PathBuf,
+    sync::mpsc,
+    thread::{self, JoinHandle},
+};
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use super::destination::Destination;
+
+enum Job {
+    Put {
+        from: PathBuf,
+        key: String,
+    },
+    /// Answers with the tally once every job queued before it is done.
+    Tally(mpsc::Sender<Tally>),
+}
+
+/// Errors kept word for word; the count goes on.
+const ERRORS_KEPT: usize = 20;
+
+/// What the uploads came to.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Tally {
+    pub objects: u64,
+    pub bytes: u64,
+    pub failed: u64,
+    /// The first failed keys with their errors.
+    pub errors: Vec<String>,
+}
+
+pub struct Uploader {
+    jobs: mpsc::Sender<Job>,
+    worker: JoinHandle<Tally>,
+}
+
+impl Uploader {
+    /// Starts the upload thread once `probe_key` could be written to `destination` (and
+    /// removed), so a destination that refuses writes fails before anything else is done.
+    pub fn start(destination: Destination, probe_key: String) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the upload runtime")?;
+        runtime.block_on(destination.probe(&probe_key))?;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let worker = thread::Builder::new()
+            .name("scalpels-upload".into())
+            .spawn(move || {
+                let mut tally = Tally::default();
+                for job in queue {
+                    let (from, key) = match job {
+                        Job::Put { from, key } => (from, key),
+                        Job::Tally(reply) => {
+                            let _ = reply.send(tally.clone());
+                            continue;
+                        }
+                    };
+                    match runtime.block_on(destination.put_file(&from, &key)) {
+                        Ok(bytes) => {
+                            tally.objects += 1;
+                            tally.bytes += bytes;
+                        }
+                        Err(e) => {
+                            let error = format!("{}: {e:#}", destination.describe(&key));
+                            eprintln!(
+                                "scalpels-trace: upload failed, {} is kept: {error}",
+                                from.display()
+                            );
+                            tally.failed += 1;
+                            if tally.errors.len() < ERRORS_KEPT {
+                                tally.errors.push(error);
+                            }
+                        }
+                    }
+                }
+                tally
+            })
+            .context("starting the upload thread")?;
+        Ok(Self { jobs, worker })
+    }
+
+    /// Queues `from` to be put at `key`. The file must not change afterwards.
+    pub fn upload(&self, from: PathBuf, key: String) {
+        // The worker only stops when `finish` drops the sender, or by panicking, which
+        // `finish` reports.
+        let _ = self.jobs.send(Job::Put { from, key });
+    }
+
+    /// Waits for the uploads queued so far; returns what they came to.
+    pub fn tally(&self) -> Result<Tally> {
+        let (reply, answer) = mpsc::channel();
+        let _ = self.jobs.send(Job::Tally(reply));
+        answer.recv().context("the upload thread stopped")
+    }
+
+    /// Waits for every queued upload.
+    pub fn finish(self) -> Result<Tally> {
+        drop(self.jobs);
+        self.worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("the upload thread panicked"))
+    }
+}

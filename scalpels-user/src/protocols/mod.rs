@@ -1,0 +1,530 @@
+//! The `protocols` tracer, userspace side: configures the programs in
+//! `scalpels-ebpf/src/protocols.rs` (which syscalls, where their fields are, how to walk from a
+//! task to a socket), follows each connection from the kernel's events into
+//! `connections.parquet`, and hands each connection's payloads, in order, to a protocol parser.
+
+mod connections;
+mod ends;
+mod events;
+mod parsers;
+pub mod tables;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    os::fd::{AsFd as _, BorrowedFd},
+    path::Path,
+    str::FromStr as _,
+};
+
+use anyhow::{Context as _, Result, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap as BpfHashMap, MapData, RingBuf},
+};
+use syscalls::Sysno;
+use tracers::protocols::{
+    CONFIG_GLOBAL, CONNS_MAP, ConnKey, ConnState, EVENTS_MAP, MAX_PAYLOAD, ProtocolsConfig,
+    SCRATCH_MAP, SYSCALLS_MAP, SocketSyscall, SocketWalk, op,
+};
+use wire::{
+    detect::Protocol,
+    oslo::{MessageOrigin, RpcPairing, RpcRecord},
+    records::HttpRecord,
+    sql_text,
+    stream::{Side, Unparsed},
+};
+
+use crate::{
+    btf,
+    clock::{Clock, utc_now_ns},
+    python::InOrderStacks,
+    run::table::TableWriter,
+    tracefs::{self, Field},
+    tracer::{Env, Interval, Prepared, Tracer},
+};
+use connections::{Book, Connection, Payload};
+use events::Event;
+use parsers::Parsed;
+use tables::{ConnectionRow, Origin, SqlRow};
+
+/// How long an RPC call waits for its reply before it is written without one: longer than
+/// oslo.messaging's default `rpc_response_timeout` (60 s).
+const RPC_REPLY_TIMEOUT_NS: u64 = 90_000_000_000;
+
+/// The syscalls traced, with their operation. Those this kernel lacks are skipped.
+const SYSCALLS: &[(&str, u32)] = &[
+    ("connect", op::CONNECT),
+    ("accept", op::ACCEPT),
+    ("accept4", op::ACCEPT),
+    ("close", op::CLOSE),
+    ("write", op::SEND),
+    ("sendto", op::SEND),
+    ("writev", op::SEND_IOV),
+    ("sendmsg", op::SEND_MSG),
+    ("read", op::RECV),
+    ("recvfrom", op::RECV),
+    ("readv", op::RECV_IOV),
+    ("recvmsg", op::RECV_MSG),
+];
+
+/// A traced syscall: its number, tracepoint name and record layout.
+struct Traced {
+    nr: u32,
+    name: &'static str,
+    spec: SocketSyscall,
+}
+
+pub struct PreparedProtocols {
+    config: ProtocolsConfig,
+    traced: Vec<Traced>,
+    cpus: u32,
+}
+
+fn offset_of(fields: &[Field], names: &[&str]) -> u32 {
+    names
+        .iter()
+        .find_map(|name| fields.iter().find(|f| f.name == *name))
+        .map_or(0, |f| f.offset)
+}
+
+fn format(tracefs: &Path, event: &str) -> Result<Vec<Field>> {
+    let path = tracefs.join("events/syscalls").join(event).join("format");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(tracefs::parse_format(&text))
+}
+
+/// The walk from the current task to an fd's socket and its addresses, and the user structs
+/// of vectored I/O, from BTF.
+fn socket_walk() -> Result<SocketWalk> {
+    let vmlinux = btf::load_vmlinux()?;
+    let offset = |st: &str, member: &str| btf::member_offset(&vmlinux, st, member);
+    // The addresses are in `struct sock_common`, the first member of `struct sock`.
+    let common = offset("sock", "__sk_common")?;
+    let sk = |member: &str| Ok::<_, anyhow::Error>(common + offset("sock_common", member)?);
+    Ok(SocketWalk {
+        task_files: offset("task_struct", "files")?,
+        files_fdt: offset("files_struct", "fdt")?,
+        fdtable_max_fds: offset("fdtable", "max_fds")?,
+        fdtable_fd: offset("fdtable", "fd")?,
+        file_inode: offset("file", "f_inode")?,
+        file_private_data: offset("file", "private_data")?,
+        inode_mode: offset("inode", "i_mode")?,
+        socket_sk: offset("socket", "sk")?,
+        sk_family: sk("skc_family")?,
+        sk_type: offset("sock", "sk_type")?,
+        sk_daddr: sk("skc_daddr")?,
+        sk_rcv_saddr: sk("skc_rcv_saddr")?,
+        sk_dport: sk("skc_dport")?,
+        sk_num: sk("skc_num")?,
+        sk_v6_daddr: sk("skc_v6_daddr")?,
+        sk_v6_rcv_saddr: sk("skc_v6_rcv_saddr")?,
+        unix_addr: offset("unix_sock", "addr")?,
+        unix_peer: offset("unix_sock", "peer")?,
+        unix_address_len: offset("unix_address", "len")?,
+        unix_address_name: offset("unix_address", "name")?,
+        sockaddr_un_path: offset("sockaddr_un", "sun_path")?,
+        msghdr_iov: offset("user_msghdr", "msg_iov")?,
+        msghdr_iovlen: offset("user_msghdr", "msg_iovlen")?,
+        iovec_base: offset("iovec", "iov_base")?,
+        iovec_len: offset("iovec", "iov_len")?,
+        iovec_size: btf::struct_size(&vmlinux, "iovec")?,
+    })
+}
+
+/// Learns the syscall record layouts (tracefs) and the task-to-socket walk (BTF).
+pub fn prepare(env: &Env) -> Result<PreparedProtocols> {
+    let walk = socket_walk()?;
+    let mut traced = Vec::new();
+    for &(name, operation) in SYSCALLS {
+        let (Ok(sysno), Ok(fields)) = (
+            Sysno::from_str(name),
+            format(env.tracefs, &format!("sys_enter_{name}")),
+        ) else {
+            continue;
+        };
+        let receives = op::direction(operation) == tracers::protocols::direction::RECV;
+        traced.push(Traced {
+            nr: sysno.id() as u32,
+            name,
+            spec: SocketSyscall {
+                op: operation,
+                fd_offset: offset_of(&fields, &["fd"]),
+                buf_offset: offset_of(&fields, &["buf", "buff", "ubuf", "vec", "msg"]),
+                count_offset: offset_of(&fields, &["count", "len", "size", "vlen"]),
+                flags_offset: if receives {
+                    offset_of(&fields, &["flags"])
+                } else {
+                    0
+                },
+                _pad: 0,
+            },
+        });
+    }
+    if !traced.iter().any(|t| op::direction(t.spec.op) != 0) {
+        bail!("this kernel has none of the socket syscalls' syscalls:sys_enter_* tracepoints");
+    }
+    let enter = format(env.tracefs, "sys_enter_read")?;
+    let exit = format(env.tracefs, "sys_exit_read")?;
+    let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
+    Ok(PreparedProtocols {
+        config: ProtocolsConfig {
+            nr_offset: offset_of(&enter, &["__syscall_nr"]),
+            ret_offset: offset_of(&exit, &["ret"]),
+            payload_bytes: env.cli.payload_bytes.min(MAX_PAYLOAD as u32),
+            _pad: 0,
+            walk,
+        },
+        traced,
+        cpus: cpus as u32,
+    })
+}
+
+impl Prepared for PreparedProtocols {
+    fn set_globals<'a>(&'a self, loader: &mut EbpfLoader<'a>) {
+        loader.override_global(CONFIG_GLOBAL, &self.config, true);
+        loader.map_max_entries(SCRATCH_MAP, self.cpus);
+    }
+
+    fn attach(self: Box<Self>, ebpf: &mut Ebpf, env: &Env) -> Result<Box<dyn Tracer>> {
+        let take = crate::ebpf::take_map;
+        let mut specs: Array<MapData, SocketSyscall> = Array::try_from(take(ebpf, SYSCALLS_MAP)?)?;
+        for t in &self.traced {
+            specs
+                .set(t.nr, t.spec, 0)
+                .with_context(|| format!("configuring syscall {}", t.name))?;
+        }
+        let opens = |t: &&Traced| matches!(t.spec.op, op::CONNECT | op::ACCEPT);
+        let moves_data = |t: &&Traced| op::direction(t.spec.op) != 0;
+        let events = |phase: &'static str, keep: &dyn Fn(&&Traced) -> bool| {
+            self.traced
+                .iter()
+                .filter(keep)
+                .map(move |t| ("syscalls", format!("sys_{phase}_{}", t.name)))
+                .collect::<Vec<_>>()
+        };
+        crate::ebpf::attach_tracepoint(ebpf, "protocols_enter", events("enter", &|_| true))?;
+        crate::ebpf::attach_tracepoint(ebpf, "protocols_exit", events("exit", &moves_data))?;
+        crate::ebpf::attach_tracepoint(ebpf, "protocols_open_exit", events("exit", &opens))?;
+        crate::ebpf::attach_tracepoint(
+            ebpf,
+            "protocols_process_exit",
+            [("sched", "sched_process_exit")],
+        )?;
+        Ok(Box::new(ProtocolsTracer {
+            events: RingBuf::try_from(take(ebpf, EVENTS_MAP)?)?,
+            conns: BpfHashMap::try_from(take(ebpf, CONNS_MAP)?)?,
+            book: Book::new(env.clock),
+            clock: env.clock,
+            waiting: InOrderStacks::new(env.stacks),
+            parsed: Parsed::default(),
+            rpc: RpcPairing::new(RPC_REPLY_TIMEOUT_NS),
+            sql_literals: env.cli.sql_literals,
+            sql_rows: Vec::new(),
+            http_rows: Vec::new(),
+            rpc_rows: Vec::new(),
+
+            connections_table: env.table("connections", tables::connections_schema()),
+            sql_table: env.table("sql", tables::sql_schema()),
+            http_table: env.table("http", tables::http_schema()),
+            rpc_table: env.table("rpc", tables::rpc_schema()),
+            processes: BTreeSet::new(),
+            totals: BTreeMap::new(),
+        }))
+    }
+}
+
+/// Whole-run totals of one protocol, for the summary and the manifest.
+#[derive(Default)]
+struct Totals {
+    connections: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+    bytes_not_captured: u64,
+    /// Requests or messages parsed.
+    records: u64,
+    unparsed: Unparsed,
+}
+
+pub struct ProtocolsTracer {
+    events: RingBuf<MapData>,
+    /// The kernel's connection table: entries of exited processes are removed from it.
+    conns: BpfHashMap<MapData, ConnKey, ConnState>,
+    book: Book,
+    clock: Clock,
+    /// Events in the kernel's order, waiting for the Python stacks of requests.
+    waiting: InOrderStacks<Event>,
+    /// What the last payload's parser produced.
+    parsed: Parsed,
+    /// oslo.messaging calls waiting for their replies, across connections.
+    rpc: RpcPairing,
+    /// Keep SQL statements as sent (`--sql-literals`).
+    sql_literals: bool,
+    sql_rows: Vec<SqlRow>,
+    http_rows: Vec<(Origin, HttpRecord)>,
+    rpc_rows: Vec<RpcRecord>,
+
+    connections_table: TableWriter,
+    sql_table: TableWriter,
+    http_table: TableWriter,
+    rpc_table: TableWriter,
+    processes: BTreeSet<u32>,
+    /// By protocol name.
+    totals: BTreeMap<&'static str, Totals>,
+}
+
+impl ProtocolsTracer {
+    /// Handles the events that are ready (every one when `all`), in order.
+    fn handle_ready(&mut self, all: bool) -> Result<()> {
+        let mut ended = Vec::new();
+        for (event, python_stack_id) in self.waiting.ready(all) {
+            match event {
+                Event::Conn(conn) => {
+                    self.processes.insert(conn.tgid);
+                    ended.extend(self.book.announced(&conn));
+                }
+                Event::Data { header, payload } => {
+                    self.processes.insert(header.tgid);
+                    let time_ns = self.clock.to_utc_ns(header.end_ns);
+                    let Some((conn, replaced)) = self.book.of_data(&header) else {
+                        continue;
+                    };
+                    let mut payloads = conn.lost(header.lost_sent, header.lost_received, time_ns);
+                    conn.account(&header);
+                    payloads.push(Payload {
+                        time_ns,
+                        tid: header.tid,
+                        way: header.direction,
+                        bytes: payload,
+                        len: header.len,
+                        python_stack_id,
+                    });
+                    for payload in payloads {
+                        conn.push(payload, &mut self.parsed);
+                    }
+                    let origin = origin(conn);
+                    ended.extend(replaced);
+                    self.take_parsed(origin);
+                }
+                Event::Close(close) => {
+                    let key = ConnKey {
+                        tgid: close.tgid,
+                        fd: close.fd,
+                    };
+                    if let Some(mut conn) = self.book.closed(&key, close.conn, close.time_ns) {
+                        let time_ns = self.clock.to_utc_ns(close.time_ns);
+                        for gap in conn.lost(close.lost_sent, close.lost_received, time_ns) {
+                            conn.push(gap, &mut self.parsed);
+                        }
+                        ended.push(conn);
+                    }
+                }
+                Event::Exit(exit) => {
+                    for conn in self.book.exited(exit.tgid, exit.time_ns) {
+                        let _ = self.conns.remove(&ConnKey {
+                            tgid: conn.pid,
+                            fd: conn.fd,
+                        });
+                        ended.push(conn);
+                    }
+                }
+            }
+        }
+        self.end_connections(ended)?;
+        self.write_records()
+    }
+
+    /// Moves the records parsed from the connection `origin` into the rows to write.
+    fn take_parsed(&mut self, origin: MessageOrigin) {
+        let row_origin = Origin {
+            pid: origin.pid,
+            conn_id: origin.conn_id,
+            role: match origin.traced_side {
+                Side::Client => "client",
+                Side::Server => "server",
+            },
+        };
+        for record in self.parsed.sql.drain(..) {
+            let normalized = sql_text::normalize(&record.statement);
+            let fingerprint = sql_text::fingerprint(&normalized);
+            let statement = if self.sql_literals {
+                record.statement.clone()
+            } else {
+                normalized
+            };
+            self.sql_rows.push(SqlRow {
+                origin: row_origin,
+                record,
+                statement,
+                fingerprint,
+            });
+        }
+        for record in self.parsed.http.drain(..) {
+            self.http_rows.push((row_origin, record));
+        }
+        for message in self.parsed.amqp.drain(..) {
+            self.rpc.push(origin, &message, &mut self.rpc_rows);
+        }
+    }
+
+    /// Flushes the parsers of connections that ended and writes their rows.
+    fn end_connections(&mut self, mut ended: Vec<Connection>) -> Result<()> {
+        if ended.is_empty() {
+            return Ok(());
+        }
+        let now = utc_now_ns();
+        for conn in &mut ended {
+            let unparsed = conn.finish(conn.closed.unwrap_or(now), &mut self.parsed);
+            let origin = origin(conn);
+            self.take_parsed(origin);
+            let protocol = conn.protocol.unwrap_or(Protocol::Unknown).as_str();
+            let totals = self.totals.entry(protocol).or_default();
+            totals.connections += 1;
+            totals.bytes_sent += conn.bytes_sent;
+            totals.bytes_received += conn.bytes_received;
+            totals.bytes_not_captured += conn.bytes_not_captured;
+            totals.unparsed.messages += unparsed.messages;
+            totals.unparsed.bytes += unparsed.bytes;
+        }
+        let rows: Vec<ConnectionRow> = ended.iter().map(Connection::row).collect();
+        self.connections_table
+            .write(&tables::connections_batch(&rows)?)
+    }
+
+    fn write_records(&mut self) -> Result<()> {
+        if !self.sql_rows.is_empty() {
+            let rows = std::mem::take(&mut self.sql_rows);
+            for row in &rows {
+                let system = row.record.db_system;
+                let protocol = if system == wire::records::DbSystem::Mysql {
+                    "mysql"
+                } else {
+                    "postgresql"
+                };
+                self.totals.entry(protocol).or_default().records += 1;
+            }
+            self.sql_table.write(&tables::sql_batch(&rows)?)?;
+        }
+        if !self.http_rows.is_empty() {
+            let rows = std::mem::take(&mut self.http_rows);
+            self.totals.entry("http").or_default().records += rows.len() as u64;
+            self.http_table.write(&tables::http_batch(&rows)?)?;
+        }
+        if !self.rpc_rows.is_empty() {
+            let rows = std::mem::take(&mut self.rpc_rows);
+            self.totals.entry("amqp").or_default().records += rows.len() as u64;
+            self.rpc_table.write(&tables::rpc_batch(&rows)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the records of `conn` come from.
+fn origin(conn: &Connection) -> MessageOrigin {
+    MessageOrigin {
+        pid: conn.pid,
+        conn_id: conn.id,
+        traced_side: conn.role.own_side(),
+    }
+}
+
+impl Tracer for ProtocolsTracer {
+    fn name(&self) -> &'static str {
+        "protocols"
+    }
+
+    fn event_source(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.events.as_fd())
+    }
+
+    fn poll_events(&mut self) -> Result<()> {
+        while let Some(record) = self.events.next() {
+            if let Some(event) = Event::decode(&record) {
+                let key = event.stack_key();
+                self.waiting.push(event, key);
+            }
+        }
+        self.handle_ready(false)
+    }
+
+    fn collect_interval(&mut self, _interval: &Interval<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.handle_ready(true)?;
+        let open = self.book.drain();
+        self.end_connections(open)?;
+        self.rpc.finish(&mut self.rpc_rows);
+        self.write_records()
+    }
+
+    fn events(&self) -> u64 {
+        self.connections_table.rows()
+            + self.sql_table.rows()
+            + self.http_table.rows()
+            + self.rpc_table.rows()
+    }
+
+    fn processes(&self) -> &BTreeSet<u32> {
+        &self.processes
+    }
+
+    fn tables(&mut self) -> Vec<&mut TableWriter> {
+        vec![
+            &mut self.connections_table,
+            &mut self.sql_table,
+            &mut self.http_table,
+            &mut self.rpc_table,
+        ]
+    }
+
+    fn unparsed(&self) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for (protocol, t) in &self.totals {
+            if t.unparsed != Unparsed::default() {
+                counts.insert(format!("{protocol}_messages"), t.unparsed.messages);
+                counts.insert(format!("{protocol}_bytes"), t.unparsed.bytes);
+            }
+        }
+        counts
+    }
+
+    fn summary(&self) -> Vec<String> {
+        if self.totals.is_empty() {
+            return vec!["  no socket connections".to_owned()];
+        }
+        let mut lines = vec![format!(
+            "  {:<12} {:>11} {:>9} {:>12} {:>12} {:>14} {:>16}",
+            "protocol",
+            "connections",
+            "records",
+            "KiB sent",
+            "KiB received",
+            "KiB not copied",
+            "unparsed (bytes)"
+        )];
+        lines.extend(self.totals.iter().map(|(protocol, t)| {
+            format!(
+                "  {:<12} {:>11} {:>9} {:>12.1} {:>12.1} {:>14.1} {:>16}",
+                protocol,
+                t.connections,
+                t.records,
+                t.bytes_sent as f64 / 1024.0,
+                t.bytes_received as f64 / 1024.0,
+                t.bytes_not_captured as f64 / 1024.0,
+                format!("{} ({})", t.unparsed.messages, t.unparsed.bytes),
+            )
+        }));
+        lines
+    }
+
+    fn into_tables(self: Box<Self>) -> Vec<TableWriter> {
+        vec![
+            self.connections_table,
+            self.sql_table,
+            self.http_table,
+            self.rpc_table,
+        ]
+    }
+}

@@ -1,0 +1,355 @@
+//! Fleets: runs of several hosts published into one place are read as one dataset per table by
+//! pyarrow.dataset and DuckDB; a run traced straight to an S3-compatible server (moto, on
+//! 127.0.0.1) is uploaded segment by segment while it runs; a failed upload is counted, kept
+//! and published later.
+
+use std::{
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use scalpels_tests::*;
+
+const GETPPIDS: [u64; 2] = [3000, 7000];
+
+fn python_script(script: &str, args: &[&str], env: &[(&str, String)]) -> Output {
+    Command::new(python())
+        .arg(workload(script))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("python3 runs")
+}
+
+fn assert_ok(output: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The getppid calls the fleet holds per host, as fleet_check.py printed them.
+fn getppids(check: &str) -> Vec<(String, u64)> {
+    let mut calls: Vec<(String, u64)> = check
+        .lines()
+        .filter_map(|l| l.strip_prefix("getppid host="))
+        .map(|l| {
+            let host = l.split_whitespace().next().unwrap().to_owned();
+            let n = l.rsplit("calls=").next().unwrap().parse().unwrap();
+            (host, n)
+        })
+        .collect();
+    calls.sort();
+    calls
+}
+
+fn trace_with(args: &[&str], env: &[(&str, String)], limit: Duration) -> Output {
+    let child = Command::new(scalpels_trace())
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("scalpels-trace starts");
+    wait_with_limit(child, limit)
+}
+
+#[test]
+fn runs_of_two_hosts_are_one_dataset_per_table() {
+    let out = out_dir("fleet-hosts");
+    let runs = out.join("runs");
+    let mut run_dirs = Vec::new();
+    // One host named by the option, the other by the environment variable.
+    for (i, label) in [(0, "node-a"), (1, "node-b")] {
+        let calls = GETPPIDS[i].to_string();
+        let mut args = vec!["--out", runs.to_str().unwrap()];
+        let mut env = Vec::new();
+        if i == 0 {
+            args.extend(["--host-label", label]);
+        } else {
+            env.push(("SCALPELS_HOST_LABEL", label.to_owned()));
+        }
+        let script = workload("syscall_counts.py");
+        args.extend(["--", python(), &script, &calls, "10"]);
+        let output = trace_with(&args, &env, Duration::from_secs(60));
+        let run = run_dir(&output);
+        assert_eq!(manifest(&run)["partition"]["host"], label);
+        run_dirs.push(run);
+    }
+    let fleet = out.join("fleet");
+    let runs: Vec<&str> = run_dirs.iter().map(|r| r.to_str().unwrap()).collect();
+    let mut publish = vec!["publish", "--to", fleet.to_str().unwrap()];
+    publish.extend(&runs);
+    let published = assert_ok(&trace(&publish, Duration::from_secs(30)), "publish");
+    assert_eq!(published.lines().count(), 2, "{published}");
+    assert!(
+        fleet
+            .join("syscalls/host=node-a/service=python3")
+            .read_dir()
+            .unwrap()
+            .count()
+            == 1
+    );
+
+    let mut check_args = vec![fleet.to_str().unwrap()];
+    check_args.extend(&runs);
+    let check = assert_ok(
+        &python_script("fleet_check.py", &check_args, &[]),
+        "fleet_check.py",
+    );
+    assert!(check.contains("fleet ok"), "{check}");
+    // The runs' own counts, found under their hosts: each worker's getppid calls are exact.
+    assert_eq!(
+        getppids(&check),
+        [
+            ("node-a".to_owned(), GETPPIDS[0]),
+            ("node-b".to_owned(), GETPPIDS[1])
+        ]
+    );
+    let tables = check.lines().filter(|l| l.contains(" rows=")).count();
+    assert!(tables >= 2 * 10, "every table of both runs: {check}");
+
+    // Publishing again replaces, it does not add.
+    assert_ok(&trace(&publish, Duration::from_secs(30)), "publish again");
+    let check = assert_ok(
+        &python_script("fleet_check.py", &check_args, &[]),
+        "fleet_check.py after publishing again",
+    );
+    assert!(check.contains("fleet ok"), "{check}");
+    std::fs::remove_dir_all(&out).ok();
+}
+
+/// moto's S3 server on a free port of 127.0.0.1, stopped when dropped.
+struct S3Server {
+    _process: Reaped,
+    env: Vec<(&'static str, String)>,
+}
+
+impl S3Server {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let process = Reaped(
+            Command::new(python())
+                .args([
+                    "-m",
+                    "moto.server",
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("moto's server starts (pip install 'moto[s3]' flask flask-cors)"),
+        );
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "moto_server did not listen"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+        let env = vec![
+            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
+            ("AWS_ALLOW_HTTP", "true".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "scalpels".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "scalpels".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+        ];
+        Self {
+            _process: process,
+            env,
+        }
+    }
+
+    fn bucket(&self, action: &str, bucket: &str) -> String {
+        assert_ok(
+            &python_script("s3_bucket.py", &[action, bucket], &self.env),
+            &format!("s3_bucket.py {action}"),
+        )
+    }
+
+    fn check(&self, fleet: &str, runs: &[&Path]) -> String {
+        let mut args = vec![fleet];
+        args.extend(runs.iter().map(|r| r.to_str().unwrap()));
+        let check = assert_ok(
+            &python_script("fleet_check.py", &args, &self.env),
+            "fleet_check.py",
+        );
+        assert!(check.contains("fleet ok"), "{check}");
+        check
+    }
+}
+
+/// Traces a worker making `GETPPIDS[0]` getppid calls after `go` exists, to `s3://BUCKET/PREFIX`
+/// with 1 s segments.
+fn spawn_to_s3(server: &S3Server, fleet: &str, staging: &Path, go: &Path) -> std::process::Child {
+    Command::new(scalpels_trace())
+        .args([
+            "--out",
+            fleet,
+            "--staging",
+            staging.to_str().unwrap(),
+            "--host-label",
+            "node-s3",
+            "--tracers",
+            "syscalls,proc",
+            "--flush-interval",
+            "1s",
+            "--",
+            python(),
+            &workload("wait_then.py"),
+            go.to_str().unwrap(),
+            "getppid",
+            &GETPPIDS[0].to_string(),
+        ])
+        .envs(server.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("scalpels-trace starts")
+}
+
+/// Waits until the bucket holds a key matching `wanted`.
+fn wait_for_key(server: &S3Server, bucket: &str, wanted: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        if let Some(key) = server.bucket("list", bucket).lines().find(|k| wanted(k)) {
+            return key.to_owned();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no such key in {bucket}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_run_traced_to_s3_is_uploaded_segment_by_segment() {
+    let server = S3Server::start();
+    server.bucket("create", "traces");
+    let out = out_dir("fleet-s3");
+    let (staging, go) = (out.join("staging"), out.join("go"));
+    let mut child = spawn_to_s3(&server, "s3://traces/prod", &staging, &go);
+    // The manifest is up as soon as the tracers are attached, still "running".
+    wait_for_key(&server, "traces", |k| {
+        k.starts_with("prod/runs/host=node-s3/service=python3/") && k.ends_with("/manifest.json")
+    });
+    // A closed segment is up while the run still goes (the workload waits for `go`).
+    let segment = wait_for_key(&server, "traces", |k| {
+        k.starts_with("prod/proc_stats/host=node-s3/") && k.ends_with("/part-00000.parquet")
+    });
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "{segment} came with the end of the run"
+    );
+    std::fs::write(&go, b"go").unwrap();
+    let output = wait_with_limit(child, Duration::from_secs(60));
+    let stdout = assert_ok(&output, "scalpels-trace --out s3://");
+    assert!(
+        stdout.contains("run: s3://traces/prod host=node-s3 service=python3 run="),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(staging copy removed)"), "{stdout}");
+    assert_eq!(staging.read_dir().unwrap().count(), 0, "staging kept");
+
+    let check = server.check("s3://traces/prod", &[]);
+    assert_eq!(getppids(&check), [("node-s3".to_owned(), GETPPIDS[0])]);
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn a_failed_upload_is_counted_kept_and_published_later() {
+    let server = S3Server::start();
+    server.bucket("create", "outage");
+    let out = out_dir("fleet-s3-outage");
+    let (staging, go) = (out.join("staging"), out.join("go"));
+    let child = spawn_to_s3(&server, "s3://outage/prod", &staging, &go);
+    wait_for_key(&server, "outage", |k| k.ends_with("/part-00000.parquet"));
+    // The store goes away mid-run; the rest of the run cannot be uploaded.
+    server.bucket("drop", "outage");
+    std::fs::write(&go, b"go").unwrap();
+    let output = wait_with_limit(child, Duration::from_secs(60));
+    let stderr = stderr(&output);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("NoSuchBucket"), "{stderr}");
+    assert!(
+        stderr.contains("uploads to s3://outage/prod failed"),
+        "{stderr}"
+    );
+    let runs: Vec<PathBuf> = staging
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1, "the staging copy is kept");
+    let run = &runs[0];
+    let manifest = manifest(run);
+    assert_eq!(manifest["status"], "complete");
+    assert!(
+        manifest["upload"]["failed"].as_u64().unwrap() > 0,
+        "{manifest}"
+    );
+    assert!(stderr.contains(&format!(
+        "scalpels-trace publish {} --to s3://outage/prod",
+        run.display()
+    )));
+
+    server.bucket("create", "outage");
+    let mut publish = Command::new(scalpels_trace());
+    publish
+        .args(["publish", run.to_str().unwrap(), "--to", "s3://outage/prod"])
+        .envs(server.env.iter().map(|(k, v)| (*k, v.as_str())));
+    assert_ok(&publish.output().unwrap(), "publish");
+    let check = server.check("s3://outage/prod", &[run]);
+    assert_eq!(getppids(&check), [("node-s3".to_owned(), GETPPIDS[0])]);
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn a_store_that_refuses_writes_fails_before_tracing() {
+    let server = S3Server::start();
+    let out = out_dir("fleet-s3-missing");
+    let staging = out.join("staging");
+    let start = Instant::now();
+    let output = trace_with(
+        &[
+            "--out",
+            "s3://no-such-bucket/x",
+            "--staging",
+            staging.to_str().unwrap(),
+            "--",
+            "true",
+        ],
+        &server.env,
+        Duration::from_secs(30),
+    );
+    let stderr = stderr(&output);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("cannot write to s3://no-such-bucket/x/runs/host="),
+        "{stderr}"
+    );
+    assert!(stderr.contains("NoSuchBucket"), "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        staging.read_dir().unwrap().count(),
+        0,
+        "no staging run left"
+    );
+    std::fs::remove_dir_all(&out).ok();
+}
