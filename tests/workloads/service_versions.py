@@ -1,15 +1,17 @@
 """Two versions of a small service, for report and diff tests: it handles REQUESTS requests at
 a fixed RATE per second (sleeping in between, as a service waits for clients), each one burning
-CPU in `checksum`, making GETPPID getppid calls and one SQLite query. Version 2 also renders
-each response with `slow_render` (more CPU) and audits it with an extra SQLite query.
+CPU in `checksum`, making GETPPID getppid calls and one PostgreSQL query. Version 2 also renders
+each response with `slow_render` (more CPU) and audits it with an extra query.
 
 usage: service_versions.py VERSION REQUESTS RATE GETPPID
-Prints pid=, requests=, getppid= (the calls it made).
+The server comes from libpq's environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE).
+Prints pid=, requests=, getppid= (the calls it made), queries= (per request).
 """
 import os
-import sqlite3
 import sys
 import time
+
+import psycopg2
 
 version, requests, rate, getppid_calls = (int(a) for a in sys.argv[1:5])
 
@@ -32,11 +34,12 @@ def handle(db, i):
     checksum(30000)
     for _ in range(getppid_calls):
         os.getppid()
-    # Literal ids, so each statement is new to SQLite's cache (the tracer sees every one).
-    db.execute(f"SELECT name FROM items WHERE id = {i % 100}").fetchall()
+    db.execute("SELECT name FROM items WHERE id = %s", (i % 100,))
+    db.fetchall()
     if version >= 2:
         slow_render(60000)
-        db.execute(f"SELECT count(*) FROM audit WHERE item = {i % 100}").fetchall()
+        db.execute("SELECT count(*) FROM audit WHERE item = %s", (i % 100,))
+        db.fetchall()
 
 
 def serve(db):
@@ -49,11 +52,16 @@ def serve(db):
         handle(db, i)
 
 
-db = sqlite3.connect(":memory:", cached_statements=0)
-db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
-db.execute("CREATE TABLE audit (item INTEGER)")
-db.executemany("INSERT INTO items VALUES (?, ?)", [(i, f"item-{i}") for i in range(100)])
+connection = psycopg2.connect("")
+# No BEGIN/COMMIT around the statements: each request's queries are exactly the ones above.
+connection.autocommit = True
+db = connection.cursor()
+# Temporary tables: runs never see each other's.
+db.execute("CREATE TEMPORARY TABLE items (id INT PRIMARY KEY, name TEXT)")
+db.execute("CREATE TEMPORARY TABLE audit (item INT)")
+db.execute("INSERT INTO items SELECT i, 'item-' || i FROM generate_series(0, 99) AS i")
 serve(db)
 print(f"pid={os.getpid()}")
 print(f"requests={requests}")
 print(f"getppid={requests * getppid_calls}")
+print(f"queries={1 if version < 2 else 2}")
