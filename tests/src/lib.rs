@@ -187,6 +187,34 @@ pub fn optional_u64s(batch: &RecordBatch, column: &str) -> Vec<Option<u64>> {
     array.as_primitive::<UInt64Type>().iter().collect()
 }
 
+/// A column as strings, nulls as `None`.
+pub fn optional_strings(batch: &RecordBatch, column: &str) -> Vec<Option<String>> {
+    let array = cast(
+        batch
+            .column_by_name(column)
+            .unwrap_or_else(|| panic!("no column {column}")),
+        &DataType::Utf8,
+    )
+    .expect("cast to utf8");
+    array
+        .as_string::<i32>()
+        .iter()
+        .map(|s| s.map(str::to_owned))
+        .collect()
+}
+
+/// A column as i64 (as [`i64s`] reads it), nulls as `None`.
+pub fn optional_i64s(batch: &RecordBatch, column: &str) -> Vec<Option<i64>> {
+    let col = batch
+        .column_by_name(column)
+        .unwrap_or_else(|| panic!("no column {column}"));
+    i64s(batch, column)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (!col.is_null(i)).then_some(v))
+        .collect()
+}
+
 /// A column as f64 (floating point).
 pub fn f64s(batch: &RecordBatch, column: &str) -> Vec<f64> {
     let array = cast(

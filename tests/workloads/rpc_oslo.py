@@ -10,11 +10,12 @@ client; it starts the server as a child (this script with --serve), so tracing t
 program's command line follows both. With --go, it waits for GO_FILE before starting
 either, so a tracer attached meanwhile sees every connection from its first byte.
 
-The server exits once it has handled K calls and L casts; both sides are bounded in time
-(calls time out after 10 s, the whole run after 60 s). Prints JSON lines (the server's are
-relayed by the client, tagged "side": "server"):
-  {"event": "config", "exchange": "openstack", "topic": TOPIC, "call_method": ...,
-   "cast_method": ..., "call_sleep_ms": ...}
+Calls go to the topic (any server of it), casts to the one server by name, so both of
+oslo.messaging's routings are on the wire. The server exits once it has handled K calls and
+L casts; both sides are bounded in time (calls time out after 10 s, the whole run after
+60 s). Prints JSON lines (the server's are relayed by the client, tagged "side": "server"):
+  {"event": "config", "exchange": "openstack", "topic": TOPIC, "server": SERVER,
+   "call_method": ..., "cast_method": ..., "call_sleep_ms": ...}
   {"event": "ready", "side": "server", "pid": ...}
   {"event": "call", "side": "client", "pid": ..., "method": ..., "seq": I, "result": I,
    "latency_ms": ...}
@@ -36,6 +37,7 @@ from oslo_config import cfg
 
 EXCHANGE = "openstack"  # oslo.messaging's default control_exchange
 TOPIC = "scalpels_test"
+SERVER = "server-1"
 CALL_METHOD = "slow_echo"
 CAST_METHOD = "record_event"
 CALL_SLEEP = 0.02
@@ -85,7 +87,7 @@ class Endpoint:
 def serve(url, expected):
     rpc = transport(url)
     endpoint = Endpoint(expected)
-    target = oslo_messaging.Target(topic=TOPIC, server="server-1")
+    target = oslo_messaging.Target(topic=TOPIC, server=SERVER)
     server = oslo_messaging.get_rpc_server(rpc, target, [endpoint])
     server.start()
     emit(event="ready", side="server", pid=os.getpid())
@@ -128,8 +130,9 @@ def client(url, calls, casts):
             sys.exit(f"call {seq} returned {result}")
         emit(event="call", side="client", pid=os.getpid(), method=CALL_METHOD, seq=seq,
              result=result, latency_ms=round(latency * 1000, 3))
+    to_server = rpc_client.prepare(server=SERVER)
     for seq in range(casts):
-        rpc_client.cast({}, CAST_METHOD, seq=seq)
+        to_server.cast({}, CAST_METHOD, seq=seq)
         emit(event="cast", side="client", pid=os.getpid(), method=CAST_METHOD, seq=seq)
     rpc.cleanup()
 
@@ -151,8 +154,8 @@ def main():
             if time.monotonic() > deadline:
                 sys.exit("go file never appeared")
             time.sleep(0.02)
-    emit(event="config", exchange=EXCHANGE, topic=TOPIC, call_method=CALL_METHOD,
-         cast_method=CAST_METHOD, call_sleep_ms=CALL_SLEEP * 1000)
+    emit(event="config", exchange=EXCHANGE, topic=TOPIC, server=SERVER,
+         call_method=CALL_METHOD, cast_method=CAST_METHOD, call_sleep_ms=CALL_SLEEP * 1000)
     server = subprocess.Popen(
         [sys.executable, __file__, args.url, "--serve", "--calls", str(args.calls),
          "--casts", str(args.casts)],

@@ -278,8 +278,15 @@ impl FrameReader {
             let Some(head) = frame_head(rest) else {
                 continue;
             };
-            if head.size > self.frame_max || !plausible(&head, rest) {
+            if head.size > self.frame_max {
                 continue;
+            }
+            match plausible(&head, rest) {
+                Some(true) => {}
+                Some(false) => continue,
+                // A reader that takes the 7-byte header in a recv() of its own (py-amqp)
+                // leaves the payload's first bytes for the next segment.
+                None => return Scan::NeedMore(at),
             }
             let total = 8 + head.size as usize;
             if rest.len() < total {
@@ -293,20 +300,32 @@ impl FrameReader {
     }
 }
 
-/// What a frame of its type must look like, checked before believing a scanned header.
-fn plausible(head: &FrameHead, rest: &[u8]) -> bool {
+/// Whether a scanned header is believable for a frame of its type; `None` while the payload
+/// bytes that decide it have not arrived.
+fn plausible(head: &FrameHead, rest: &[u8]) -> Option<bool> {
     let payload = &rest[7..];
+    let starts_with = |min_size: u32, prefix: &dyn Fn(&[u8]) -> bool, checked: usize| {
+        if head.size < min_size {
+            Some(false)
+        } else if payload.len() < checked {
+            None
+        } else {
+            Some(prefix(&payload[..checked]))
+        }
+    };
     match head.kind {
-        FrameKind::Method => {
-            head.size >= 4
-                && payload.len() >= 2
-                && matches!(
-                    u16::from_be_bytes([payload[0], payload[1]]),
+        FrameKind::Method => starts_with(
+            4,
+            &|class| {
+                matches!(
+                    u16::from_be_bytes([class[0], class[1]]),
                     10 | 20 | 40 | 50 | 60 | 85 | 90
                 )
-        }
-        FrameKind::Header => head.size >= 14 && payload.len() >= 4 && payload[..4] == [0, 60, 0, 0],
-        FrameKind::Body => head.size > 0,
-        FrameKind::Heartbeat => head.channel == 0 && head.size == 0,
+            },
+            2,
+        ),
+        FrameKind::Header => starts_with(14, &|class_weight| class_weight == [0, 60, 0, 0], 4),
+        FrameKind::Body => Some(head.size > 0),
+        FrameKind::Heartbeat => Some(head.channel == 0 && head.size == 0),
     }
 }

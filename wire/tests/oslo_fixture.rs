@@ -4,7 +4,7 @@
 
 mod conversations;
 
-use conversations::{amqp_messages, limit, load, rpc_records};
+use conversations::{Capture, amqp_messages, limit, load, rpc_records};
 use wire::oslo::{Direction, RpcKind, RpcRecord};
 use wire::stream::Unparsed;
 
@@ -166,4 +166,80 @@ fn a_short_capture_prefix_still_gives_kinds_methods_and_pairs() {
             assert_eq!(a.msg_id, b.msg_id);
         }
     }
+}
+
+/// Consecutive captures of one side joined: each direction's bytes as one recv() would
+/// have them if the reader asked for everything available.
+fn joined(captures: &[Capture]) -> Vec<Capture> {
+    let mut out: Vec<Capture> = Vec::new();
+    for capture in captures {
+        match out.last_mut() {
+            Some(last) if last.from == capture.from => {
+                last.bytes.extend_from_slice(&capture.bytes);
+                last.len += capture.len;
+                last.time_ns = capture.time_ns;
+            }
+            _ => out.push(capture.clone()),
+        }
+    }
+    out
+}
+
+/// The client's reply-queue connection as the traced process's own recv()s moved it:
+/// py-amqp reads each frame's 7-byte header, its payload and its end byte separately, from
+/// the broker's first frame (Connection.Start) on.
+#[test]
+fn frames_read_header_payload_and_end_byte_apart_are_all_parsed() {
+    let captures = load("amqp_py_amqp_reads.seg");
+    assert!(captures.iter().any(|c| c.bytes.len() == 7));
+    let (messages, unparsed) = amqp_messages(&captures);
+    assert_eq!(unparsed, Unparsed::default());
+    let replies: Vec<(&str, &str, &str, u64)> = messages
+        .iter()
+        .map(|(_, m)| {
+            (
+                m.method,
+                m.exchange.as_str(),
+                m.routing_key.as_str(),
+                m.body_size,
+            )
+        })
+        .collect();
+    let queue = "reply_f78a36db69474336bf6e17e7cd082d2b";
+    assert_eq!(replies, [("basic.deliver", "", queue, 200); 3]);
+    for (_, m) in &messages {
+        assert_eq!(m.body.len(), 200);
+    }
+    let records = rpc_records(&captures);
+    let results: Vec<(RpcKind, Option<&str>, Option<bool>)> = records
+        .iter()
+        .map(|r| (r.kind, r.msg_id.as_deref(), r.ending))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            (
+                RpcKind::Reply,
+                Some("04efd6c13b474795bf43a6b0809df287"),
+                Some(true)
+            ),
+            (
+                RpcKind::Reply,
+                Some("5b49b551744946c292e7f82ce5a0c191"),
+                Some(true)
+            ),
+            (
+                RpcKind::Reply,
+                Some("d87ce89c135443a885c2f90af7889311"),
+                Some(true)
+            ),
+        ]
+    );
+    // The same bytes in whole frames give the same messages, at the same times.
+    let (whole, unparsed) = amqp_messages(&joined(&captures));
+    assert_eq!(unparsed, Unparsed::default());
+    let times = |messages: &[(wire::oslo::MessageOrigin, wire::records::AmqpMessage)]| {
+        messages.iter().map(|(_, m)| m.time_ns).collect::<Vec<_>>()
+    };
+    assert_eq!(times(&whole), times(&messages));
 }

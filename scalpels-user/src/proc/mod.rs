@@ -94,19 +94,31 @@ pub struct ProcTracer {
 }
 
 impl ProcTracer {
-    /// One row per target process that has a baseline; processes that exited since the
-    /// targets were listed are skipped.
+    /// One row per target process that has a baseline. A process that left the targets by
+    /// exiting still gets its last row while it is a zombie (a command that does all its work
+    /// within one interval would otherwise have none); reaped processes are skipped.
     fn process_rows(&mut self, pids: &BTreeSet<u32>) -> Vec<ProcessRow> {
         let mut rows = Vec::new();
         let mut seen = BTreeMap::new();
-        for &pid in pids {
+        let exited: Vec<u32> = self
+            .previous
+            .keys()
+            .filter(|pid| !pids.contains(pid))
+            .copied()
+            .collect();
+        for pid in pids.iter().copied().chain(exited) {
             let Some(now) = process::sample(pid) else {
                 continue;
             };
+            let was_target = self.previous.get(&pid);
+            if !pids.contains(&pid) && was_target.is_none_or(|p| p.start_ticks != now.start_ticks) {
+                // The pid now belongs to another process.
+                continue;
+            }
             let totals = self.totals.entry(pid).or_default();
             totals.comm.clone_from(&now.comm);
             totals.peak_rss_bytes = totals.peak_rss_bytes.max(now.rss_bytes);
-            let before = process::baseline(self.previous.get(&pid), &now, self.started_ticks);
+            let before = process::baseline(was_target, &now, self.started_ticks);
             seen.insert(
                 pid,
                 Previous {

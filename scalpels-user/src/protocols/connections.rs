@@ -72,6 +72,8 @@ impl Payload {
 
 /// Payloads kept while the protocol is unknown, at most: past them, the ports decide.
 const MAX_UNDECIDED: usize = 16;
+/// Enough of a stream's start for `detect` to recognise every protocol it knows.
+const DETECT_BYTES: usize = 1024;
 
 enum Stream {
     /// The protocol is not known yet: the first payloads, parsed once it is.
@@ -101,6 +103,8 @@ pub struct Connection {
     /// `None` until the bytes (or the ports) tell.
     pub protocol: Option<Protocol>,
     stream: Stream,
+    /// The thread and Python stack of the send that began the sends since the last receive.
+    sending: Option<(u32, u64)>,
 }
 
 impl Connection {
@@ -166,7 +170,8 @@ impl Connection {
     }
 
     /// Parses one payload (or keeps it until the protocol is known); records go to `out`.
-    pub fn push(&mut self, payload: Payload, out: &mut Parsed) {
+    pub fn push(&mut self, mut payload: Payload, out: &mut Parsed) {
+        self.attribute_stack(&mut payload);
         let from = self.side(payload.way);
         match &mut self.stream {
             Stream::Undecided(pending) => {
@@ -178,6 +183,26 @@ impl Connection {
         }
     }
 
+    /// The kernel takes a Python stack only at the first send after a receive, where a
+    /// request starts; the thread's next sends before a receive are that request's sequence
+    /// (mysql-connector's COM_STMT_CLOSE, answered by nothing, then COM_STMT_PREPARE), so
+    /// they carry its stack.
+    fn attribute_stack(&mut self, payload: &mut Payload) {
+        if payload.way != direction::SEND {
+            if payload.len > 0 {
+                self.sending = None;
+            }
+            return;
+        }
+        match (payload.python_stack_id, self.sending) {
+            (Some(stack), _) => self.sending = Some((payload.tid, stack)),
+            (None, Some((tid, stack))) if tid == payload.tid => {
+                payload.python_stack_id = Some(stack);
+            }
+            (None, _) => {}
+        }
+    }
+
     /// Decides the protocol (and the role, when the kernel did not see the connection made)
     /// from the first bytes each way and the ports, once the bytes tell, both directions were
     /// seen, enough payloads waited, or `now` (the connection ended); then parses the
@@ -186,19 +211,16 @@ impl Connection {
         let Stream::Undecided(pending) = &self.stream else {
             return;
         };
-        let first = |way| {
-            pending
-                .iter()
-                .find(|p| p.way == way && !p.bytes.is_empty())
-                .map(|p| p.bytes.as_slice())
-        };
-        let (sent, received) = (first(direction::SEND), first(direction::RECV));
+        let (sent, received) = (
+            stream_start(pending, direction::SEND),
+            stream_start(pending, direction::RECV),
+        );
         let (local_port, remote_port) = self.ends.ports();
         let guess = detect::guess(&Evidence {
             local_port,
             remote_port,
-            sent: sent.unwrap_or_default(),
-            received: received.unwrap_or_default(),
+            sent: sent.as_deref().unwrap_or_default(),
+            received: received.as_deref().unwrap_or_default(),
         });
         let told = (sent.is_some() || received.is_some()) && guess.protocol != Protocol::Unknown;
         let seen_both = sent.is_some() && received.is_some();
@@ -239,6 +261,28 @@ impl Connection {
     }
 }
 
+/// The first bytes seen going `way`, joined across the payloads that carried them: a
+/// client may read a message in pieces (mysql-connector reads a packet's 4-byte header, then
+/// its body), and one piece alone tells nothing. Joining stops at bytes that were not
+/// captured, since what follows them is not the continuation. `None` before any bytes.
+fn stream_start(pending: &[Payload], way: u32) -> Option<Vec<u8>> {
+    let mut payloads = pending
+        .iter()
+        .filter(|p| p.way == way)
+        .skip_while(|p| p.bytes.is_empty());
+    let mut last = payloads.next()?;
+    let mut start = last.bytes.clone();
+    for payload in payloads {
+        let contiguous = last.bytes.len() as u64 == last.len;
+        if !contiguous || start.len() >= DETECT_BYTES {
+            break;
+        }
+        start.extend_from_slice(&payload.bytes);
+        last = payload;
+    }
+    Some(start)
+}
+
 /// The open connections, by process and fd.
 pub struct Book {
     open: HashMap<ConnKey, Connection>,
@@ -274,6 +318,7 @@ impl Book {
             lost_received: 0,
             protocol: None,
             stream: Stream::Undecided(Vec::new()),
+            sending: None,
         }
     }
 
@@ -495,6 +540,82 @@ mod tests {
             .map(|r| (r.statement.as_str(), r.rows))
             .collect();
         assert_eq!(statements, [("DELETE FROM t x", Some(3))]);
+    }
+
+    #[test]
+    fn a_greeting_read_in_pieces_tells_the_protocol_but_not_across_lost_bytes() {
+        let mut body = b"\x0a10.11.19-MariaDB\0".to_vec();
+        body.resize(60, 0);
+        let header = [body.len() as u8, 0, 0, 0];
+        let mut protocols = Vec::new();
+        for lost in [false, true] {
+            let mut book = Book::new(Clock::from_offset(0));
+            book.announced(&announcement(role::CLIENT, 45678, 33061));
+            let data = DataHeader {
+                tgid: 10,
+                fd: 3,
+                conn: 100,
+                ..DataHeader::default()
+            };
+            let (conn, _) = book.of_data(&data).unwrap();
+            let mut parsed = Parsed::default();
+            // mysql-connector reads a packet's header, then its body.
+            conn.push(payload(direction::RECV, &header), &mut parsed);
+            assert_eq!(conn.protocol, None);
+            if lost {
+                for gap in conn.lost(0, 7, 1) {
+                    conn.push(gap, &mut parsed);
+                }
+            }
+            conn.push(payload(direction::RECV, &body), &mut parsed);
+            conn.finish(2, &mut parsed);
+            protocols.push(conn.protocol);
+        }
+        assert_eq!(protocols, [Some(Protocol::Mysql), Some(Protocol::Unknown)]);
+    }
+
+    #[test]
+    fn sends_before_a_receive_carry_the_stack_of_the_first() {
+        let mut book = Book::new(Clock::from_offset(0));
+        book.announced(&announcement(role::CLIENT, 45678, 3306));
+        let data = DataHeader {
+            tgid: 10,
+            fd: 3,
+            conn: 100,
+            ..DataHeader::default()
+        };
+        let (conn, _) = book.of_data(&data).unwrap();
+        let mut parsed = Parsed::default();
+        let with_stack = |bytes: &[u8], stack| Payload {
+            python_stack_id: stack,
+            ..payload(direction::SEND, bytes)
+        };
+        // COM_STMT_CLOSE (no response), then a query sent before anything was received.
+        conn.push(
+            with_stack(b"\x05\0\0\0\x19\x01\0\0\0", Some(7)),
+            &mut parsed,
+        );
+        conn.push(with_stack(b"\x09\0\0\0\x03SELECT 1", None), &mut parsed);
+        conn.push(
+            payload(direction::RECV, b"\x07\0\0\x01\0\0\0\x02\0\0\0"),
+            &mut parsed,
+        );
+        // After the response, a send without a stack has none.
+        conn.push(with_stack(b"\x09\0\0\0\x03SELECT 2", None), &mut parsed);
+        conn.finish(2, &mut parsed);
+        let stacks: Vec<_> = parsed
+            .sql
+            .iter()
+            .map(|r| (r.operation, r.statement.as_str(), r.python_stack_id))
+            .collect();
+        assert_eq!(
+            stacks,
+            [
+                ("close", "", Some(7)),
+                ("query", "SELECT 1", Some(7)),
+                ("query", "SELECT 2", None)
+            ]
+        );
     }
 
     #[test]

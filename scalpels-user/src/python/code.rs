@@ -35,7 +35,7 @@ impl CodeInfo {
 
 /// Reads the code object at `code_addr` in `mem`'s process.
 pub fn read(mem: &ProcessMemory, code_addr: u64, layout: &Layout) -> Result<CodeInfo> {
-    let field = |offset: u32| code_addr + u64::from(offset);
+    let field = |offset: u32| code_addr.wrapping_add(u64::from(offset));
     let pointer = |offset: u32, what: &str| {
         mem.read_u64(field(offset))
             .with_context(|| format!("reading {what} of code object {code_addr:#x}"))
@@ -159,6 +159,9 @@ impl Symbolizer {
 }
 
 /// Whether the code object read at `code_addr` is still there (same name and line table).
+/// Memory that cannot be read shows no other object there: the process has exited (its
+/// last samples are often handled after that, and their code was read while it ran) or the
+/// object's pages are gone, so what was read stands.
 fn still_the_same(
     memory: &ProcessMemory,
     code_addr: u64,
@@ -166,8 +169,15 @@ fn still_the_same(
     code: &CodeInfo,
 ) -> bool {
     let name = layout.code_qualname.unwrap_or(layout.code_name);
-    let read = |offset: u32| memory.read_u64(code_addr + u64::from(offset)).ok();
-    [read(name), read(layout.code_linetable)] == [Some(code.identity[0]), Some(code.identity[1])]
+    let read = |offset: u32| {
+        memory
+            .read_u64(code_addr.wrapping_add(u64::from(offset)))
+            .ok()
+    };
+    match (read(name), read(layout.code_linetable)) {
+        (Some(name), Some(table)) => [name, table] == code.identity,
+        _ => true,
+    }
 }
 
 /// Where a frame is in its code.
@@ -191,7 +201,10 @@ fn instruction_offset(layout: &Layout, code_addr: u64, instr: u64) -> Position {
         Instr::LastiCodeUnits if lasti == -1 => return Position::BeforeFirst,
         Instr::LastiCodeUnits => u64::try_from(lasti).ok().map(|units| units * CODE_UNIT),
         Instr::Pointer => {
-            let Some(start) = layout.code_adaptive.map(|a| code_addr + u64::from(a)) else {
+            let Some(start) = layout
+                .code_adaptive
+                .map(|a| code_addr.wrapping_add(u64::from(a)))
+            else {
                 return Position::Invalid;
             };
             if instr.wrapping_add(CODE_UNIT) == start {
@@ -323,6 +336,14 @@ time.sleep(600)
                 "café"
             );
             assert_eq!(read(&mem, printed.ucs2, &layout).unwrap().function, "日本");
+            // Samples handled after the process exited still name the code they ran.
+            let mut symbolizer = Symbolizer::default();
+            let pid = running.pid();
+            let frame = |s: &mut Symbolizer| s.frame(pid, &layout, printed.method, 0).function;
+            assert_eq!(frame(&mut symbolizer), expected_name, "{which}");
+            drop(running);
+            symbolizer.next_batch();
+            assert_eq!(frame(&mut symbolizer), expected_name, "{which}");
         }
         std::fs::remove_file(script).unwrap();
     }

@@ -107,21 +107,21 @@ impl ProcessMemory {
     /// legacy non-compact form is refused.
     pub fn read_ascii_str(&self, addr: u64, layout: &Layout) -> Result<String> {
         let chars = self
-            .read_u64(addr + VAR_SIZE)
+            .read_u64(addr.wrapping_add(VAR_SIZE))
             .with_context(|| format!("reading the length of str at {addr:#x}"))?;
         ensure!(
             chars <= MAX_STR_CHARS,
             "str at {addr:#x} claims {chars} characters"
         );
         let state = self
-            .read_u32(addr + STR_STATE)
+            .read_u32(addr.wrapping_add(STR_STATE))
             .with_context(|| format!("reading the state of str at {addr:#x}"))?;
         if state & STATE_COMPACT == 0 {
             bail!("str at {addr:#x} is not compact (state {state:#x})");
         }
         if state & STATE_ASCII != 0 {
             let mut text = vec![0; chars as usize];
-            self.read(addr + u64::from(layout.ascii_data), &mut text)
+            self.read(addr.wrapping_add(u64::from(layout.ascii_data)), &mut text)
                 .with_context(|| format!("reading the characters of str at {addr:#x}"))?;
             ensure!(
                 text.is_ascii(),
@@ -135,7 +135,7 @@ impl ProcessMemory {
             "str at {addr:#x} has character size {kind}"
         );
         let mut raw = vec![0; chars as usize * kind as usize];
-        self.read(addr + u64::from(layout.compact_data), &mut raw)
+        self.read(addr.wrapping_add(u64::from(layout.compact_data)), &mut raw)
             .with_context(|| format!("reading the characters of str at {addr:#x}"))?;
         Ok(decode_chars(&raw, kind as usize))
     }
@@ -143,14 +143,14 @@ impl ProcessMemory {
     /// The contents of the `bytes` object at `addr`.
     pub fn read_bytes_object(&self, addr: u64) -> Result<Vec<u8>> {
         let len = self
-            .read_u64(addr + VAR_SIZE)
+            .read_u64(addr.wrapping_add(VAR_SIZE))
             .with_context(|| format!("reading the size of bytes at {addr:#x}"))?;
         ensure!(
             len <= MAX_BYTES_LEN,
             "bytes at {addr:#x} claims {len} bytes"
         );
         let mut data = vec![0; len as usize];
-        self.read(addr + BYTES_DATA, &mut data)
+        self.read(addr.wrapping_add(BYTES_DATA), &mut data)
             .with_context(|| format!("reading the contents of bytes at {addr:#x}"))?;
         Ok(data)
     }
@@ -187,6 +187,16 @@ mod tests {
         assert!(mem.read_u64(0).is_err());
         let text = c"counted";
         assert_eq!(mem.read_c_str(text.as_ptr() as u64).unwrap(), "counted");
+    }
+
+    #[test]
+    fn python_objects_at_wild_addresses_are_errors() {
+        // A pointer read from a running interpreter can be stale: near the top of the address
+        // space, the object's fields wrap around instead of overflowing.
+        let mem = ProcessMemory::new(std::process::id());
+        let layout = super::super::versions::layout(3, 12).expect("3.12 layout");
+        assert!(mem.read_ascii_str(u64::MAX - 8, &layout).is_err());
+        assert!(mem.read_bytes_object(u64::MAX - 8).is_err());
     }
 
     #[test]

@@ -192,6 +192,37 @@ fn a_frame_cut_across_writes_completes_where_it_ends() {
     assert_eq!(parser.unparsed(), Unparsed::default());
 }
 
+/// py-amqp's reads: a frame's 7-byte header, then its payload, then its end byte. The
+/// stream's first frame cannot be checked on its header alone; it waits for the payload
+/// instead of being taken for noise.
+#[test]
+fn a_first_frame_read_header_payload_and_end_byte_apart_is_not_lost() {
+    let mut stream = deliver(1, "", "reply_q");
+    stream.extend(header(1, 2));
+    stream.extend(body(1, b"ok"));
+    let mut reads = Vec::new();
+    let mut rest = &stream[..];
+    while !rest.is_empty() {
+        let size = u32::from_be_bytes(rest[3..7].try_into().unwrap()) as usize;
+        let (frame, tail) = rest.split_at(8 + size);
+        for piece in [&frame[..7], &frame[7..7 + size], &frame[7 + size..]] {
+            if !piece.is_empty() {
+                let time = reads.len() as i64;
+                reads.push((time, Side::Server, piece.to_vec(), piece.len()));
+            }
+        }
+        rest = tail;
+    }
+    let mut parser = AmqpParser::new();
+    let out = feed_all(&mut parser, &reads);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].routing_key.as_str(), &out[0].body[..]),
+        ("reply_q", &b"ok"[..])
+    );
+    assert_eq!(parser.unparsed(), Unparsed::default());
+}
+
 #[test]
 fn after_losing_a_frame_boundary_it_resynchronises_on_a_verified_frame() {
     let mut lost = publish(1, "ex", "first");

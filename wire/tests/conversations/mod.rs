@@ -45,7 +45,13 @@ pub fn load(name: &str) -> Vec<Capture> {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
+            let mut fields: Vec<&str> = line.split(' ').collect();
+            // One traced connection, as `common::load` reads it (`C|S time hex`): connection
+            // and process 1.
+            if fields.len() == 3 {
+                let side = if fields[0] == "C" { "c" } else { "s" };
+                fields = vec!["1", "1", side, fields[1], fields[2]];
+            }
             assert_eq!(fields.len(), 5, "{line}");
             let bytes = hex(fields[4]);
             Capture {
@@ -182,6 +188,65 @@ pub fn chop(captures: &[Capture], rng: &mut Rng) -> Vec<Capture> {
         });
     }
     pieces
+}
+
+/// The captures of an AMQP conversation cut the way py-amqp reads frames: each frame's 7-byte
+/// header, its payload and its end byte in three recv()s (kombu's transport, which
+/// oslo.messaging uses). Each side's stream is followed across captures, so a frame spread
+/// over several captures is cut the same way; bytes and times are unchanged.
+pub fn frame_reads(captures: &[Capture]) -> Vec<Capture> {
+    // Per connection and side: bytes of the stream seen so far, and where the next cut is.
+    let mut streams: BTreeMap<(u64, bool), (Vec<u8>, Vec<usize>)> = BTreeMap::new();
+    let mut pieces = Vec::new();
+    for capture in captures {
+        let (stream, cuts) = streams
+            .entry((capture.conn, capture.from == Side::Client))
+            .or_default();
+        let start = stream.len();
+        stream.extend_from_slice(&capture.bytes);
+        frame_cuts(stream, cuts);
+        let mut at = start;
+        for &cut in cuts.iter() {
+            // A frame without payload has its header and end byte cut at the same place.
+            if cut <= at || cut >= stream.len() {
+                continue;
+            }
+            pieces.push(Capture {
+                bytes: stream[at..cut].to_vec(),
+                len: (cut - at) as u64,
+                ..capture.clone()
+            });
+            at = cut;
+        }
+        pieces.push(Capture {
+            bytes: stream[at..].to_vec(),
+            len: (stream.len() - at) as u64,
+            ..capture.clone()
+        });
+    }
+    pieces
+}
+
+/// Extends `cuts` (the ends of the protocol header and of frames' header, payload and end
+/// byte so far) as far as the frames in `stream` can be followed.
+fn frame_cuts(stream: &[u8], cuts: &mut Vec<usize>) {
+    let mut frame_start = match cuts.last() {
+        Some(&last) => last,
+        None if stream.starts_with(b"AMQP") => {
+            if stream.len() < 8 {
+                return;
+            }
+            cuts.push(8);
+            8
+        }
+        None => 0,
+    };
+    while let Some(head) = stream.get(frame_start..frame_start + 7) {
+        let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]) as usize;
+        let end = frame_start + 8 + size;
+        cuts.extend([frame_start + 7, end - 1, end]);
+        frame_start = end;
+    }
 }
 
 /// What a kernel capture limited to `prefix` bytes per syscall would have copied.
