@@ -60,8 +60,10 @@ pub enum Analysis {
         #[arg(long, value_name = "FILE", conflicts_with = "format")]
         html: Option<PathBuf>,
     },
-    /// What changed from run BEFORE to run AFTER, per second of run and per call; exits with
-    /// status 1 when something got slower beyond --threshold and beyond noise (2 on errors).
+    /// What changed from BEFORE to AFTER, per second of run and per call; exits with status 1
+    /// when something got slower beyond --threshold and beyond noise (2 on errors). Each side
+    /// is a run directory, or a directory of several runs of one version (replicates: then a
+    /// change must also be larger than the runs' own spread).
     Diff {
         before: PathBuf,
         after: PathBuf,

@@ -23,15 +23,21 @@ struct Traced {
     stdout: Vec<u8>,
 }
 
+/// Two runs of each side a test compares: `diff` takes the runs of a directory as replicates,
+/// and judges a change only when it is larger than their own spread.
 struct Runs {
     root: PathBuf,
-    v1: Traced,
-    v1_again: Traced,
-    v2: Traced,
+    v1: [Traced; 2],
+    v1_again: [Traced; 2],
+    v2: [Traced; 2],
 }
 
-/// scalpels-trace tracing the service in `version` for `requests` requests into `out`, against
-/// the test PostgreSQL server.
+impl Runs {
+    fn side(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+}
+
 fn trace_service(out: &Path, tracer_args: &[&str], version: &str, requests: &str) -> Command {
     let port = servers::postgres().port.to_string();
     let mut command = Command::new(scalpels_trace());
@@ -64,16 +70,27 @@ fn trace_version(root: &Path, name: &str, version: &str) -> Traced {
 }
 
 /// The runs every test reads, traced once, one after the other (so they do not slow each
-/// other down).
+/// other down), alternating versions (so a change in the machine's load over the minute they
+/// take falls on both).
 fn runs() -> &'static Runs {
     static RUNS: OnceLock<Runs> = OnceLock::new();
     RUNS.get_or_init(|| {
         let root = out_dir("analysis");
+        let mut traced: Vec<Traced> = Vec::new();
+        for replicate in ["first", "second"] {
+            for (side, version) in [("v1", "1"), ("v2", "2"), ("v1-again", "1")] {
+                traced.push(trace_version(&root.join(side), replicate, version));
+            }
+        }
+        let mut traced = traced.into_iter();
+        let mut next = || traced.next().unwrap();
+        let (v1, v2, v1_again) = (next(), next(), next());
+        let (v1b, v2b, v1_againb) = (next(), next(), next());
         Runs {
-            v1: trace_version(&root, "v1", "1"),
-            v1_again: trace_version(&root, "v1-again", "1"),
-            v2: trace_version(&root, "v2", "2"),
             root,
+            v1: [v1, v1b],
+            v1_again: [v1_again, v1_againb],
+            v2: [v2, v2b],
         }
     })
 }
@@ -114,7 +131,7 @@ fn report(run: &Path) -> Value {
 
 #[test]
 fn report_puts_the_hot_function_first_and_counts_getppid_exactly() {
-    let v1 = &runs().v1;
+    let v1 = &runs().v1[0];
     let report = report(&v1.run);
     let made = printed(&v1.stdout, "getppid")[0];
     let by_count = section(&report, "syscalls_by_count");
@@ -183,7 +200,7 @@ fn report_puts_the_hot_function_first_and_counts_getppid_exactly() {
 #[test]
 fn sql_reads_every_run_of_a_tree_as_one_dataset() {
     let runs = runs();
-    let made = printed(&runs.v1.stdout, "getppid")[0];
+    let made = printed(&runs.v1[0].stdout, "getppid")[0];
     let output = analyse(&[
         "sql",
         runs.root.to_str().unwrap(),
@@ -195,10 +212,17 @@ fn sql_reads_every_run_of_a_tree_as_one_dataset() {
     assert!(output.status.success(), "{}", stderr(&output));
     let rows = json(&output);
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 3, "{rows:?}");
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let program = Path::new(python()).file_name().unwrap().to_str().unwrap();
-    for (row, traced) in rows.iter().zip([&runs.v1, &runs.v1_again, &runs.v2]) {
+    let mut traced: Vec<&Traced> = runs
+        .v1
+        .iter()
+        .chain(&runs.v1_again)
+        .chain(&runs.v2)
+        .collect();
+    traced.sort_by_key(|t| manifest(&t.run)["run_id"].as_str().unwrap().to_owned());
+    assert_eq!(rows.len(), traced.len(), "{rows:?}");
+    for (row, traced) in rows.iter().zip(traced) {
         assert_eq!(row["host"], hostname.trim());
         assert_eq!(row["service"], program);
         assert_eq!(row["run"], manifest(&traced.run)["run_id"]);
@@ -207,7 +231,7 @@ fn sql_reads_every_run_of_a_tree_as_one_dataset() {
     // The histogram functions, and CSV.
     let output = analyse(&[
         "sql",
-        runs.v1.run.to_str().unwrap(),
+        runs.v1[0].run.to_str().unwrap(),
         "SELECT count(*) AS n, hist_quantile(hist_merge(latency_hist), 1.0) >= max(max_latency) \
          AS bounded FROM syscalls WHERE syscall = 'getppid'",
         "--format",
@@ -218,7 +242,7 @@ fn sql_reads_every_run_of_a_tree_as_one_dataset() {
     assert!(csv.trim_end().ends_with(",true"), "{csv}");
     let output = analyse(&[
         "sql",
-        runs.v1.run.to_str().unwrap(),
+        runs.v1[0].run.to_str().unwrap(),
         "SELECT nope FROM syscalls",
     ]);
     assert_eq!(output.status.code(), Some(2));
@@ -270,32 +294,31 @@ fn version_2_regressions() -> Vec<(String, String)> {
 #[test]
 fn diff_names_exactly_what_version_2_added() {
     let runs = runs();
-    let (status, found) = diff(&runs.v1.run, &runs.v2.run);
+    let (v1, v2) = (runs.side("v1"), runs.side("v2"));
+    let (status, found) = diff(&v1, &v2);
     assert_eq!(regressions(&found), version_2_regressions(), "{found:#}");
     assert_eq!(status, Some(1));
-    // The other way round, it is gone: an improvement, not a regression.
-    let (status, found) = diff(&runs.v2.run, &runs.v1.run);
+    // The other way round, they are gone: improvements, not regressions.
+    let (status, found) = diff(&v2, &v1);
     assert_eq!(regressions(&found), [], "{found:#}");
     assert_eq!(status, Some(0));
-    let text = analyse(&[
-        "diff",
-        runs.v1.run.to_str().unwrap(),
-        runs.v2.run.to_str().unwrap(),
-    ]);
+    let text = analyse(&["diff", v1.to_str().unwrap(), v2.to_str().unwrap()]);
     let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("2 runs under"), "{text}");
     assert!(text.contains("slow_render"), "{text}");
     assert!(text.contains("4 regressions"), "{text}");
 }
 
 #[test]
-fn diff_of_two_runs_of_the_same_version_finds_no_regression() {
+fn diff_of_runs_of_the_same_version_finds_no_regression() {
     let runs = runs();
-    for (a, b) in [(&runs.v1, &runs.v1_again), (&runs.v1_again, &runs.v1)] {
-        let (status, found) = diff(&a.run, &b.run);
+    let (v1, v1_again) = (runs.side("v1"), runs.side("v1-again"));
+    for (a, b) in [(&v1, &v1_again), (&v1_again, &v1)] {
+        let (status, found) = diff(a, b);
         assert_eq!(regressions(&found), [], "{found:#}");
         assert_eq!(status, Some(0));
     }
-    let missing = analyse(&["diff", runs.v1.run.to_str().unwrap(), "/nonexistent"]);
+    let missing = analyse(&["diff", v1.to_str().unwrap(), "/nonexistent"]);
     assert_eq!(missing.status.code(), Some(2));
 }
 
@@ -349,49 +372,69 @@ fn a_killed_run_is_reported_from_its_segments() {
     assert!(getppid["calls"].as_u64().unwrap() >= 50, "{getppid}");
 }
 
-/// Many runs of each version, every ordered pair diffed: how often the noise guard is fooled,
-/// and whether version 2's changes are always named. Not run by default (20 runs take about 15
-/// minutes): `cargo test -p scalpels-tests --test analysis -- --ignored soak`, with
-/// SCALPELS_SOAK_RUNS runs of each version (default 10).
+/// Diffs every ordered pair of `sides` whose versions are given, and returns how many were
+/// compared and what was wrong (a regression that version 2 did not add, or one it added
+/// that was not named).
+fn diff_all(sides: &[(&str, PathBuf)]) -> (usize, Vec<String>) {
+    let (mut pairs, mut wrong) = (0, Vec::new());
+    for (version_a, a) in sides {
+        for (version_b, b) in sides.iter().filter(|(_, b)| b != a) {
+            pairs += 1;
+            let expected = if (*version_a, *version_b) == ("1", "2") {
+                version_2_regressions()
+            } else {
+                vec![]
+            };
+            let (status, found) = diff(a, b);
+            let expected_status = if expected.is_empty() { 0 } else { 1 };
+            if regressions(&found) != expected || status != Some(expected_status) {
+                wrong.push(format!(
+                    "{} -> {}: {}",
+                    a.display(),
+                    b.display(),
+                    found["regressions"]
+                ));
+            }
+        }
+    }
+    (pairs, wrong)
+}
+
+/// Many runs of each version, every ordered pair diffed, one run against one and two runs
+/// against two: how often the noise guard is fooled, and whether version 2's changes are always
+/// named. Not run by default (12 runs take about 10 minutes): `cargo test -p scalpels-tests
+/// --test analysis -- --ignored soak --nocapture`, SCALPELS_SOAK_RUNS runs of each version
+/// (default 6). Fails on any wrong diff of two runs against two; single runs are reported.
 #[test]
 #[ignore]
 fn soak_diff_over_every_pair_of_many_runs() {
     let n: usize = std::env::var("SCALPELS_SOAK_RUNS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(6);
     let root = out_dir("analysis-soak");
-    let (mut v1, mut v2) = (Vec::new(), Vec::new());
+    let mut singles = Vec::new();
     for i in 0..n {
-        v1.push(trace_version(&root, &format!("v1-{i}"), "1").run);
-        v2.push(trace_version(&root, &format!("v2-{i}"), "2").run);
-    }
-    let (mut pairs, mut wrong) = (0, Vec::new());
-    for (before, after, expected) in [
-        (&v1, &v1, vec![]),
-        (&v2, &v2, vec![]),
-        (&v1, &v2, version_2_regressions()),
-        (&v2, &v1, vec![]),
-    ] {
-        for a in before {
-            for b in after.iter().filter(|b| *b != a) {
-                pairs += 1;
-                let (status, found) = diff(a, b);
-                let expected_status = if expected.is_empty() { 0 } else { 1 };
-                if regressions(&found) != expected || status != Some(expected_status) {
-                    wrong.push(format!(
-                        "{} -> {}: {}",
-                        a.display(),
-                        b.display(),
-                        found["regressions"]
-                    ));
-                }
-            }
+        for version in ["1", "2"] {
+            // Runs i and i+1 of a version also form one side of two runs (a directory).
+            let side = root.join(format!("v{version}-pair{}", i / 2));
+            let traced = trace_version(&side, &i.to_string(), version);
+            singles.push((version, traced.run));
         }
     }
+    let pairs: Vec<(&str, PathBuf)> = (0..n / 2)
+        .flat_map(|p| ["1", "2"].map(|v| (v, root.join(format!("v{v}-pair{p}")))))
+        .collect();
+    let (single_pairs, single_wrong) = diff_all(&singles);
+    let (pair_pairs, pair_wrong) = diff_all(&pairs);
     eprintln!(
-        "soak: {pairs} ordered pairs of {n}+{n} runs, {} wrong",
-        wrong.len()
+        "soak: one run against one: {single_pairs} ordered pairs, {} wrong:\n{}",
+        single_wrong.len(),
+        single_wrong.join("\n")
     );
-    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    eprintln!(
+        "soak: two runs against two: {pair_pairs} ordered pairs, {} wrong",
+        pair_wrong.len()
+    );
+    assert!(pair_wrong.is_empty(), "{}", pair_wrong.join("\n"));
 }

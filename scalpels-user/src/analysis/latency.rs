@@ -60,6 +60,22 @@ pub fn add_histogram(into: &mut Vec<u64>, other: &[u64]) {
 }
 
 impl Latencies {
+    /// Adds another run's latencies of the same kind.
+    pub fn merge(&mut self, other: &Latencies) {
+        match (self, other) {
+            (Latencies::Histogram(counts), Latencies::Histogram(more)) => {
+                add_histogram(counts, more);
+            }
+            (Latencies::Sorted(values), Latencies::Sorted(more)) => {
+                values.extend_from_slice(more);
+                values.sort_unstable();
+            }
+            (this, other) => {
+                unreachable!("a dimension has one kind of latencies: {this:?}, {other:?}")
+            }
+        }
+    }
+
     pub fn count(&self) -> u64 {
         match self {
             Latencies::Histogram(counts) => counts.iter().sum(),
@@ -132,6 +148,16 @@ mod tests {
         assert_eq!(l.quantile(1.0), Some(50.0));
         assert_eq!(Latencies::Sorted(vec![]).quantile(0.5), None);
         assert_eq!(l.sum_of_squares(), 5500.0);
+    }
+
+    #[test]
+    fn runs_merge_into_one_distribution() {
+        let mut l = Latencies::Sorted(vec![10, 30]);
+        l.merge(&Latencies::Sorted(vec![20]));
+        assert_eq!(l.quantile(0.5), Some(20.0));
+        let mut h = Latencies::Histogram(vec![0, 1]);
+        h.merge(&Latencies::Histogram(vec![1, 1, 1]));
+        assert_eq!(h.count(), 4);
     }
 
     #[test]

@@ -14,6 +14,8 @@ mod sql;
 mod table;
 mod values;
 
+use std::path::PathBuf;
+
 use anyhow::{Context as _, Result};
 
 use crate::cli::Analysis;
@@ -108,7 +110,13 @@ async fn dispatch(analysis: Analysis) -> Result<u8> {
                 min_rise_ns: min_rise.as_nanos() as f64,
                 top,
             };
-            let diff = diff::build(runs::one(&before)?, runs::one(&after)?, &options).await?;
+            let side = |path: PathBuf| -> Result<diff::Side> {
+                Ok(diff::Side {
+                    runs: runs::discover(std::slice::from_ref(&path))?,
+                    path,
+                })
+            };
+            let diff = diff::build(side(before)?, side(after)?, &options).await?;
             print!("{}", diff.render(format));
             Ok(u8::from(diff.regressed()))
         }

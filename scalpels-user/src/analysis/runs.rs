@@ -74,20 +74,31 @@ pub fn one(path: &Path) -> Result<Run> {
     Ok(runs.remove(0))
 }
 
+/// The run directories at or below `path`. Symbolic links are followed (a tree of links to
+/// runs is a handy way to group them), each directory once, so a link loop ends.
 fn collect(path: &Path, dirs: &mut Vec<PathBuf>) -> Result<()> {
-    if path.join("manifest.json").is_file() {
-        dirs.push(path.to_owned());
-        return Ok(());
-    }
-    let entries = fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut children: Vec<PathBuf> = entries
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .collect();
-    children.sort();
-    for child in children {
-        collect(&child, dirs)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut pending = vec![path.to_owned()];
+    while let Some(dir) = pending.pop() {
+        let canonical = dir
+            .canonicalize()
+            .with_context(|| format!("reading {}", dir.display()))?;
+        if !seen.insert(canonical) {
+            continue;
+        }
+        if dir.join("manifest.json").is_file() {
+            dirs.push(dir);
+            continue;
+        }
+        let entries = fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
+        let mut children: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        // Reversed onto the stack, so runs are found in name order.
+        children.sort_by(|x, y| y.cmp(x));
+        pending.extend(children);
     }
     Ok(())
 }

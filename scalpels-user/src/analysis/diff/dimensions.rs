@@ -66,6 +66,12 @@ pub struct Judged {
     pub percentiles: bool,
 }
 
+const NOTHING: Judged = Judged {
+    rate: false,
+    time: false,
+    percentiles: false,
+};
+
 const EVERYTHING: Judged = Judged {
     rate: true,
     time: true,
@@ -227,11 +233,9 @@ pub fn all() -> Vec<Spec> {
             labels: vec![text("device"), text("op")],
             events: "requests",
             shape: Shape::Histogram,
-            judged: Judged {
-                rate: false,
-                time: true,
-                percentiles: false,
-            },
+            // Which requests reach the disk follows the page cache (how warm it was), not the
+            // code: shown only; the targets' own time in file I/O is judged in `files`.
+            judged: NOTHING,
             waits: &[],
             sql: format!(
                 "SELECT device, op, sum(requests) AS events, sum({t}) AS time_ns,
@@ -329,4 +333,30 @@ fn measures(spec: &Spec, batches: &[RecordBatch]) -> Result<BTreeMap<Vec<String>
         );
     }
     Ok(out)
+}
+
+/// The measures of several runs as one: counts, times and latencies added up (their rates are
+/// then per second of all the runs together).
+pub fn pool(runs: &[BTreeMap<Vec<String>, Measure>]) -> BTreeMap<Vec<String>, Measure> {
+    let mut pooled: BTreeMap<Vec<String>, Measure> = BTreeMap::new();
+    for run in runs {
+        for (key, m) in run {
+            match pooled.get_mut(key) {
+                None => {
+                    pooled.insert(key.clone(), m.clone());
+                }
+                Some(p) => {
+                    p.events += m.events;
+                    p.time_ns += m.time_ns;
+                    p.sum_of_squares += m.sum_of_squares;
+                    match (&mut p.latencies, &m.latencies) {
+                        (Some(into), Some(more)) => into.merge(more),
+                        (into @ None, Some(more)) => *into = Some(more.clone()),
+                        (_, None) => {}
+                    }
+                }
+            }
+        }
+    }
+    pooled
 }

@@ -51,26 +51,53 @@ pub struct Diff {
 
 type Measures = BTreeMap<Vec<String>, Measure>;
 
-pub async fn build(before: Run, after: Run, options: &Options) -> Result<Diff> {
-    let (a, b) = (
-        Dataset::open(std::slice::from_ref(&before)).await?,
-        Dataset::open(std::slice::from_ref(&after)).await?,
-    );
-    let mut compared: Vec<(Spec, Measures, Measures)> = Vec::new();
+/// One side of a diff: one run, or several runs of the same version (replicates).
+pub struct Side {
+    /// What the user named: a run directory or a tree of runs.
+    pub path: std::path::PathBuf,
+    pub runs: Vec<Run>,
+}
+
+impl Side {
+    fn seconds(&self) -> f64 {
+        self.runs.iter().map(|r| r.seconds).sum()
+    }
+}
+
+/// Each run's measures of a dimension; None when a run lacks its tables.
+async fn measure_runs(side: &Side, spec: &Spec) -> Result<Option<Vec<Measures>>> {
+    let mut runs = Vec::new();
+    for run in &side.runs {
+        let dataset = Dataset::open(std::slice::from_ref(run)).await?;
+        match dimensions::measure(&dataset, spec).await? {
+            Some(measures) => runs.push(measures),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(runs))
+}
+
+pub async fn build(before: Side, after: Side, options: &Options) -> Result<Diff> {
+    let mut compared: Vec<(Spec, Vec<Measures>, Vec<Measures>)> = Vec::new();
     let mut skipped = Vec::new();
     for spec in dimensions::all() {
         match (
-            dimensions::measure(&a, &spec).await?,
-            dimensions::measure(&b, &spec).await?,
+            measure_runs(&before, &spec).await?,
+            measure_runs(&after, &spec).await?,
         ) {
             (Some(ma), Some(mb)) => compared.push((spec, ma, mb)),
             _ => skipped.push(spec.key),
         }
     }
+    let pooled: Vec<(Measures, Measures)> = compared
+        .iter()
+        .map(|(_, ma, mb)| (dimensions::pool(ma), dimensions::pool(mb)))
+        .collect();
     let comparisons: usize = compared
         .iter()
-        .map(|(spec, ma, mb)| {
-            let keys = ma.keys().chain(mb.keys()).collect::<BTreeSet<_>>().len();
+        .zip(&pooled)
+        .map(|((spec, _, _), (pa, pb))| {
+            let keys = pa.keys().chain(pb.keys()).collect::<BTreeSet<_>>().len();
             let tests = match spec.shape {
                 Shape::Profile | Shape::Aggregated => 1,
                 Shape::Histogram | Shape::Each => 3,
@@ -83,12 +110,16 @@ pub async fn build(before: Run, after: Run, options: &Options) -> Result<Diff> {
         threshold: options.threshold,
         min_rise_ns: options.min_rise_ns,
         z,
-        seconds: (before.seconds, after.seconds),
+        seconds: (before.seconds(), after.seconds()),
+        run_seconds: (
+            before.runs.iter().map(|r| r.seconds).collect(),
+            after.runs.iter().map(|r| r.seconds).collect(),
+        ),
     };
     let mut tables = Vec::new();
     let mut regressions = Vec::new();
-    for (spec, ma, mb) in &compared {
-        let (table, found) = judge.dimension(spec, ma, mb, options.top);
+    for ((spec, ra, rb), (pa, pb)) in compared.iter().zip(&pooled) {
+        let (table, found) = judge.dimension(spec, (pa, pb), (ra, rb), options.top);
         tables.push(table);
         regressions.extend(found);
     }
@@ -102,7 +133,7 @@ pub async fn build(before: Run, after: Run, options: &Options) -> Result<Diff> {
     })
 }
 
-fn summary(before: &Run, after: &Run, options: &Options, z: f64, regressions: usize) -> Table {
+fn summary(before: &Side, after: &Side, options: &Options, z: f64, regressions: usize) -> Table {
     let mut table = Table::new(
         "runs",
         "Scalpels diff",
@@ -111,28 +142,22 @@ fn summary(before: &Run, after: &Run, options: &Options, z: f64, regressions: us
             column("value", "", Kind::Text),
         ],
     );
+    let side = |side: &Side| match side.runs.as_slice() {
+        [run] => format!("{} ({})", run.dir.display(), duration(run.seconds * 1e9)),
+        runs => format!(
+            "{} runs under {} ({} in all)",
+            runs.len(),
+            side.path.display(),
+            duration(side.seconds() * 1e9)
+        ),
+    };
     let rows = [
-        (
-            "before",
-            format!(
-                "{} ({})",
-                before.dir.display(),
-                duration(before.seconds * 1e9)
-            ),
-        ),
-        (
-            "after",
-            format!(
-                "{} ({})",
-                after.dir.display(),
-                duration(after.seconds * 1e9)
-            ),
-        ),
+        ("before", side(before)),
+        ("after", side(after)),
         (
             "rule",
             format!(
-                "a rise counts beyond {:.0}%, beyond noise (z = {z:.2}) and, in time, beyond {} \
-                 per second",
+                "rise > {:.0}%, beyond noise (z = {z:.2}); in time, > {}/s",
                 options.threshold * 100.0,
                 duration(options.min_rise_ns)
             ),
@@ -161,8 +186,16 @@ struct Judge {
     threshold: f64,
     min_rise_ns: f64,
     z: f64,
-    /// Lengths of the runs before and after.
+    /// Seconds traced before and after (all runs of a side together).
     seconds: (f64, f64),
+    /// Seconds of each run, before and after.
+    run_seconds: (Vec<f64>, Vec<f64>),
+}
+
+/// One thing's measures in each run of both sides.
+struct Replicates<'a> {
+    before: Vec<Option<&'a Measure>>,
+    after: Vec<Option<&'a Measure>>,
 }
 
 /// What changed for one thing, and whether it counts.
@@ -209,7 +242,39 @@ impl Judge {
         (total(a, self.seconds.0), total(b, self.seconds.1))
     }
 
-    fn change(&self, spec: &Spec, a: Option<&Measure>, b: Option<&Measure>) -> Change {
+    /// Whether every run of one side is beyond every run of the other by `metric` (after
+    /// above before when `rising`): with several runs a side, the change must be larger than
+    /// the runs' own spread, whatever its cause (the machine, the page cache, the network).
+    fn apart(
+        &self,
+        reps: &Replicates,
+        rising: bool,
+        metric: impl Fn(Option<&Measure>, f64) -> f64,
+    ) -> bool {
+        let values = |runs: &[Option<&Measure>], seconds: &[f64]| -> Vec<f64> {
+            runs.iter()
+                .zip(seconds)
+                .map(|(m, s)| metric(*m, *s))
+                .collect()
+        };
+        let before = values(&reps.before, &self.run_seconds.0);
+        let after = values(&reps.after, &self.run_seconds.1);
+        let (low, high) = if rising {
+            (before, after)
+        } else {
+            (after, before)
+        };
+        let highest_low = low.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let lowest_high = high.iter().copied().fold(f64::INFINITY, f64::min);
+        lowest_high > highest_low
+    }
+
+    fn change(
+        &self,
+        spec: &Spec,
+        (a, b): (Option<&Measure>, Option<&Measure>),
+        reps: &Replicates,
+    ) -> Change {
         let (th, z, judged) = (self.threshold, self.z, spec.judged);
         let mut change = Change {
             worse: Vec::new(),
@@ -218,21 +283,29 @@ impl Judge {
         };
         let (ta, tb) = self.totals(a, b);
         let (ea, eb) = self.event_totals(a, b);
-        let time_rose = |x: Total, y: Total| {
+        let time_of = |m: Option<&Measure>, s: f64| m.map_or(0.0, |m| m.time_ns) / s;
+        let rate_of = |m: Option<&Measure>, s: f64| m.map_or(0.0, |m| m.events) / s;
+        // `rising`: after above before; else before above after.
+        let time_moved = |rising: bool| {
+            let (x, y) = if rising { (ta, tb) } else { (tb, ta) };
             judged.time
                 && noise::rose(x, y, th, z)
                 && y.per_second() - x.per_second() >= self.min_rise_ns
+                && self.apart(reps, rising, time_of)
         };
-        let rate_rose = |x: Total, y: Total| judged.rate && noise::rose(x, y, th, z);
+        let rate_moved = |rising: bool| {
+            let (x, y) = if rising { (ea, eb) } else { (eb, ea) };
+            judged.rate && noise::rose(x, y, th, z) && self.apart(reps, rising, rate_of)
+        };
         let absent = |m: Option<&Measure>| m.is_none_or(|m| m.events == 0.0);
         if absent(a) {
-            if time_rose(ta, tb) || rate_rose(ea, eb) {
+            if time_moved(true) || rate_moved(true) {
                 change.worse.push("new".into());
             }
             return change;
         }
         if absent(b) {
-            if time_rose(tb, ta) || rate_rose(eb, ea) {
+            if time_moved(false) || rate_moved(false) {
                 change.better.push("gone".into());
             }
             return change;
@@ -242,15 +315,15 @@ impl Judge {
             spec.events,
             percent(ea.per_second(), eb.per_second())
         );
-        if rate_rose(ea, eb) {
+        if rate_moved(true) {
             change.worse.push(rate);
-        } else if rate_rose(eb, ea) {
+        } else if rate_moved(false) {
             change.better.push(rate);
         }
         let time = format!("time/s {}", percent(ta.per_second(), tb.per_second()));
-        if time_rose(ta, tb) {
+        if time_moved(true) {
             change.worse.push(time);
-        } else if time_rose(tb, ta) {
+        } else if time_moved(false) {
             change.better.push(time);
         }
         // Percentiles of log2 histograms are only shown: a factor-2 slot is coarser than the
@@ -265,14 +338,22 @@ impl Judge {
                     la.quantile(q).unwrap_or_default(),
                     lb.quantile(q).unwrap_or_default(),
                 );
-                // What the change would cost per second if every call paid it, at the busier run's rate.
+                // What the change would cost per second if every call paid it, at the busier
+                // side's rate.
                 let cost = (qb - qa).abs() * ea.per_second().max(eb.per_second());
                 if cost < self.min_rise_ns {
                     continue;
                 }
-                if noise::quantile_rose(la, lb, q, th, z) {
+                let quantile_of = |m: Option<&Measure>, _: f64| {
+                    m.and_then(|m| m.latencies.as_ref())
+                        .and_then(|l| l.quantile(q))
+                        .unwrap_or_default()
+                };
+                if noise::quantile_rose(la, lb, q, th, z) && self.apart(reps, true, quantile_of) {
                     change.worse.push(format!("{name} {}", percent(qa, qb)));
-                } else if noise::quantile_rose(lb, la, q, th, z) {
+                } else if noise::quantile_rose(lb, la, q, th, z)
+                    && self.apart(reps, false, quantile_of)
+                {
                     change.better.push(format!("{name} {}", percent(qa, qb)));
                 }
             }
@@ -280,11 +361,12 @@ impl Judge {
         change
     }
 
+    /// A dimension's table and regressions, from the runs of each side pooled and one by one.
     fn dimension(
         &self,
         spec: &Spec,
-        before: &Measures,
-        after: &Measures,
+        (before, after): (&Measures, &Measures),
+        (runs_before, runs_after): (&[Measures], &[Measures]),
         top: usize,
     ) -> (Table, Vec<Regression>) {
         let mut table = Table::new(spec.key, spec.title, self.columns(spec));
@@ -302,10 +384,14 @@ impl Judge {
             .into_iter()
             .map(|key| {
                 let (a, b) = (before.get(key), after.get(key));
+                let reps = Replicates {
+                    before: runs_before.iter().map(|run| run.get(key)).collect(),
+                    after: runs_after.iter().map(|run| run.get(key)).collect(),
+                };
                 let change = if spec.waits.contains(&key[0].as_str()) {
                     Change::unjudged("waits by design: not judged")
                 } else {
-                    self.change(spec, a, b)
+                    self.change(spec, (a, b), &reps)
                 };
                 let (ta, tb) = self.totals(a, b);
                 let mark = if !change.worse.is_empty() {
