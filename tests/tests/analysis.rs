@@ -372,46 +372,62 @@ fn a_killed_run_is_reported_from_its_segments() {
     assert!(getppid["calls"].as_u64().unwrap() >= 50, "{getppid}");
 }
 
-/// Diffs every ordered pair of `sides` whose versions are given, and returns how many were
-/// compared and what was wrong (a regression that version 2 did not add, or one it added
-/// that was not named).
-fn diff_all(sides: &[(&str, PathBuf)]) -> (usize, Vec<String>) {
-    let (mut pairs, mut wrong) = (0, Vec::new());
+/// What diffing every ordered pair of some sides found.
+#[derive(Default)]
+struct Tally {
+    pairs: usize,
+    /// Diffs of version 1 against 2 that did not name all of version 2's changes or exit 1.
+    misses: Vec<String>,
+    /// Diffs that named something version 2 did not change.
+    false_alarms: Vec<String>,
+}
+
+/// Diffs every ordered pair of `sides` (each with its version).
+fn diff_all(sides: &[(&str, PathBuf)]) -> Tally {
+    let mut tally = Tally::default();
     for (version_a, a) in sides {
         for (version_b, b) in sides.iter().filter(|(_, b)| b != a) {
-            pairs += 1;
+            tally.pairs += 1;
             let expected = if (*version_a, *version_b) == ("1", "2") {
                 version_2_regressions()
             } else {
                 vec![]
             };
             let (status, found) = diff(a, b);
-            let expected_status = if expected.is_empty() { 0 } else { 1 };
-            if regressions(&found) != expected || status != Some(expected_status) {
-                wrong.push(format!(
-                    "{} -> {}: {}",
-                    a.display(),
-                    b.display(),
-                    found["regressions"]
-                ));
+            let named = regressions(&found);
+            let line = format!(
+                "{} -> {}: {}",
+                a.display(),
+                b.display(),
+                found["regressions"]
+            );
+            if expected.iter().any(|e| !named.contains(e))
+                || status != Some(if expected.is_empty() { 0 } else { 1 })
+            {
+                tally.misses.push(line.clone());
+            }
+            if named.iter().any(|n| !expected.contains(n)) {
+                tally.false_alarms.push(line);
             }
         }
     }
-    (pairs, wrong)
+    tally
 }
 
 /// Many runs of each version, every ordered pair diffed, one run against one and two runs
-/// against two: how often the noise guard is fooled, and whether version 2's changes are always
-/// named. Not run by default (12 runs take about 10 minutes): `cargo test -p scalpels-tests
+/// against two: whether version 2's changes are always named, and how often the noise guard is
+/// fooled. Not run by default (16 runs take about 10 minutes): `cargo test -p scalpels-tests
 /// --test analysis -- --ignored soak --nocapture`, SCALPELS_SOAK_RUNS runs of each version
-/// (default 6). Fails on any wrong diff of two runs against two; single runs are reported.
+/// (default 8). The pairs of runs compared are taken minutes apart, so a machine whose load
+/// drifts (a shared CI host, a database on the same CPUs) shows here as false alarms: they are
+/// reported, and fail the test only beyond 1 in 20 diffs of two runs against two.
 #[test]
 #[ignore]
 fn soak_diff_over_every_pair_of_many_runs() {
     let n: usize = std::env::var("SCALPELS_SOAK_RUNS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(6);
+        .unwrap_or(8);
     let root = out_dir("analysis-soak");
     let mut singles = Vec::new();
     for i in 0..n {
@@ -425,16 +441,27 @@ fn soak_diff_over_every_pair_of_many_runs() {
     let pairs: Vec<(&str, PathBuf)> = (0..n / 2)
         .flat_map(|p| ["1", "2"].map(|v| (v, root.join(format!("v{v}-pair{p}")))))
         .collect();
-    let (single_pairs, single_wrong) = diff_all(&singles);
-    let (pair_pairs, pair_wrong) = diff_all(&pairs);
-    eprintln!(
-        "soak: one run against one: {single_pairs} ordered pairs, {} wrong:\n{}",
-        single_wrong.len(),
-        single_wrong.join("\n")
+    let (single, double) = (diff_all(&singles), diff_all(&pairs));
+    for (name, tally) in [
+        ("one run against one", &single),
+        ("two against two", &double),
+    ] {
+        eprintln!(
+            "soak: {name}: {} ordered pairs, {} missed, {} false alarms:\n{}",
+            tally.pairs,
+            tally.misses.len(),
+            tally.false_alarms.len(),
+            tally.false_alarms.join("\n")
+        );
+        assert!(
+            tally.misses.is_empty(),
+            "{name}: {}",
+            tally.misses.join("\n")
+        );
+    }
+    assert!(
+        double.false_alarms.len() * 20 <= double.pairs,
+        "{}",
+        double.false_alarms.join("\n")
     );
-    eprintln!(
-        "soak: two runs against two: {pair_pairs} ordered pairs, {} wrong",
-        pair_wrong.len()
-    );
-    assert!(pair_wrong.is_empty(), "{}", pair_wrong.join("\n"));
 }
