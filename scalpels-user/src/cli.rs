@@ -4,6 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 
+use crate::analysis::{Format, SqlFormat};
 use crate::fleet::destination::Location;
 
 fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
@@ -33,6 +34,52 @@ pub enum Analysis {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Query runs with SQL. Each table (syscalls, python_samples, ...) holds the rows of every
+    /// run given, with the columns host, service and run added; `runs` lists the runs.
+    Sql {
+        /// Run directories, or directories searched for runs (any layout).
+        #[arg(required = true, value_name = "RUN")]
+        runs: Vec<PathBuf>,
+        /// The query, e.g. "SELECT run, sum(calls) FROM syscalls GROUP BY run".
+        #[arg(required = true, value_name = "QUERY")]
+        query: String,
+        #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
+        format: SqlFormat,
+    },
+    /// Where a run spent its time: system calls, disks, files, Python functions, SQL, RPC,
+    /// HTTP and processes (the sections of the tracers the run had).
+    Report {
+        /// The run directory.
+        run: PathBuf,
+        /// Rows per section.
+        #[arg(long, default_value_t = 15)]
+        top: usize,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Write the report as one self-contained HTML page (tables, bars, flame graphs).
+        #[arg(long, value_name = "FILE", conflicts_with = "format")]
+        html: Option<PathBuf>,
+    },
+    /// What changed from BEFORE to AFTER, per second of run and per call; exits with status 1
+    /// when something got slower beyond --threshold and beyond noise (2 on errors). Each side
+    /// is a run directory, or a directory of several runs of one version (replicates: then a
+    /// change must also be larger than the runs' own spread).
+    Diff {
+        before: PathBuf,
+        after: PathBuf,
+        /// Smallest increase that counts as a regression, in percent.
+        #[arg(long, default_value_t = 20.0, value_name = "PCT")]
+        threshold: f64,
+        /// Smallest rise in time per second that counts (1% of one thread by default): a
+        /// smaller one, however certain, costs the service next to nothing.
+        #[arg(long, value_parser = duration, default_value = "10ms", value_name = "DURATION")]
+        min_rise: Duration,
+        /// Rows per dimension.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Copy runs into a fleet: one dataset per table, partitioned by host, service and run
     /// (TO/<table>/host=H/service=S/run=R/part-NNNNN.parquet, manifests in TO/runs/...), which
     /// DuckDB, Spark and pyarrow.dataset read as one.
@@ -58,6 +105,9 @@ pub enum Analysis {
                   sudo scalpels-trace --pid 1234 --pid 5678\n  \
                   sudo scalpels-trace --tracers syscalls -- python3 app.py\n  \
                   scalpels-trace flamegraph scalpels-runs/20261125T031500Z-nova-compute\n  \
+                  scalpels-trace report scalpels-runs/20261125T031500Z-nova-compute\n  \
+                  scalpels-trace diff RUN_BEFORE RUN_AFTER --threshold 20\n  \
+                  scalpels-trace sql scalpels-runs \"SELECT run, sum(calls) FROM syscalls GROUP BY run\"\n  \
                   scalpels-trace publish scalpels-runs/* --to s3://traces/prod"
 )]
 pub struct Cli {
@@ -198,6 +248,19 @@ mod tests {
         assert!(matches!(
             cli.analysis,
             Some(Analysis::Flamegraph { off_cpu: true, .. })
+        ));
+        let cli = Cli::try_parse_from(["scalpels-trace", "sql", "a", "b", "SELECT 1"]).unwrap();
+        let Some(Analysis::Sql { runs, query, .. }) = cli.analysis else {
+            panic!("sql parses");
+        };
+        assert_eq!(runs, [PathBuf::from("a"), PathBuf::from("b")]);
+        assert_eq!(query, "SELECT 1");
+        assert!(Cli::try_parse_from(["scalpels-trace", "sql", "SELECT 1"]).is_err());
+        let cli =
+            Cli::try_parse_from(["scalpels-trace", "diff", "a", "b", "--threshold", "5"]).unwrap();
+        assert!(matches!(
+            cli.analysis,
+            Some(Analysis::Diff { threshold: 5.0, .. })
         ));
         let cli = Cli::try_parse_from(["scalpels-trace", "publish", "a", "b", "--to", "s3://f/p"])
             .unwrap();

@@ -1,6 +1,7 @@
 //! `scalpels-trace`: traces an OpenStack service (or any process) with eBPF and writes one
 //! directory of Parquet files per run.
 
+mod analysis;
 mod block;
 mod btf;
 mod cli;
@@ -26,12 +27,17 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    match trace::run(cli) {
+    let mut cli = cli::Cli::parse();
+    // The analysis commands exit 2 on errors: `diff` gives 1 a meaning (a regression).
+    let (result, error_status) = match cli.analysis.take() {
+        Some(analysis) => (analysis::run(analysis), 2),
+        None => (trace::run(cli), 1),
+    };
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("scalpels-trace: error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(error_status)
         }
     }
 }

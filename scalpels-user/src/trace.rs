@@ -17,14 +17,14 @@ use tracers::{
 };
 
 use crate::{
-    cli::{Analysis, Cli},
+    cli::Cli,
     clock::{Clock, utc_now_ns},
     counters::Counters,
     ebpf,
     events_ready::EventsReady,
-    fleet::{self, Partition, destination::Location, live::LiveUpload},
+    fleet::{Partition, destination::Location, live::LiveUpload},
     preflight,
-    python::{StackIndex, flamegraph},
+    python::StackIndex,
     run::{SCHEMA_VERSION, manifest, run_dir, status::StatusLine},
     target::{self, Members, ServiceMatch, TargetSpec, set::TargetSet, spawn::GatedChild},
     tracefs,
@@ -81,27 +81,6 @@ fn rfc3339(utc_ns: i64) -> String {
 
 /// Runs `scalpels-trace` as the CLI asked; returns the process exit code.
 pub fn run(cli: Cli) -> Result<u8> {
-    if let Some(Analysis::Flamegraph {
-        run,
-        off_cpu,
-        pid,
-        output,
-    }) = &cli.analysis
-    {
-        let svg = flamegraph::write(&flamegraph::Request {
-            run,
-            off_cpu: *off_cpu,
-            pid: *pid,
-            output: output.clone(),
-        })?;
-        println!("flame graph: {}", svg.display());
-        println!("folded stacks: {}", svg.with_extension("folded").display());
-        return Ok(0);
-    }
-    if let Some(Analysis::Publish { runs, to }) = &cli.analysis {
-        fleet::publish::publish(runs, to)?;
-        return Ok(0);
-    }
     if cli.list_tracers {
         for t in catalogue::TRACERS {
             println!(
@@ -173,6 +152,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         run_dir,
         run_id,
         started_ns,
+        traced_ns: started_ns,
         clock: Clock::calibrate(),
         stacks: StackIndex::default(),
         partition,
@@ -194,6 +174,8 @@ struct Session<'a> {
     run_dir: PathBuf,
     run_id: String,
     started_ns: i64,
+    /// Set once the tracers are attached and the targets known.
+    traced_ns: i64,
     clock: Clock,
     stacks: StackIndex,
     partition: Partition,
@@ -384,6 +366,7 @@ impl Session<'_> {
                 pids: pids_seen.iter().copied().collect(),
             },
             started_at: rfc3339(self.started_ns),
+            traced_from: rfc3339(self.traced_ns),
             ended_at: end.map(|(_, at)| rfc3339(at)),
             options: manifest::Options {
                 interval_ns: self.cli.interval.as_nanos() as u64,
@@ -419,6 +402,7 @@ impl Session<'_> {
             t.watch(&members.pids);
         }
         pids_seen.extend(&members.pids);
+        self.traced_ns = utc_now_ns();
         self.manifest(&attached, &pids_seen, None)
             .write(&self.run_dir)?;
         if let Some(live) = &self.live {

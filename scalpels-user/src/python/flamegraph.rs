@@ -127,15 +127,17 @@ pub fn write(request: &Request) -> Result<PathBuf> {
         writeln!(out, "{line}")?;
     }
     out.flush()?;
+    let file = File::create(&svg).with_context(|| format!("creating {}", svg.display()))?;
+    draw(request, &lines, BufWriter::new(file))?;
+    Ok(svg)
+}
+
+/// Draws folded stacks (from [`folded`]) as an SVG flame graph.
+pub fn draw(request: &Request, lines: &[String], out: impl std::io::Write) -> Result<()> {
+    let kind = if request.off_cpu { "off-cpu" } else { "on-cpu" };
     let mut options = flamegraph::Options::default();
     options.title = format!("Python {kind}: {}", request.run.display());
     options.count_name = "µs".into();
-    let file = File::create(&svg).with_context(|| format!("creating {}", svg.display()))?;
-    flamegraph::from_lines(
-        &mut options,
-        lines.iter().map(String::as_str),
-        BufWriter::new(file),
-    )
-    .context("drawing the flame graph")?;
-    Ok(svg)
+    flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), out)
+        .context("drawing the flame graph")
 }

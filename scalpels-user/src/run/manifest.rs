@@ -24,6 +24,10 @@ pub struct Manifest {
     pub target: Target,
     /// RFC 3339, UTC, nanoseconds.
     pub started_at: String,
+    /// When the tracers were attached and the targets set (after loading the eBPF programs,
+    /// which can take seconds): the start of what was traced, and what a run's "per second"
+    /// means to `diff`.
+    pub traced_from: String,
     pub ended_at: Option<String>,
     pub options: Options,
     pub tracers: Vec<TracerRecord>,

@@ -1,0 +1,124 @@
+//! Analysis of finished runs, through DataFusion over the runs' Parquet files: `sql` for any
+//! question, `report` for where one run spent its time, `diff` for what got slower between two.
+
+mod dataset;
+mod diff;
+mod functions;
+mod html;
+mod latency;
+mod query_table;
+mod render;
+mod report;
+mod runs;
+mod sql;
+mod table;
+mod values;
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+
+use crate::cli::Analysis;
+
+pub use sql::SqlFormat;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Markdown,
+    Json,
+}
+
+/// Runs a command on finished runs; returns the exit status (`diff`: 1 when it found a
+/// regression).
+pub fn run(analysis: Analysis) -> Result<u8> {
+    match analysis {
+        Analysis::Flamegraph {
+            run,
+            off_cpu,
+            pid,
+            output,
+        } => {
+            let svg = crate::python::flamegraph::write(&crate::python::flamegraph::Request {
+                run: &run,
+                off_cpu,
+                pid,
+                output,
+            })?;
+            println!("flame graph: {}", svg.display());
+            println!("folded stacks: {}", svg.with_extension("folded").display());
+            Ok(0)
+        }
+        // It runs its own uploads.
+        Analysis::Publish { runs, to } => {
+            crate::fleet::publish::publish(&runs, &to)?;
+            Ok(0)
+        }
+        query => {
+            // One thread: the queries are small, the machines shared, and the engine wants a
+            // runtime.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the query runtime")?;
+            runtime.block_on(dispatch(query))
+        }
+    }
+}
+
+async fn dispatch(analysis: Analysis) -> Result<u8> {
+    match analysis {
+        Analysis::Flamegraph { .. } | Analysis::Publish { .. } => {
+            unreachable!("run() handles the commands that need no query engine")
+        }
+        Analysis::Sql {
+            runs,
+            query,
+            format,
+        } => {
+            let dataset = dataset::Dataset::open(&runs::discover(&runs)?).await?;
+            sql::run(&dataset, &query, format).await?;
+            Ok(0)
+        }
+        Analysis::Report {
+            run,
+            top,
+            format,
+            html,
+        } => {
+            let report = report::build(runs::one(&run)?, top).await?;
+            match html {
+                Some(path) => {
+                    std::fs::write(&path, report.html()?)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    println!("report: {}", path.display());
+                }
+                None => print!("{}", report.render(format)),
+            }
+            Ok(0)
+        }
+        Analysis::Diff {
+            before,
+            after,
+            threshold,
+            min_rise,
+            top,
+            format,
+        } => {
+            let options = diff::Options {
+                threshold: threshold / 100.0,
+                min_rise_ns: min_rise.as_nanos() as f64,
+                top,
+            };
+            let side = |path: PathBuf| -> Result<diff::Side> {
+                Ok(diff::Side {
+                    runs: runs::discover(std::slice::from_ref(&path))?,
+                    path,
+                })
+            };
+            let diff = diff::build(side(before)?, side(after)?, &options).await?;
+            print!("{}", diff.render(format));
+            Ok(u8::from(diff.regressed()))
+        }
+    }
+}

@@ -1,0 +1,467 @@
+//! `report`, `diff` and `sql` on real runs of a small service (tests/workloads/
+//! service_versions.py, querying a real PostgreSQL) in two versions: version 2 adds a known
+//! slow function (`slow_render`) and a known extra query to every request.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::OnceLock,
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use scalpels_tests::*;
+
+const REQUESTS: &str = "100";
+const RATE: &str = "20";
+const GETPPID_PER_REQUEST: &str = "50";
+
+struct Traced {
+    run: PathBuf,
+    stdout: Vec<u8>,
+}
+
+/// Two runs of each side a test compares: `diff` takes the runs of a directory as replicates,
+/// and judges a change only when it is larger than their own spread.
+struct Runs {
+    root: PathBuf,
+    v1: [Traced; 2],
+    v1_again: [Traced; 2],
+    v2: [Traced; 2],
+}
+
+impl Runs {
+    fn side(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+}
+
+fn trace_service(out: &Path, tracer_args: &[&str], version: &str, requests: &str) -> Command {
+    let port = servers::postgres().port.to_string();
+    let mut command = Command::new(scalpels_trace());
+    command
+        .args(["--out", out.to_str().unwrap()])
+        .args(tracer_args)
+        .args(["--", python(), &workload("service_versions.py")])
+        .args([version, requests, RATE, GETPPID_PER_REQUEST])
+        .envs([
+            ("PGHOST", "127.0.0.1"),
+            ("PGPORT", port.as_str()),
+            ("PGUSER", servers::SQL_USER),
+            ("PGPASSWORD", servers::SQL_PASSWORD),
+            ("PGDATABASE", servers::SQL_DATABASE),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn trace_version(root: &Path, name: &str, version: &str) -> Traced {
+    let child = trace_service(&root.join(name), &["--python-hz", "299"], version, REQUESTS)
+        .spawn()
+        .expect("scalpels-trace starts");
+    let output = wait_with_limit(child, Duration::from_secs(90));
+    Traced {
+        run: run_dir(&output),
+        stdout: output.stdout,
+    }
+}
+
+/// The runs every test reads, traced once, one after the other (so they do not slow each
+/// other down), alternating versions (so a change in the machine's load over the minute they
+/// take falls on both).
+fn runs() -> &'static Runs {
+    static RUNS: OnceLock<Runs> = OnceLock::new();
+    RUNS.get_or_init(|| {
+        let root = out_dir("analysis");
+        let mut traced: Vec<Traced> = Vec::new();
+        for replicate in ["first", "second"] {
+            for (side, version) in [("v1", "1"), ("v2", "2"), ("v1-again", "1")] {
+                traced.push(trace_version(&root.join(side), replicate, version));
+            }
+        }
+        let mut traced = traced.into_iter();
+        let mut next = || traced.next().unwrap();
+        let (v1, v2, v1_again) = (next(), next(), next());
+        let (v1b, v2b, v1_againb) = (next(), next(), next());
+        Runs {
+            root,
+            v1: [v1, v1b],
+            v1_again: [v1_again, v1_againb],
+            v2: [v2, v2b],
+        }
+    })
+}
+
+fn analyse(args: &[&str]) -> Output {
+    Command::new(scalpels_trace())
+        .args(args)
+        .output()
+        .expect("scalpels-trace runs")
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: stdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            stderr(output)
+        )
+    })
+}
+
+fn section<'a>(report: &'a Value, key: &str) -> &'a Vec<Value> {
+    report["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == key)
+        .unwrap_or_else(|| panic!("no section {key}"))["rows"]
+        .as_array()
+        .unwrap()
+}
+
+fn report(run: &Path) -> Value {
+    let output = analyse(&["report", run.to_str().unwrap(), "--format", "json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    json(&output)
+}
+
+#[test]
+fn report_puts_the_hot_function_first_and_counts_getppid_exactly() {
+    let v1 = &runs().v1[0];
+    let report = report(&v1.run);
+    let made = printed(&v1.stdout, "getppid")[0];
+    let by_count = section(&report, "syscalls_by_count");
+    let getppid = by_count
+        .iter()
+        .find(|r| r["syscall"] == "getppid")
+        .expect("getppid is in the top system calls");
+    assert_eq!(getppid["calls"], made);
+    assert_eq!(getppid["errors"], 0);
+    assert!(getppid["p50_ns"].as_i64().unwrap() > 0);
+
+    let on_cpu = section(&report, "python_on_cpu");
+    assert_eq!(on_cpu[0]["function"], "checksum", "{on_cpu:#?}");
+    assert!(
+        on_cpu[0]["self_pct"].as_f64().unwrap() > 50.0,
+        "{on_cpu:#?}"
+    );
+    let statements = section(&report, "sql");
+    let select = statements
+        .iter()
+        .find(|r| r["statement"] == "SELECT name FROM items WHERE id = ?")
+        .unwrap_or_else(|| panic!("{statements:#?}"));
+    assert_eq!(select["calls"], REQUESTS.parse::<u64>().unwrap());
+    assert_eq!(select["db_system"], "postgresql");
+    assert!(select["p50_ns"].as_i64().unwrap() > 0);
+    let off_cpu = section(&report, "python_off_cpu");
+    assert_eq!(off_cpu[0]["function"], "serve", "{off_cpu:#?}");
+
+    let processes = section(&report, "processes");
+    let pid = printed(&v1.stdout, "pid")[0].to_string();
+    assert_eq!(processes[0]["pid"], pid.as_str());
+    assert!(processes[0]["cpu_ns"].as_i64().unwrap() > 100_000_000);
+    assert_eq!(
+        report["run"]["status"],
+        "complete (command exited with status 0)"
+    );
+
+    // Off a terminal: aligned plain text, no colour codes.
+    let text = analyse(&["report", v1.run.to_str().unwrap()]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(!text.contains('\x1b'), "{text}");
+    assert!(text.contains("Python functions on CPU"), "{text}");
+    let markdown = analyse(&["report", v1.run.to_str().unwrap(), "--format", "markdown"]);
+    let markdown = String::from_utf8(markdown.stdout).unwrap();
+    assert!(markdown.contains("### System calls by count"), "{markdown}");
+    assert!(markdown.contains("| checksum |"), "{markdown}");
+
+    // One self-contained page: bars, the flame graphs inlined, nothing fetched from elsewhere.
+    let page = v1.run.join("report.html");
+    let html = analyse(&[
+        "report",
+        v1.run.to_str().unwrap(),
+        "--html",
+        page.to_str().unwrap(),
+    ]);
+    assert!(html.status.success(), "{}", stderr(&html));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<svg class=\"bar\""));
+    assert!(html.contains("<h2>Flame graph: Python on CPU</h2><iframe"));
+    assert!(html.contains("checksum (service_versions.py:"));
+    for external in ["src=\"http", "href=\"http", "@import", "url(http"] {
+        assert!(!html.contains(external), "{external}");
+    }
+}
+
+#[test]
+fn sql_reads_every_run_of_a_tree_as_one_dataset() {
+    let runs = runs();
+    let made = printed(&runs.v1[0].stdout, "getppid")[0];
+    let output = analyse(&[
+        "sql",
+        runs.root.to_str().unwrap(),
+        "SELECT host, service, run, sum(calls) AS calls FROM syscalls \
+         WHERE syscall = 'getppid' GROUP BY host, service, run ORDER BY run",
+        "--format",
+        "json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows = json(&output);
+    let rows = rows.as_array().unwrap();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let program = Path::new(python()).file_name().unwrap().to_str().unwrap();
+    let mut traced: Vec<&Traced> = runs
+        .v1
+        .iter()
+        .chain(&runs.v1_again)
+        .chain(&runs.v2)
+        .collect();
+    traced.sort_by_key(|t| manifest(&t.run)["run_id"].as_str().unwrap().to_owned());
+    assert_eq!(rows.len(), traced.len(), "{rows:?}");
+    for (row, traced) in rows.iter().zip(traced) {
+        assert_eq!(row["host"], hostname.trim());
+        assert_eq!(row["service"], program);
+        assert_eq!(row["run"], manifest(&traced.run)["run_id"]);
+        assert_eq!(row["calls"], made);
+    }
+    // The histogram functions, and CSV.
+    let output = analyse(&[
+        "sql",
+        runs.v1[0].run.to_str().unwrap(),
+        "SELECT count(*) AS n, hist_quantile(hist_merge(latency_hist), 1.0) >= max(max_latency) \
+         AS bounded FROM syscalls WHERE syscall = 'getppid'",
+        "--format",
+        "csv",
+    ]);
+    let csv = String::from_utf8(output.stdout).unwrap();
+    assert!(csv.starts_with("n,bounded\n"), "{csv}");
+    assert!(csv.trim_end().ends_with(",true"), "{csv}");
+    let output = analyse(&[
+        "sql",
+        runs.v1[0].run.to_str().unwrap(),
+        "SELECT nope FROM syscalls",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("nope"), "{}", stderr(&output));
+}
+
+fn diff(before: &Path, after: &Path) -> (Option<i32>, Value) {
+    let output = analyse(&[
+        "diff",
+        before.to_str().unwrap(),
+        after.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    (output.status.code(), json(&output))
+}
+
+/// (dimension, first label) of each regression, sorted.
+fn regressions(diff: &Value) -> Vec<(String, String)> {
+    let mut found: Vec<_> = diff["regressions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["dimension"].as_str().unwrap().to_owned(),
+                r["label"][0].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// What version 2 changed, as `diff` must name it (sorted): the slow function, the extra
+/// query, and that query's round trips to the server (twice the sends and receives per second;
+/// libpq's poll() waits, so it is not judged).
+fn version_2_regressions() -> Vec<(String, String)> {
+    [
+        ("python_on_cpu", "slow_render"),
+        ("sql", "SELECT count(*) FROM audit WHERE item = ?"),
+        ("syscalls", "recvfrom"),
+        ("syscalls", "sendto"),
+    ]
+    .map(|(d, l)| (d.to_owned(), l.to_owned()))
+    .to_vec()
+}
+
+#[test]
+fn diff_names_exactly_what_version_2_added() {
+    let runs = runs();
+    let (v1, v2) = (runs.side("v1"), runs.side("v2"));
+    let (status, found) = diff(&v1, &v2);
+    assert_eq!(regressions(&found), version_2_regressions(), "{found:#}");
+    assert_eq!(status, Some(1));
+    // The other way round, they are gone: improvements, not regressions.
+    let (status, found) = diff(&v2, &v1);
+    assert_eq!(regressions(&found), [], "{found:#}");
+    assert_eq!(status, Some(0));
+    let text = analyse(&["diff", v1.to_str().unwrap(), v2.to_str().unwrap()]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("2 runs under"), "{text}");
+    assert!(text.contains("slow_render"), "{text}");
+    assert!(text.contains("4 regressions"), "{text}");
+}
+
+#[test]
+fn diff_of_runs_of_the_same_version_finds_no_regression() {
+    let runs = runs();
+    let (v1, v1_again) = (runs.side("v1"), runs.side("v1-again"));
+    for (a, b) in [(&v1, &v1_again), (&v1_again, &v1)] {
+        let (status, found) = diff(a, b);
+        assert_eq!(regressions(&found), [], "{found:#}");
+        assert_eq!(status, Some(0));
+    }
+    let missing = analyse(&["diff", v1.to_str().unwrap(), "/nonexistent"]);
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn a_killed_run_is_reported_from_its_segments() {
+    let out = out_dir("analysis-killed");
+    let tracer = Reaped(
+        trace_service(
+            &out,
+            &["--tracers", "syscalls,proc", "--flush-interval", "1s"],
+            "1",
+            "1000",
+        )
+        .spawn()
+        .expect("scalpels-trace starts"),
+    );
+    let start = Instant::now();
+    let run = loop {
+        let run = std::fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|run| {
+                std::fs::read_dir(run.join("syscalls.parts"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|p| p.file_name().to_string_lossy().ends_with(".parquet"))
+                    .count()
+                    >= 2
+            });
+        if let Some(run) = run {
+            break run;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no segments");
+        thread::sleep(Duration::from_millis(50));
+    };
+    kill(tracer.pid(), libc::SIGKILL);
+    drop(tracer);
+    for pid in manifest(&run)["target"]["pids"].as_array().unwrap() {
+        kill(pid.as_u64().unwrap() as u32, libc::SIGKILL);
+    }
+    let report = report(&run);
+    assert_eq!(report["run"]["status"], "running");
+    let getppid = section(&report, "syscalls_by_count")
+        .iter()
+        .find(|r| r["syscall"] == "getppid")
+        .cloned()
+        .expect("getppid counted in the flushed segments");
+    // 50 per request, requests at 25/s, and at least two 1 s segments flushed.
+    assert!(getppid["calls"].as_u64().unwrap() >= 50, "{getppid}");
+}
+
+/// What diffing every ordered pair of some sides found.
+#[derive(Default)]
+struct Tally {
+    pairs: usize,
+    /// Diffs of version 1 against 2 that did not name all of version 2's changes or exit 1.
+    misses: Vec<String>,
+    /// Diffs that named something version 2 did not change.
+    false_alarms: Vec<String>,
+}
+
+/// Diffs every ordered pair of `sides` (each with its version).
+fn diff_all(sides: &[(&str, PathBuf)]) -> Tally {
+    let mut tally = Tally::default();
+    for (version_a, a) in sides {
+        for (version_b, b) in sides.iter().filter(|(_, b)| b != a) {
+            tally.pairs += 1;
+            let expected = if (*version_a, *version_b) == ("1", "2") {
+                version_2_regressions()
+            } else {
+                vec![]
+            };
+            let (status, found) = diff(a, b);
+            let named = regressions(&found);
+            let line = format!(
+                "{} -> {}: {}",
+                a.display(),
+                b.display(),
+                found["regressions"]
+            );
+            if expected.iter().any(|e| !named.contains(e))
+                || status != Some(if expected.is_empty() { 0 } else { 1 })
+            {
+                tally.misses.push(line.clone());
+            }
+            if named.iter().any(|n| !expected.contains(n)) {
+                tally.false_alarms.push(line);
+            }
+        }
+    }
+    tally
+}
+
+/// Many runs of each version, every ordered pair diffed, one run against one and two runs
+/// against two: whether version 2's changes are always named, and how often the noise guard is
+/// fooled. Not run by default (16 runs take about 10 minutes): `cargo test -p scalpels-tests
+/// --test analysis -- --ignored soak --nocapture`, SCALPELS_SOAK_RUNS runs of each version
+/// (default 8). The pairs of runs compared are taken minutes apart, so a machine whose load
+/// drifts (a shared CI host, a database on the same CPUs) shows here as false alarms: they are
+/// reported, and fail the test only beyond 1 in 20 diffs of two runs against two.
+#[test]
+#[ignore]
+fn soak_diff_over_every_pair_of_many_runs() {
+    let n: usize = std::env::var("SCALPELS_SOAK_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(8);
+    let root = out_dir("analysis-soak");
+    let mut singles = Vec::new();
+    for i in 0..n {
+        for version in ["1", "2"] {
+            // Runs i and i+1 of a version also form one side of two runs (a directory).
+            let side = root.join(format!("v{version}-pair{}", i / 2));
+            let traced = trace_version(&side, &i.to_string(), version);
+            singles.push((version, traced.run));
+        }
+    }
+    let pairs: Vec<(&str, PathBuf)> = (0..n / 2)
+        .flat_map(|p| ["1", "2"].map(|v| (v, root.join(format!("v{v}-pair{p}")))))
+        .collect();
+    let (single, double) = (diff_all(&singles), diff_all(&pairs));
+    for (name, tally) in [
+        ("one run against one", &single),
+        ("two against two", &double),
+    ] {
+        eprintln!(
+            "soak: {name}: {} ordered pairs, {} missed, {} false alarms:\n{}",
+            tally.pairs,
+            tally.misses.len(),
+            tally.false_alarms.len(),
+            tally.false_alarms.join("\n")
+        );
+        assert!(
+            tally.misses.is_empty(),
+            "{name}: {}",
+            tally.misses.join("\n")
+        );
+    }
+    assert!(
+        double.false_alarms.len() * 20 <= double.pairs,
+        "{}",
+        double.false_alarms.join("\n")
+    );
+}
