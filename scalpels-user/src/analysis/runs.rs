@@ -257,7 +257,7 @@ mod tests {
         segment(&fleet.join("syscalls/host=node3/service=keystone/run=r3"));
         segment(&fleet.join("syscalls/host=node4/service=keystone/run=r4"));
 
-        let runs = discover(&[root.clone()]).unwrap();
+        let runs = discover(std::slice::from_ref(&root)).unwrap();
         let names: Vec<_> = runs
             .iter()
             .map(|r| (r.host.as_str(), r.service.as_str(), r.run_id.as_str()))
