@@ -167,6 +167,15 @@ fn a_tracer_that_cannot_attach_is_reported_and_the_others_run() {
     assert!(!run.join("file_io.parquet").exists());
 }
 
+/// Whether a run under `out` has attached (written its first manifest).
+fn attached(out: &Path) -> bool {
+    std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|run| run.path().join("manifest.json").exists())
+}
+
 /// Whether a run under `out` has closed a segment of `table`.
 fn closed_segment_exists(out: &Path, table: &str) -> bool {
     std::fs::read_dir(out)
@@ -286,6 +295,13 @@ fn sigterm_mid_run_finalizes_files_and_manifest() {
         "--pid",
         &std::process::id().to_string(),
     ]);
+    // Mid-run: once attached (the manifest is written then; attaching every tracer can take
+    // seconds on a loaded machine), plus a few intervals.
+    let start = Instant::now();
+    while !attached(&out) {
+        assert!(start.elapsed() < Duration::from_secs(60), "never attached");
+        thread::sleep(Duration::from_millis(20));
+    }
     thread::sleep(Duration::from_secs(3));
     kill(tracer.id(), libc::SIGTERM);
     let output = wait_with_limit(tracer, Duration::from_secs(30));
