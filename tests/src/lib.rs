@@ -37,18 +37,20 @@ pub fn scalpels_trace() -> PathBuf {
         .unwrap_or_else(|| workspace().join("target/debug/scalpels-trace"))
 }
 
-/// The real Python interpreter (not a pyenv shim, whose bash would be traced too).
+/// The tests' Python: the virtual environment `cargo xtask setup --tests` makes from Debian's
+/// interpreter, with the modules the workloads use (`SCALPELS_PYTHON` names another).
 pub fn python() -> &'static str {
     static PYTHON: OnceLock<String> = OnceLock::new();
     PYTHON.get_or_init(|| {
-        let out = Command::new("python3")
-            .args(["-c", "import sys; print(sys.executable)"])
-            .output()
-            .expect("python3 runs");
-        String::from_utf8(out.stdout)
-            .expect("utf-8")
-            .trim()
-            .to_owned()
+        let python = std::env::var_os("SCALPELS_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace().join("target/python-venv/bin/python3"));
+        assert!(
+            python.exists(),
+            "{} is missing: run `cargo xtask setup --tests` (or `cargo xtask test`)",
+            python.display()
+        );
+        python.display().to_string()
     })
 }
 

@@ -37,11 +37,18 @@ enum Chore {
         #[arg(long, default_value = "5s")]
         duration: String,
     },
-    /// Measure what tracing costs, beside bpftrace and strace (as root; see BENCHMARKS.md).
+    /// Measure what tracing costs, beside bpftrace and strace, and on services (as root; see
+    /// BENCHMARKS.md).
     Bench {
-        /// Runs per measurement (the median is reported).
+        /// Runs of each way per measurement, alternating (the median is reported).
         #[arg(long, default_value_t = 5)]
         repeats: usize,
+        /// Only the micro benchmarks, or only the service benchmarks (default: both).
+        #[arg(long, value_enum)]
+        only: Option<bench::Part>,
+        /// Seconds a service benchmark run saturates the service.
+        #[arg(long, default_value_t = 20)]
+        service_seconds: u64,
         /// System calls made by the C workload per run.
         #[arg(long, default_value_t = 2_000_000)]
         calls: u64,
@@ -96,6 +103,8 @@ fn main() -> Result<()> {
         }
         Chore::Bench {
             repeats,
+            only,
+            service_seconds,
             calls,
             requests,
             file_ops,
@@ -104,6 +113,8 @@ fn main() -> Result<()> {
             calls,
             requests,
             file_ops,
+            only,
+            service_seconds,
         }),
         Chore::Test { args } => {
             setup::require_root("the tests load eBPF programs")?;
@@ -113,7 +124,10 @@ fn main() -> Result<()> {
             cmd::cargo(&["build"], false)?;
             let trace = root().join("target/debug/scalpels-trace");
             let mut test = cmd::cargo_command(&["test", "--no-fail-fast"], false);
-            test.env("SCALPELS_TRACE", trace).args(["--"]).args(&args);
+            test.env("SCALPELS_TRACE", trace)
+                .env("SCALPELS_PYTHON", setup::venv_python())
+                .args(["--"])
+                .args(&args);
             cmd::run(&mut test)
         }
     }

@@ -21,6 +21,10 @@ const TOOLCHAIN: &str = "debian-bpf";
 /// start instances of (tests/src/servers.rs).
 const TEST_DEBIAN_PACKAGES: &[&str] = &[
     "util-linux",
+    // Debian's interpreter and its venv module: the tests' Python modules go into a virtual
+    // environment of their own (Debian's system Python refuses `pip install`).
+    "python3",
+    "python3-venv",
     "mariadb-server",
     "postgresql",
     "rabbitmq-server",
@@ -51,8 +55,8 @@ const TEST_PYTHON_MODULES: &[(&str, &str)] = &[
     ("psycopg", "psycopg[binary]"),
     ("oslo_messaging", "oslo.messaging"),
 ];
-/// What the benchmarks compare against.
-const BENCH_TOOLS: &[&str] = &["bpftrace", "strace"];
+/// What the benchmarks compare against, and wrk, the load generator of the service benchmarks.
+const BENCH_TOOLS: &[&str] = &["bpftrace", "strace", "wrk"];
 
 pub fn require_root(why: &str) -> Result<()> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -124,7 +128,7 @@ pub fn all(tests: bool) -> Result<()> {
     }
     if tests {
         test_packages()?;
-        test_python_modules()?;
+        venv_with(TEST_PYTHON_MODULES)?;
     }
     Ok(())
 }
@@ -185,45 +189,80 @@ fn stop_packaged_services() {
     }
 }
 
-fn test_python_modules() -> Result<()> {
-    let modules: Vec<&str> = TEST_PYTHON_MODULES.iter().map(|(m, _)| *m).collect();
-    // find_spec looks modules up without importing them (oslo.messaging takes a second).
-    let probe = format!(
-        "import importlib.util\nfor m in {modules:?}:\n    if importlib.util.find_spec(m) is None: print(m)"
-    );
-    let out = command("python3")
-        .args(["-c", &probe])
+/// The virtual environment the tests and benchmarks run their Python in, made from Debian's
+/// interpreter (what a Debian host runs its services with) and kept in `target/`.
+pub fn venv_python() -> PathBuf {
+    crate::root().join(VENV).join("bin/python3")
+}
+
+const VENV: &str = "target/python-venv";
+const DEBIAN_PYTHON: &str = "/usr/bin/python3";
+
+/// Creates the virtual environment if it is missing, and installs in it whichever of
+/// `modules` ((import name, pip requirement)) it lacks.
+pub fn venv_with(modules: &[(&str, &str)]) -> Result<PathBuf> {
+    let python = venv_python();
+    if !python.exists() {
+        eprintln!("xtask: creating the Python virtual environment {VENV}");
+        run(command(DEBIAN_PYTHON).args(["-m", "venv", VENV]))?;
+    }
+    let names: Vec<&str> = modules.iter().map(|(m, _)| *m).collect();
+    // find_spec looks modules up without importing them (oslo.messaging takes a second); for a
+    // dotted name it imports the parent, which raises when the parent is missing.
+    let probe = "import importlib.util, sys\n\
+        for m in sys.argv[1:]:\n\
+        \x20   try:\n\
+        \x20       found = importlib.util.find_spec(m) is not None\n\
+        \x20   except ImportError:\n\
+        \x20       found = False\n\
+        \x20   if not found: print(m)";
+    let out = command(&python)
+        .args(["-c", probe])
+        .args(&names)
         .output()
-        .context("running python3")?;
+        .with_context(|| format!("running {}", python.display()))?;
     if !out.status.success() {
-        bail!("python3 failed: is Python 3 installed?");
+        bail!(
+            "{} could not look modules up: {}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let missing_modules = String::from_utf8_lossy(&out.stdout).into_owned();
-    let missing: Vec<&str> = TEST_PYTHON_MODULES
+    let missing: Vec<&str> = modules
         .iter()
         .filter(|(m, _)| missing_modules.lines().any(|l| l == *m))
         .map(|(_, requirement)| *requirement)
         .collect();
     if missing.is_empty() {
-        eprintln!("xtask: python3 with {}: present", modules.join(", "));
-        return Ok(());
+        eprintln!("xtask: {VENV} with {}: present", names.join(", "));
+    } else {
+        run(command(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(&missing))?;
     }
-    run(command("python3")
-        .args(["-m", "pip", "install", "--quiet"])
-        .args(&missing))
+    Ok(python)
 }
 
 /// The other tools `bench` runs beside Scalpels.
 pub fn bench_tools() -> Result<()> {
-    if succeeds("py-spy", &["--version"]) {
+    let py_spy = venv_python().with_file_name("py-spy");
+    if py_spy.exists() {
         eprintln!("xtask: py-spy: present");
     } else {
-        run(command("python3").args(["-m", "pip", "install", "--quiet", "py-spy"]))?;
+        venv_with(&[])?;
+        run(command(venv_python()).args(["-m", "pip", "install", "--quiet", "py-spy"]))?;
     }
     let missing: Vec<&str> = BENCH_TOOLS
         .iter()
         .copied()
-        .filter(|tool| !succeeds(tool, &["--version"]))
+        .filter(|tool| !on_path(tool))
         .collect();
     if missing.is_empty() {
         eprintln!("xtask: {}: present", BENCH_TOOLS.join(", "));
@@ -232,15 +271,17 @@ pub fn bench_tools() -> Result<()> {
     apt_install(&missing)
 }
 
-/// The real interpreter behind `python3` (not a pyenv shim, whose own forks and execs would
-/// show up in a trace).
+/// Whether `program` is in a directory of $PATH (wrk has no option that exits 0 without
+/// generating load, so running it is no test).
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// Debian's interpreter, installed if missing: the demo service runs on it.
 pub fn python() -> Result<String> {
-    let out = command("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .context("running python3")?;
-    if !out.status.success() {
-        bail!("python3 -c 'import sys' failed: is Python 3 installed?");
+    if !not_installed(&["python3"])?.is_empty() {
+        apt_install(&["python3"])?;
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    Ok(DEBIAN_PYTHON.to_owned())
 }
