@@ -1,29 +1,37 @@
 //! The `python` tracer: a perf_event program sampling every CPU; when the interrupted thread
 //! belongs to a target running CPython, it walks the thread's frames (offsets of that process's
-//! CPython version, from userspace) into a ring-buffer sample. Off CPU: sched_switch notes when
-//! a target thread blocks and when it runs again; back from the system call it blocked in, its
+//! CPython version, from userspace) and sends a sample. Off CPU: sched_switch notes when a
+//! target thread blocks and when it runs again; back from the system call it blocked in, its
 //! stack is taken, weighted by the time it was off CPU.
+//!
+//! A stack's frames cross the ring buffer once: each walk hashes its (code, instruction) pairs
+//! into a key, and only a key not in `PYTHON_STACKS_SENT` sends the frames; every sample
+//! carries just the key. Stacks deeper than the frames kept lose their middle, never their
+//! root: the innermost and the outermost frames are kept.
+
+use core::ffi::c_void;
 
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_user,
+        bpf_probe_read_user, generated,
     },
     macros::{map, perf_event, raw_tracepoint, tracepoint},
-    maps::{HashMap, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{PerfEventContext, RawTracePointContext, TracePointContext},
 };
 use tracers::{
     counters::Counter,
     python::{
-        MAX_FRAMES, OFF_CPU_MAX, OffCpu, PROCS_MAX, PyFrame, PyProcess, PySample, PythonConfig,
-        SAMPLES_BYTES, kind,
+        FRAME_READ_MAX, KEPT_FRAMES, KEPT_OUTER, MAX_WALK, OFF_CPU_MAX, OffCpu, PROCS_MAX, PyFrame,
+        PyProcess, PySample, PyStackHeader, PythonConfig, SAMPLES_BYTES, STACKS_SENT_MAX,
+        StackScratch, kept_slot, kind, record, scratch,
     },
 };
 
 use crate::{counters::bump, target::is_target, wakeup};
 
-const _: () = assert!(MAX_FRAMES.is_power_of_two());
+const _: () = assert!(KEPT_OUTER.is_power_of_two() && FRAME_READ_MAX.is_power_of_two());
 
 /// Samples of waits or calls at least this long wake the loader at once.
 const PROMPT_AFTER_NS: u64 = 1_000_000;
@@ -33,6 +41,15 @@ static PYTHON_PROCS: HashMap<u32, PyProcess> = HashMap::with_max_entries(PROCS_M
 
 #[map]
 static PYTHON_SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLES_BYTES, 0);
+
+#[map]
+static PYTHON_STACKS_SENT: LruHashMap<u64, u8> = LruHashMap::with_max_entries(STACKS_SENT_MAX, 0);
+
+#[map]
+static PYTHON_GENERATION: Array<u64> = Array::with_max_entries(1, 0);
+
+#[map]
+static PYTHON_SCRATCH: PerCpuArray<StackScratch> = PerCpuArray::with_max_entries(scratch::SLOTS, 0);
 
 #[map]
 static PYTHON_OFF_CPU: HashMap<u32, OffCpu> = HashMap::with_max_entries(OFF_CPU_MAX, 0);
@@ -74,80 +91,222 @@ fn thread_state(config: &PythonConfig, process: &PyProcess) -> Option<u64> {
     (tstate != 0).then_some(tstate)
 }
 
-/// Walks the current thread's Python stack into a sample of `kind` weighing `weight_ns`, timed
-/// `time_ns`. Whether a sample was sent: not for threads of processes not (yet) known to run
-/// CPython, nor outside Python code.
+/// A `T` at `offset` in the frame bytes just read (offsets below [`FRAME_READ_MAX`]).
+#[inline(always)]
+fn frame_field<T: Copy>(scratch: *const StackScratch, offset: u32) -> T {
+    // The mask keeps the read inside `frame` (twice FRAME_READ_MAX long) for the verifier.
+    let offset = offset as usize & (FRAME_READ_MAX as usize - 1);
+    // SAFETY: within this CPU's scratch, which no other program uses while we run.
+    unsafe {
+        (*scratch)
+            .frame
+            .as_ptr()
+            .add(offset)
+            .cast::<T>()
+            .read_unaligned()
+    }
+}
+
+/// Mixes one word into a stack key.
+#[inline(always)]
+fn mix(key: u64, word: u64) -> u64 {
+    let key = (key ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    key ^ (key >> 29)
+}
+
+/// Walks the current thread's Python stack into this CPU's scratch: the key of its frames, or
+/// `None` outside Python code.
+#[inline(always)]
+fn walk(
+    scratch: *mut StackScratch,
+    config: &PythonConfig,
+    process: &PyProcess,
+    tgid: u32,
+) -> Option<u64> {
+    let tstate = thread_state(config, process)?;
+    let mut frame = read_user::<u64>(tstate, process.tstate_frame)?;
+    if process.cframe_current_frame != 0 && frame != 0 {
+        frame = read_user(frame, process.cframe_current_frame - 1).unwrap_or(0);
+    }
+    if frame == 0 {
+        return None;
+    }
+    let generation = PYTHON_GENERATION.get(0).copied().unwrap_or(0);
+    let mut walk = Walk {
+        frame,
+        key: mix(mix(0, generation), u64::from(tgid)),
+        scratch,
+        depth: config.depth,
+        read_bytes: process.frame_bytes & (2 * FRAME_READ_MAX - 1),
+        frame_code: process.frame_code,
+        frame_instr: process.frame_instr,
+        frame_previous: process.frame_previous,
+        frame_owner: process.frame_owner,
+        owner_c_stack: process.owner_c_stack,
+    };
+    // SAFETY: this CPU's scratch is ours until the program returns.
+    unsafe { (*scratch).header.walked = 0 };
+    // bpf_loop: the verifier checks one step, not MAX_WALK copies of it in every program that
+    // takes stacks (an unrolled or bounded loop of 1024 steps took a minute to load).
+    // SAFETY: the callback is a BPF function of this object; `walk` outlives the call.
+    unsafe {
+        generated::bpf_loop(
+            MAX_WALK,
+            walk_step as *mut c_void,
+            (&raw mut walk).cast(),
+            0,
+        )
+    };
+    // SAFETY: as above.
+    let walked = unsafe { (*scratch).header.walked };
+    if walked == 0 {
+        return None;
+    }
+    // SAFETY: as above.
+    unsafe { (*scratch).header.root_lost = u32::from(walk.frame != 0) };
+    Some(mix(walk.key, u64::from(walked)))
+}
+
+/// The state of a stack walk, shared with each of its steps.
+#[repr(C)]
+struct Walk {
+    /// The next frame to read; 0 past the outermost.
+    frame: u64,
+    key: u64,
+    scratch: *mut StackScratch,
+    depth: u32,
+    read_bytes: u32,
+    frame_code: u32,
+    frame_instr: u32,
+    frame_previous: u32,
+    frame_owner: u32,
+    owner_c_stack: u32,
+}
+
+/// One step of a walk: reads one frame; 1 (stop) past the outermost frame, at the depth asked
+/// for, or at a frame that cannot be read.
+#[inline(never)]
+extern "C" fn walk_step(_index: u64, walk: *mut c_void) -> i64 {
+    let walk = walk.cast::<Walk>();
+    // SAFETY: bpf_loop passes the Walk of the walk running on this CPU.
+    let (frame, scratch) = unsafe { ((*walk).frame, (*walk).scratch) };
+    // SAFETY: as above.
+    let walked = unsafe { (*scratch).header.walked };
+    // SAFETY: as above.
+    if frame == 0 || walked >= unsafe { (*walk).depth } {
+        return 1;
+    }
+    // One read per frame: every field the walk needs lies in its first `frame_bytes`.
+    // SAFETY: a checked read of at most 2 * FRAME_READ_MAX bytes into a buffer that long.
+    let read = unsafe {
+        generated::bpf_probe_read_user(
+            (*scratch).frame.as_mut_ptr().cast(),
+            (*walk).read_bytes & (2 * FRAME_READ_MAX - 1),
+            frame as *const _,
+        )
+    };
+    if read != 0 {
+        return 1;
+    }
+    // SAFETY: as above.
+    let w = unsafe { &mut *walk };
+    let c_shim = w.frame_owner != 0
+        && u32::from(frame_field::<u8>(scratch, w.frame_owner - 1)) == w.owner_c_stack;
+    if !c_shim {
+        let code = frame_field::<u64>(scratch, w.frame_code);
+        let instr = frame_field::<u64>(scratch, w.frame_instr);
+        w.key = mix(mix(w.key, code), instr);
+        // SAFETY: as above; the slot is below KEPT_FRAMES by construction.
+        unsafe {
+            (*scratch).frames[kept_slot(walked) % KEPT_FRAMES] = PyFrame { code, instr };
+            (*scratch).header.walked = walked + 1;
+        }
+    }
+    w.frame = frame_field(scratch, w.frame_previous);
+    0
+}
+
+/// Sends the frames walked into `scratch` unless a stack of that key was sent already.
+/// The key when the loader has (or will have) them.
+#[inline(always)]
+fn send_frames(scratch: *mut StackScratch, tgid: u32, key: u64) -> Option<u64> {
+    // SAFETY: presence test only.
+    if unsafe { PYTHON_STACKS_SENT.get(&key) }.is_some() {
+        return Some(key);
+    }
+    let _ = PYTHON_STACKS_SENT.insert(&key, &1, 0);
+    // SAFETY: this CPU's scratch is ours until the program returns.
+    let frames = unsafe {
+        (*scratch).header.record = record::STACK;
+        (*scratch).header.tgid = tgid;
+        (*scratch).header.key = key;
+        ((*scratch).header.walked as usize).min(KEPT_FRAMES)
+    };
+    let size = size_of::<PyStackHeader>() + frames * size_of::<PyFrame>();
+    // SAFETY: the header and the kept frames, contiguous at the start of the scratch.
+    let bytes = unsafe { core::slice::from_raw_parts(scratch.cast::<u8>(), size) };
+    if PYTHON_SAMPLES
+        .output::<[u8]>(bytes, wakeup::flags(&PYTHON_SAMPLES, SAMPLES_BYTES))
+        .is_err()
+    {
+        let _ = PYTHON_STACKS_SENT.remove(&key);
+        return None;
+    }
+    Some(key)
+}
+
+/// Takes the current thread's Python stack as a sample of `kind` weighing `weight_ns`, timed
+/// `time_ns`, from a program of the task's own context. Whether a sample was sent: not for
+/// threads of processes not (yet) known to run CPython, nor outside Python code.
 #[inline(always)]
 pub fn send_stack(pid_tgid: u64, kind: u32, weight_ns: u64, time_ns: u64) -> bool {
+    send_stack_from(scratch::TASK, pid_tgid, kind, weight_ns, time_ns)
+}
+
+/// [`send_stack`], walking in scratch slot `slot`.
+#[inline(always)]
+fn send_stack_from(slot: u32, pid_tgid: u64, kind: u32, weight_ns: u64, time_ns: u64) -> bool {
     let tgid = (pid_tgid >> 32) as u32;
     // SAFETY: copied out of the map.
     let Some(process) = (unsafe { PYTHON_PROCS.get(&tgid) }).copied() else {
         return false;
     };
+    let Some(scratch) = PYTHON_SCRATCH.get_ptr_mut(slot) else {
+        return false;
+    };
+    // SAFETY: this CPU's slot: set and cleared around the walk by whoever holds it.
+    unsafe {
+        if (*scratch).busy != 0 {
+            bump(Counter::PythonSamplesDropped);
+            return false;
+        }
+        (*scratch).busy = 1;
+    }
     let config = config();
-    let Some(tstate) = thread_state(&config, &process) else {
-        return false;
+    let sent = walk(scratch, &config, &process, tgid).map(|key| send_frames(scratch, tgid, key));
+    // SAFETY: as above.
+    unsafe { (*scratch).busy = 0 };
+    let key = match sent {
+        None => return false,
+        Some(None) => {
+            bump(Counter::PythonSamplesDropped);
+            return false;
+        }
+        Some(Some(key)) => key,
     };
-    let Some(mut frame) = read_user::<u64>(tstate, process.tstate_frame) else {
-        return false;
-    };
-    if process.cframe_current_frame != 0 && frame != 0 {
-        frame = read_user(frame, process.cframe_current_frame - 1).unwrap_or(0);
-    }
-    if frame == 0 {
-        return false;
-    }
     let Some(mut entry) = PYTHON_SAMPLES.reserve::<PySample>(0) else {
         bump(Counter::PythonSamplesDropped);
         return false;
     };
-    let sample = entry.as_mut_ptr();
-    // The depth lives in the sample (ring-buffer memory), not in a register: the verifier then
-    // sees one unknown depth per iteration instead of one path per combination of skipped
-    // frames, and the walk verifies in linear time.
-    // SAFETY: the reserved sample is ours until submitted.
-    unsafe { (*sample).depth = 0 };
-    for _ in 0..MAX_FRAMES {
-        // SAFETY: as above.
-        let depth = unsafe { (*sample).depth };
-        if frame == 0 || depth >= config.depth {
-            break;
-        }
-        let c_shim = process.frame_owner != 0
-            && read_user::<u8>(frame, process.frame_owner - 1)
-                .is_some_and(|owner| u32::from(owner) == process.owner_c_stack);
-        if !c_shim {
-            let (Some(code), Some(instr)) = (
-                read_user::<u64>(frame, process.frame_code),
-                read_user::<u64>(frame, process.frame_instr),
-            ) else {
-                break;
-            };
-            // The mask keeps the index provably in bounds for the verifier.
-            let slot = depth as usize & (MAX_FRAMES - 1);
-            // SAFETY: as above.
-            unsafe {
-                (*sample).frames[slot] = PyFrame { code, instr };
-                (*sample).depth = depth + 1;
-            }
-        }
-        frame = read_user(frame, process.frame_previous).unwrap_or(0);
-    }
-    // SAFETY: as above.
-    let depth = unsafe { (*sample).depth };
-    unsafe {
-        (*sample).time_ns = time_ns;
-        (*sample).weight_ns = weight_ns;
-        (*sample).tgid = tgid;
-        (*sample).tid = pid_tgid as u32;
-        (*sample).kind = kind;
-        (*sample).truncated = u32::from(frame != 0);
-        (*sample)._pad = 0;
-    }
-    if depth == 0 {
-        entry.discard(0);
-        return false;
-    }
+    entry.write(PySample {
+        record: record::SAMPLE,
+        kind,
+        time_ns,
+        weight_ns,
+        tgid,
+        tid: pid_tgid as u32,
+        key,
+    });
     // After a long wait, wake the loader now: the process may be about to exit (a main thread
     // joining its workers), and its code objects can only be named while it lives.
     let flags = if weight_ns >= PROMPT_AFTER_NS {
@@ -166,7 +325,8 @@ pub fn python_sample(_ctx: PerfEventContext) -> u32 {
     let tgid = (pid_tgid >> 32) as u32;
     if tgid != 0 && is_target(tgid) {
         // SAFETY: helper without arguments.
-        send_stack(pid_tgid, kind::ON_CPU, 0, unsafe { bpf_ktime_get_ns() });
+        let now = unsafe { bpf_ktime_get_ns() };
+        send_stack_from(scratch::INTERRUPT, pid_tgid, kind::ON_CPU, 0, now);
     }
     0
 }

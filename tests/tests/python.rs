@@ -368,7 +368,12 @@ fn python_calls_counts_every_call_through_usdt() {
     let total_ns: i64 = counted.iter().map(|r| r.3).sum();
     assert_eq!(calls, 12345, "{rows:?}");
     assert!(total_ns > 0, "{rows:?}");
-    let caller: u64 = rows.iter().filter(|r| r.0 == "caller").map(|r| r.2).sum();
+    // Debian's site-packages has a `caller` of its own (setuptools' _distutils_hack).
+    let caller: u64 = rows
+        .iter()
+        .filter(|r| r.0 == "caller" && r.1 == script)
+        .map(|r| r.2)
+        .sum();
     assert_eq!(caller, 1, "{rows:?}");
 }
 
@@ -470,4 +475,86 @@ fn python_calls_leaves_no_probe_armed_in_forked_workers() {
         assert_eq!(semaphore_value(child, address), 0, "{name} of the worker");
     }
     kill(child, libc::SIGKILL);
+}
+
+/// The stack most on-CPU samples landed in while `deep_stacks.py` ran `depth` nested calls,
+/// with whether its samples were marked truncated, and the frames the workload counted.
+fn deep_stack(test: &str, depth: &str, extra: &[&str]) -> (Frames, bool, u64) {
+    let out = out_dir(test);
+    let mut args = vec![
+        "--out",
+        out.to_str().unwrap(),
+        "--tracers",
+        "python",
+        "--python-hz",
+        "499",
+    ];
+    args.extend(extra);
+    let script = workload("deep_stacks.py");
+    args.extend(["--", python(), &script, depth, "2"]);
+    let output = trace(&args, Duration::from_secs(60));
+    let run = run_dir(&output);
+    let pid = printed(&output.stdout, "pid")[0];
+    let (top, samples) = top_stack(&run, pid);
+    assert!(samples >= 200, "{samples} samples of the deep thread");
+    let table = read_table(&run.join("python_samples.parquet"));
+    let (ids, truncated) = (u64s(&table, "stack_id"), bools(&table, "truncated"));
+    let marks: Vec<bool> = (0..table.num_rows())
+        .filter(|&i| ids[i] == top)
+        .map(|i| truncated[i])
+        .collect();
+    assert!(marks.iter().all(|&m| m == marks[0]), "one stack, one mark");
+    (
+        stacks(&run).remove(&top).unwrap(),
+        marks[0],
+        printed(&output.stdout, "depth")[0],
+    )
+}
+
+fn names(frames: &Frames) -> Vec<&str> {
+    frames.iter().map(|f| f.0.as_str()).collect()
+}
+
+#[test]
+fn python_stacks_of_200_frames_are_whole_by_default() {
+    let (frames, truncated, depth) = deep_stack("deep-whole", "200", &[]);
+    let names = names(&frames);
+    assert!(!truncated, "{names:?}");
+    assert_eq!(
+        names.len() as u64,
+        depth,
+        "every frame the workload counted"
+    );
+    assert_eq!(names[0], "leaf");
+    assert!(names[1..202].iter().all(|&n| n == "level"), "{names:?}");
+    assert_eq!(names[202..], ["root", "<module>"]);
+}
+
+#[test]
+fn python_stacks_deeper_than_256_frames_keep_their_root_around_one_cut() {
+    let (frames, truncated, depth) = deep_stack("deep-cut", "400", &[]);
+    let names = names(&frames);
+    assert!(depth > 400, "the workload ran {depth} frames deep");
+    assert!(truncated, "{names:?}");
+    // 192 innermost, one cut mark, 64 outermost.
+    assert_eq!(names.len(), 257, "{names:?}");
+    assert_eq!(names[0], "leaf");
+    assert_eq!(names[192], "[truncated]");
+    assert_eq!(
+        names.iter().filter(|&&n| n == "[truncated]").count(),
+        1,
+        "{names:?}"
+    );
+    assert_eq!(names[255..], ["root", "<module>"], "the root is kept");
+}
+
+#[test]
+fn python_stacks_past_the_depth_asked_for_say_their_root_is_lost() {
+    let (frames, truncated, _) = deep_stack("deep-lost-root", "100", &["--python-depth", "50"]);
+    let names = names(&frames);
+    assert!(truncated);
+    assert_eq!(names.len(), 51, "{names:?}");
+    assert_eq!(names[0], "leaf");
+    assert!(names[1..50].iter().all(|&n| n == "level"), "{names:?}");
+    assert_eq!(names[50], "[truncated]");
 }

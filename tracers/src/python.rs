@@ -5,15 +5,63 @@
 
 /// Hash map `u32 tgid` -> [`PyProcess`]: target processes with a known interpreter.
 pub const PROCS_MAP: &str = "PYTHON_PROCS";
-/// Ring buffer of [`PySample`].
+/// Ring buffer of [`PyStackHeader`] records (each followed by its frames) and [`PySample`]s.
 pub const SAMPLES_MAP: &str = "PYTHON_SAMPLES";
+/// LRU hash map `u64 stack key` -> `u8`: stacks whose frames the loader was sent.
+pub const STACKS_SENT_MAP: &str = "PYTHON_STACKS_SENT";
+/// Array of one `u64`: the generation mixed into every stack key (see [`STACKS_SENT_MAP`]).
+pub const GENERATION_MAP: &str = "PYTHON_GENERATION";
+/// Per-CPU array of [`scratch`] slots of [`StackScratch`]: where a stack is walked before it
+/// is sent.
+pub const SCRATCH_MAP: &str = "PYTHON_SCRATCH";
+
+/// Slots of [`SCRATCH_MAP`]: one per context a walk can interrupt another in.
+pub mod scratch {
+    /// Programs of a task's own context: system-call tracepoints, uprobes.
+    pub const TASK: u32 = 0;
+    /// The CPU-clock sampler, which fires in interrupt context, possibly in the middle of a
+    /// walk of the task it interrupted.
+    pub const INTERRUPT: u32 = 1;
+    pub const SLOTS: u32 = 2;
+}
 /// Global (read-only after load) holding a [`PythonConfig`].
 pub const CONFIG_GLOBAL: &str = "PYTHON_CONFIG";
 
 pub const PROCS_MAX: u32 = 4096;
 pub const SAMPLES_BYTES: u32 = 8 << 20;
-/// Most frames a sample holds (`--python-depth` may ask for fewer).
-pub const MAX_FRAMES: usize = 128;
+pub const STACKS_SENT_MAX: u32 = 65536;
+
+/// Most frames walked per stack (`--python-depth` may ask for fewer), C-stack shims included.
+pub const MAX_WALK: u32 = 1024;
+/// Innermost frames kept of a deeper stack.
+pub const KEPT_INNER: usize = 192;
+/// Outermost frames kept of a deeper stack (a power of two: they are kept in a ring).
+pub const KEPT_OUTER: usize = 64;
+/// Most frames a stack record carries: the innermost ones, then the outermost ones.
+pub const KEPT_FRAMES: usize = KEPT_INNER + KEPT_OUTER;
+/// Most bytes of a frame read at once: every field the walk needs lies below this.
+pub const FRAME_READ_MAX: u32 = 128;
+
+/// Ring-buffer record kinds (the first `u32` of each record).
+pub mod record {
+    /// A [`super::PyStackHeader`] and its frames: sent the first time a stack is seen.
+    pub const STACK: u32 = 1;
+    /// A [`super::PySample`].
+    pub const SAMPLE: u32 = 2;
+}
+
+/// Where frame `n` (0 innermost) of a walk is kept in [`StackScratch::frames`]: the first
+/// [`KEPT_INNER`] in order, the others in a ring of [`KEPT_OUTER`] that ends up holding the
+/// outermost ones.
+#[inline(always)]
+pub const fn kept_slot(n: u32) -> usize {
+    let n = n as usize;
+    if n < KEPT_INNER {
+        n
+    } else {
+        KEPT_INNER + ((n - KEPT_INNER) & (KEPT_OUTER - 1))
+    }
+}
 
 /// Sample kinds.
 pub mod kind {
@@ -60,6 +108,9 @@ pub struct PyProcess {
     /// shims, not Python code (3.12+).
     pub frame_owner: u32,
     pub owner_c_stack: u32,
+    /// Bytes of a frame read at once, covering every field above (at most [`FRAME_READ_MAX`]).
+    pub frame_bytes: u32,
+    pub _pad: u32,
 }
 
 /// One frame as the kernel read it.
@@ -70,22 +121,52 @@ pub struct PyFrame {
     pub instr: u64,
 }
 
-/// One sampled stack, innermost frame first.
+/// A stack seen for the first time (since the generation changed), followed in the record by
+/// `min(walked, KEPT_FRAMES)` frames: the order of [`kept_slot`].
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PyStackHeader {
+    /// [`record::STACK`].
+    pub record: u32,
+    pub tgid: u32,
+    /// The key samples of this stack carry.
+    pub key: u64,
+    /// Python frames walked; more than [`KEPT_FRAMES`]: the middle ones were cut.
+    pub walked: u32,
+    /// Non-zero: the walk stopped before the outermost frame (at `--python-depth`).
+    pub root_lost: u32,
+}
+
+/// One sampled stack: its thread, time, weight and the key of its frames.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PySample {
+    /// [`record::SAMPLE`].
+    pub record: u32,
+    /// [`kind`].
+    pub kind: u32,
     /// Kernel monotonic time.
     pub time_ns: u64,
-    /// Off-CPU time for `kind::OFF_CPU` samples (on-CPU samples weigh one period).
+    /// Off-CPU or syscall time (on-CPU samples weigh one period).
     pub weight_ns: u64,
     pub tgid: u32,
     pub tid: u32,
-    pub kind: u32,
-    pub depth: u32,
-    /// Non-zero: the stack was deeper than the frames kept.
-    pub truncated: u32,
-    pub _pad: u32,
-    pub frames: [PyFrame; MAX_FRAMES],
+    /// The [`PyStackHeader::key`] of its stack.
+    pub key: u64,
+}
+
+/// Per-CPU room for walking one stack: the record as it will be sent, and the frame being read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct StackScratch {
+    pub header: PyStackHeader,
+    pub frames: [PyFrame; KEPT_FRAMES],
+    /// One frame's bytes (twice the most read, so a field read at any offset below
+    /// [`FRAME_READ_MAX`] stays inside).
+    pub frame: [u8; 2 * FRAME_READ_MAX as usize],
+    /// Non-zero while a walk uses this slot: a program that finds it set (it preempted
+    /// another's walk) takes no stack rather than mix two.
+    pub busy: u64,
 }
 
 /// Load-time configuration of the python tracer.
@@ -98,7 +179,7 @@ pub struct PythonConfig {
     /// Offset in `struct pthread` of `specific_1stblock` (measured in the loader's own thread
     /// at load time): key k's value is at `+ 16 * k + 8`.
     pub pthread_specific: u32,
-    /// Frames to walk, at most [`MAX_FRAMES`].
+    /// Frames to walk, at most [`MAX_WALK`].
     pub depth: u32,
     /// Offsets of `prev_state` and `next_pid` in `sched:sched_switch` records.
     pub switch_prev_state: u32,
@@ -108,4 +189,11 @@ pub struct PythonConfig {
     pub off_cpu_min_ns: u64,
 }
 
-crate::user_pod!(PyProcess, PyFrame, PySample, PythonConfig, OffCpu);
+crate::user_pod!(
+    PyProcess,
+    PyFrame,
+    PyStackHeader,
+    PySample,
+    PythonConfig,
+    OffCpu
+);

@@ -2,7 +2,7 @@
 //! addresses, the bytes each way, when they opened and closed, and the parser their payloads
 //! go to once their protocol is known.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use tracers::protocols::{ConnEvent, ConnKey, DataHeader, direction, role};
 use wire::{
@@ -285,7 +285,7 @@ fn stream_start(pending: &[Payload], way: u32) -> Option<Vec<u8>> {
 
 /// The open connections, by process and fd.
 pub struct Book {
-    open: HashMap<ConnKey, Connection>,
+    open: FxHashMap<ConnKey, Connection>,
     next_id: u64,
     clock: Clock,
 }
@@ -293,7 +293,7 @@ pub struct Book {
 impl Book {
     pub fn new(clock: Clock) -> Self {
         Self {
-            open: HashMap::new(),
+            open: FxHashMap::default(),
             next_id: 1,
             clock,
         }

@@ -2,9 +2,8 @@
 //! sampler saw (code object address, instruction) into function, file and line, reading each
 //! code object once per process.
 
-use std::collections::HashMap;
-
 use anyhow::{Context as _, Result};
+use rustc_hash::FxHashMap;
 
 use super::{
     linetable,
@@ -78,6 +77,15 @@ pub struct Frame {
 /// What the frame of an unreadable code object is called.
 pub const UNKNOWN_FUNCTION: &str = "<unknown>";
 
+/// The frame of a code object that could not be read.
+pub fn unknown_frame() -> Frame {
+    Frame {
+        function: UNKNOWN_FUNCTION.to_owned(),
+        file: String::new(),
+        line: None,
+    }
+}
+
 /// Reads of a code object tried before it is taken as unreadable: a sample can catch a frame
 /// being set up, whose code pointer is not yet the frame's, and a read can fail once.
 const READ_ATTEMPTS: u32 = 3;
@@ -85,8 +93,9 @@ const READ_ATTEMPTS: u32 = 3;
 /// What is known of one (process, code object).
 #[derive(Debug)]
 enum Cached {
-    /// Read, and still the same code object at the given check.
-    Read(CodeInfo, u64),
+    /// Read, and still the same code object at the given check; with the lines of the
+    /// instruction offsets named so far (decoding a line table walks it from its start).
+    Read(CodeInfo, u64, FxHashMap<u32, Option<u32>>),
     /// Failed this many times.
     Failed(u32),
 }
@@ -95,7 +104,7 @@ enum Cached {
 /// stay alive and unchanged; one that could not be read is tried a few times, then given up.
 #[derive(Debug, Default)]
 pub struct Symbolizer {
-    codes: HashMap<(u32, u64), Cached>,
+    codes: FxHashMap<(u32, u64), Cached>,
     /// Counts batches of samples: each code object is checked once per batch.
     check: u64,
 }
@@ -111,7 +120,7 @@ impl Symbolizer {
             .codes
             .entry((pid, code_addr))
             .or_insert(Cached::Failed(0));
-        if let Cached::Read(code, checked) = cached
+        if let Cached::Read(code, checked, _) = cached
             && *checked != check
         {
             if still_the_same(&memory, code_addr, layout, code) {
@@ -124,20 +133,16 @@ impl Symbolizer {
             && attempts < READ_ATTEMPTS
         {
             *cached = match read(&memory, code_addr, layout) {
-                Ok(code) => Cached::Read(code, check),
+                Ok(code) => Cached::Read(code, check, FxHashMap::default()),
                 Err(_) => Cached::Failed(attempts + 1),
             };
         }
-        let Cached::Read(code, _) = cached else {
-            return Frame {
-                function: UNKNOWN_FUNCTION.to_owned(),
-                file: String::new(),
-                line: None,
-            };
+        let Cached::Read(code, _, lines) = cached else {
+            return unknown_frame();
         };
         let line = match instruction_offset(layout, code_addr, instr) {
             Position::BeforeFirst => Some(code.first_line),
-            Position::Offset(offset) => code.line(offset),
+            Position::Offset(offset) => *lines.entry(offset).or_insert_with(|| code.line(offset)),
             Position::Invalid => None,
         };
         Frame {

@@ -11,6 +11,7 @@ mod linetable;
 mod memory;
 mod pthread;
 mod stack_index;
+mod stacks;
 pub use stack_index::{AwaitingStacks, InOrderStacks, StackIndex};
 pub mod tables;
 pub mod uprobe_link;
@@ -23,8 +24,7 @@ mod live_tests;
 pub(crate) mod test_pythons;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
-    hash::{Hash as _, Hasher as _},
+    collections::{BTreeMap, BTreeSet, HashMap},
     os::fd::{AsFd as _, BorrowedFd},
     time::{Duration, Instant},
 };
@@ -32,15 +32,17 @@ use std::{
 use anyhow::{Context as _, Result};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap as BpfHashMap, MapData, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, MapData, RingBuf},
     programs::{
         PerfEvent,
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     },
     util::online_cpus,
 };
+use rustc_hash::{FxHashMap, FxHashSet};
 use tracers::python::{
-    CONFIG_GLOBAL, MAX_FRAMES, PROCS_MAP, PyProcess, PySample, PythonConfig, SAMPLES_MAP, kind,
+    CONFIG_GLOBAL, GENERATION_MAP, KEPT_FRAMES, MAX_WALK, PROCS_MAP, PyFrame, PyProcess, PySample,
+    PyStackHeader, PythonConfig, SAMPLES_MAP, kind, record,
 };
 
 use crate::{
@@ -52,8 +54,9 @@ use crate::{
     tracer::{Env, Interval, Prepared, Tracer},
 };
 use calls::PythonCalls;
-use code::{Frame, Symbolizer};
+use code::{Frame, Symbolizer, UNKNOWN_FUNCTION};
 use discover::{Discoverer, Discovery, Interpreter};
+use stacks::{KnownStack, Stacks};
 use tables::SampleRow;
 use versions::Layout;
 
@@ -64,6 +67,10 @@ const RETRY_EVERY: Duration = Duration::from_millis(10);
 /// How long a target may go without CPython before it is left alone (until it is listed as a
 /// target again, e.g. after an exec).
 const GIVE_UP_AFTER: Duration = Duration::from_secs(3);
+/// How often the kernel's stack keys change, so that each stack is sent (and its code objects
+/// checked) again: a code object freed and another put at its address would otherwise keep
+/// its stacks' old names.
+const NEW_KEYS_EVERY: Duration = Duration::from_secs(60);
 
 pub struct PreparedPython {
     config: PythonConfig,
@@ -83,7 +90,7 @@ pub fn prepare(env: &Env) -> Result<PreparedPython> {
             task_fsbase,
             pthread_specific: pthread::specific_offset()
                 .context("locating glibc's pthread keys")?,
-            depth: env.cli.python_depth.min(MAX_FRAMES as u32),
+            depth: env.cli.python_depth.min(MAX_WALK),
             switch_prev_state: switch("prev_state")?,
             switch_next_pid: switch("next_pid")?,
             _pad: 0,
@@ -135,6 +142,9 @@ impl Prepared for PreparedPython {
         Ok(Box::new(PythonTracer {
             calls,
             procs: BpfHashMap::try_from(take(ebpf, PROCS_MAP)?)?,
+            generation: Array::try_from(take(ebpf, GENERATION_MAP)?)?,
+            new_keys_at: Instant::now() + NEW_KEYS_EVERY,
+            stacks: Stacks::default(),
             stack_index: env.stacks.clone(),
             samples: RingBuf::try_from(take(ebpf, SAMPLES_MAP)?)?,
             weight_ns: (1_000_000_000 / self.hz.max(1)) as i64,
@@ -146,10 +156,11 @@ impl Prepared for PreparedPython {
             unsupported: BTreeMap::new(),
             last_retry: Instant::now(),
             symbolizer: Symbolizer::default(),
-            stacks_written: HashSet::new(),
+            stacks_written: FxHashSet::default(),
             new_stacks: Vec::new(),
-            on_cpu: HashMap::new(),
-            off_cpu: HashMap::new(),
+            leaves: FxHashMap::default(),
+            on_cpu: FxHashMap::default(),
+            off_cpu: FxHashMap::default(),
             processes: BTreeSet::new(),
             samples_table: env.table("python_samples", tables::samples_schema()),
             stacks_table: env.table("python_stacks", tables::stacks_schema()),
@@ -173,6 +184,12 @@ pub struct PythonTracer {
     /// Exact call counts (`--python-calls`).
     calls: Option<PythonCalls>,
     procs: BpfHashMap<MapData, u32, PyProcess>,
+    /// The generation mixed into the kernel's stack keys.
+    generation: Array<MapData, u64>,
+    /// When the keys change next.
+    new_keys_at: Instant,
+    /// What the kernel's stack keys name.
+    stacks: Stacks,
     /// Where stacks taken for other tracers' events are filed.
     stack_index: StackIndex,
     samples: RingBuf<MapData>,
@@ -189,13 +206,15 @@ pub struct PythonTracer {
     unsupported: BTreeMap<u32, String>,
     last_retry: Instant,
     symbolizer: Symbolizer,
-    stacks_written: HashSet<u64>,
+    stacks_written: FxHashSet<u64>,
     /// Stacks seen for the first time since the last write.
     new_stacks: Vec<(u64, Vec<Frame>)>,
-    /// Time on CPU (samples × period) per innermost function, for the summary.
-    on_cpu: HashMap<String, u64>,
-    /// Time off CPU per innermost function, for the summary.
-    off_cpu: HashMap<String, u64>,
+    /// The innermost function of each stack id, for the summary.
+    leaves: FxHashMap<u64, String>,
+    /// Time on CPU (samples × period) per stack id, for the summary.
+    on_cpu: FxHashMap<u64, u64>,
+    /// Time off CPU per stack id, for the summary.
+    off_cpu: FxHashMap<u64, u64>,
     processes: BTreeSet<u32>,
     samples_table: TableWriter,
     stacks_table: TableWriter,
@@ -219,14 +238,25 @@ fn walk_of(interpreter: &Interpreter) -> PyProcess {
         frame_instr: layout.frame_instr,
         frame_owner,
         owner_c_stack,
+        frame_bytes: layout.frame_bytes(),
+        _pad: 0,
     }
 }
 
 /// The ten innermost functions with the most time, with their share.
-fn top_functions(title: &str, times: &HashMap<String, u64>) -> Vec<String> {
-    let total: u64 = times.values().sum();
-    let mut top: Vec<_> = times.iter().collect();
-    top.sort_by_key(|(_, ns)| std::cmp::Reverse(**ns));
+fn top_functions(
+    title: &str,
+    times: &FxHashMap<u64, u64>,
+    leaves: &FxHashMap<u64, String>,
+) -> Vec<String> {
+    let mut by_function: HashMap<&str, u64> = HashMap::new();
+    for (id, ns) in times {
+        let function = leaves.get(id).map_or(UNKNOWN_FUNCTION, String::as_str);
+        *by_function.entry(function).or_default() += ns;
+    }
+    let total: u64 = by_function.values().sum();
+    let mut top: Vec<_> = by_function.into_iter().collect();
+    top.sort_by_key(|(_, ns)| std::cmp::Reverse(*ns));
     let mut lines = vec![format!(
         "  {:<50} {:>10} {:>7}",
         format!("function {title} (innermost)"),
@@ -237,22 +267,43 @@ fn top_functions(title: &str, times: &HashMap<String, u64>) -> Vec<String> {
         format!(
             "  {:<50} {:>7.3} s {:>6.1}%",
             function,
-            *ns as f64 / 1e9,
-            100.0 * *ns as f64 / total.max(1) as f64
+            ns as f64 / 1e9,
+            100.0 * ns as f64 / total.max(1) as f64
         )
     }));
     lines
 }
 
-/// A stack's identity: a hash of its frames, the same in every run for the same code lines.
-fn stack_id(frames: &[Frame]) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    for frame in frames {
-        frame.function.hash(&mut hasher);
-        frame.file.hash(&mut hasher);
-        frame.line.hash(&mut hasher);
+/// A record of the python tracer's ring buffer.
+enum Record {
+    Stack(PyStackHeader, Vec<PyFrame>),
+    Sample(PySample),
+}
+
+impl Record {
+    fn decode(bytes: &[u8]) -> Option<Record> {
+        let kind = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?);
+        match kind {
+            record::STACK if bytes.len() >= size_of::<PyStackHeader>() => {
+                // SAFETY: the kernel wrote a PyStackHeader (tracers::python) here, then frames.
+                let header = unsafe { bytes.as_ptr().cast::<PyStackHeader>().read_unaligned() };
+                let frames = bytes[size_of::<PyStackHeader>()..]
+                    .chunks_exact(size_of::<PyFrame>())
+                    .take(KEPT_FRAMES)
+                    // SAFETY: each chunk is one PyFrame the kernel wrote.
+                    .map(|chunk| unsafe { chunk.as_ptr().cast::<PyFrame>().read_unaligned() })
+                    .collect();
+                Some(Record::Stack(header, frames))
+            }
+            record::SAMPLE if bytes.len() >= size_of::<PySample>() => {
+                // SAFETY: the kernel wrote a PySample (tracers::python) here.
+                Some(Record::Sample(unsafe {
+                    bytes.as_ptr().cast::<PySample>().read_unaligned()
+                }))
+            }
+            _ => None,
+        }
     }
-    hasher.finish()
 }
 
 impl PythonTracer {
@@ -298,42 +349,76 @@ impl PythonTracer {
         Ok(())
     }
 
-    fn sample_row(&mut self, sample: &PySample) -> Option<SampleRow> {
-        let layout = self.interpreters.get(&sample.tgid)?;
-        let depth = (sample.depth as usize).min(MAX_FRAMES);
-        let frames: Vec<Frame> = sample.frames[..depth]
-            .iter()
-            .map(|f| self.symbolizer.frame(sample.tgid, layout, f.code, f.instr))
-            .collect();
-        let id = stack_id(&frames);
-        if let Some(leaf) = frames.first() {
-            let function = leaf.function.clone();
-            match sample.kind {
-                kind::ON_CPU => *self.on_cpu.entry(function).or_default() += self.weight_ns as u64,
-                kind::OFF_CPU => *self.off_cpu.entry(function).or_default() += sample.weight_ns,
-                _ => {}
+    /// Names a stack the kernel sent for the first time in this generation.
+    fn add_stack(&mut self, header: &PyStackHeader, frames: &[PyFrame]) {
+        let (known, named) = match self.interpreters.get(&header.tgid) {
+            Some(layout) => {
+                let name = stacks::namer(&mut self.symbolizer, header.tgid, layout);
+                self.stacks.add(header, frames, name)
             }
+            // Its process exited and was forgotten before its last stack was read.
+            None => self.stacks.add(header, frames, |_| code::unknown_frame()),
+        };
+        if self.stacks_written.insert(known.id) {
+            if let Some(leaf) = named.first() {
+                self.leaves.insert(known.id, leaf.function.clone());
+            }
+            self.new_stacks.push((known.id, named));
         }
-        if self.stacks_written.insert(id) {
-            self.new_stacks.push((id, frames));
-        }
+    }
+
+    fn sample_row(&mut self, sample: &PySample, stack: KnownStack) -> SampleRow {
         let (kind, weight_ns) = match sample.kind {
-            kind::OFF_CPU => ("off_cpu", sample.weight_ns as i64),
+            kind::OFF_CPU => {
+                *self.off_cpu.entry(stack.id).or_default() += sample.weight_ns;
+                ("off_cpu", sample.weight_ns as i64)
+            }
             kind::SYSCALL => {
-                self.stack_index.insert(sample.tid, sample.time_ns, id);
+                self.stack_index
+                    .insert(sample.tid, sample.time_ns, stack.id);
                 ("syscall", sample.weight_ns as i64)
             }
-            _ => ("on_cpu", self.weight_ns),
+            _ => {
+                *self.on_cpu.entry(stack.id).or_default() += self.weight_ns as u64;
+                ("on_cpu", self.weight_ns)
+            }
         };
-        Some(SampleRow {
+        SampleRow {
             time: self.clock.to_utc_ns(sample.time_ns),
             pid: sample.tgid,
             tid: sample.tid,
-            stack_id: id,
+            stack_id: stack.id,
             kind,
             weight_ns,
-            truncated: sample.truncated != 0,
-        })
+            truncated: stack.truncated,
+        }
+    }
+
+    /// Writes the stacks named since the last write, then the rows of `ready` samples.
+    fn write(&mut self, ready: Vec<(PySample, KnownStack)>) -> Result<()> {
+        let rows: Vec<SampleRow> = ready
+            .into_iter()
+            .map(|(sample, stack)| self.sample_row(&sample, stack))
+            .collect();
+        self.processes.extend(rows.iter().map(|r| r.pid));
+        if !self.new_stacks.is_empty() {
+            let stacks = std::mem::take(&mut self.new_stacks);
+            self.stacks_table.write(&tables::stacks_batch(&stacks)?)?;
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.samples_table.write(&tables::samples_batch(&rows)?)
+    }
+
+    /// Changes the kernel's stack keys: every stack is sent and named again once.
+    fn new_keys(&mut self) -> Result<()> {
+        let generation = self.stacks.next_generation();
+        self.generation
+            .set(0, generation, 0)
+            .context("changing the generation of Python stack keys")?;
+        self.new_keys_at = Instant::now() + NEW_KEYS_EVERY;
+        Ok(())
     }
 }
 
@@ -363,23 +448,19 @@ impl Tracer for PythonTracer {
         if let Some(calls) = &mut self.calls {
             calls.name_new_functions();
         }
-        let mut samples = Vec::new();
+        let mut records = Vec::new();
         while let Some(item) = self.samples.next() {
-            if item.len() >= size_of::<PySample>() {
-                // SAFETY: the kernel wrote a PySample (tracers::python) here.
-                samples.push(unsafe { item.as_ptr().cast::<PySample>().read_unaligned() });
+            records.extend(Record::decode(&item));
+        }
+        let mut ready = Vec::new();
+        for record in records {
+            match record {
+                Record::Stack(header, frames) => self.add_stack(&header, &frames),
+                Record::Sample(sample) => ready.extend(self.stacks.resolve(sample)),
             }
         }
-        let rows: Vec<SampleRow> = samples.iter().filter_map(|s| self.sample_row(s)).collect();
-        self.processes.extend(rows.iter().map(|r| r.pid));
-        if !self.new_stacks.is_empty() {
-            let stacks = std::mem::take(&mut self.new_stacks);
-            self.stacks_table.write(&tables::stacks_batch(&stacks)?)?;
-        }
-        if rows.is_empty() {
-            return Ok(());
-        }
-        self.samples_table.write(&tables::samples_batch(&rows)?)
+        ready.extend(self.stacks.arrived(false));
+        self.write(ready)
     }
 
     fn collect_interval(&mut self, interval: &Interval) -> Result<()> {
@@ -393,6 +474,10 @@ impl Tracer for PythonTracer {
             .copied()
             .filter(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
             .collect();
+        // Their pids may be reused by processes whose stacks would get the same keys.
+        if !gone.is_empty() || Instant::now() >= self.new_keys_at {
+            self.new_keys()?;
+        }
         for pid in gone {
             self.interpreters.remove(&pid);
             self.symbolizer.forget(pid);
@@ -450,17 +535,22 @@ impl Tracer for PythonTracer {
             )
             .collect();
         for (title, times) in [("on CPU", &self.on_cpu), ("off CPU", &self.off_cpu)] {
-            lines.extend(top_functions(title, times));
+            lines.extend(top_functions(title, times, &self.leaves));
         }
         lines.extend(self.calls.iter().flat_map(PythonCalls::summary));
         lines
+    }
+
+    fn unparsed(&self) -> BTreeMap<String, u64> {
+        BTreeMap::from([("samples_without_stack".to_owned(), self.stacks.lost)])
     }
 
     fn finish(&mut self) -> Result<()> {
         if let Some(calls) = &mut self.calls {
             calls.disarm();
         }
-        Ok(())
+        let ready = self.stacks.arrived(true);
+        self.write(ready)
     }
 
     fn into_tables(self: Box<Self>) -> Vec<TableWriter> {

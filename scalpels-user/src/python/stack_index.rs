@@ -2,15 +2,13 @@
 //! with the event's thread and time; the python tracer files its stack id here under that key,
 //! and the event's tracer picks it up for its `python_stack_id` column.
 
-use std::{
-    cell::RefCell,
-    collections::{HashMap, VecDeque},
-    rc::Rc,
-};
+use std::{cell::RefCell, collections::VecDeque, rc::Rc};
+
+use rustc_hash::FxHashMap;
 
 /// (tid, kernel time ns) -> stack id. Cheap to clone: every tracer holds the same index.
 #[derive(Clone, Default)]
-pub struct StackIndex(Rc<RefCell<HashMap<(u32, u64), u64>>>);
+pub struct StackIndex(Rc<RefCell<FxHashMap<(u32, u64), u64>>>);
 
 impl StackIndex {
     pub fn insert(&self, tid: u32, time_ns: u64, stack_id: u64) {

@@ -53,6 +53,21 @@ pub struct Layout {
     pub compact_data: u32,
 }
 
+impl Layout {
+    /// Bytes at the start of a frame that hold every field the stack walk reads.
+    pub fn frame_bytes(&self) -> u32 {
+        let word = |offset: u32| offset + 8;
+        let owner = match self.frame_owner {
+            Some(FrameOwner::OwnerByte { offset, .. }) => offset + 1,
+            _ => 0,
+        };
+        word(self.frame_code)
+            .max(word(self.frame_previous))
+            .max(word(self.frame_instr))
+            .max(owner)
+    }
+}
+
 /// What `frame_instr` holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Instr {
@@ -316,6 +331,17 @@ fn offset_field(buf: &[u8], offset: usize) -> Result<u32> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn python_every_layout_walks_with_one_bounded_read_per_frame() {
+        for minor in 8..=13 {
+            let bytes = super::layout(3, minor).unwrap().frame_bytes();
+            assert!(
+                (40..=tracers::python::FRAME_READ_MAX).contains(&bytes),
+                "3.{minor}: {bytes} bytes"
+            );
+        }
+    }
+
     use super::*;
 
     /// The table as gdb measured it, one row per version; a change here must be re-measured.
