@@ -178,3 +178,36 @@ fn writes_of_a_process_are_counted_alongside_other_tracers() {
         .map_or(0, |&(calls, _)| calls);
     assert_eq!(syscw, writes, "syscw against write calls traced");
 }
+
+#[test]
+fn context_switches_count_every_thread_of_a_process() {
+    let out = out_dir("proc-threads");
+    let output = trace(
+        &[
+            "--out",
+            out.to_str().unwrap(),
+            "--tracers",
+            "proc",
+            "--interval",
+            "250ms",
+            "--",
+            python(),
+            &workload("thread_sleeps.py"),
+            "300",
+        ],
+        Duration::from_secs(60),
+    );
+    let run = run_dir(&output);
+    let pid = printed(&output.stdout, "pid")[0];
+    let worker = printed(&output.stdout, "worker_switches")[0];
+    assert!(worker >= 300, "the worker switched {worker} times");
+    let stats = read_table(&run.join("proc_stats.parquet"));
+    let mine = rows_of(&stats, pid);
+    let voluntary = optional_u64s(&stats, "voluntary_ctxt_switches");
+    let counted: u64 = mine.iter().filter_map(|&i| voluntary[i]).sum();
+    // The main thread only waited; nearly all of them are the worker's.
+    assert!(
+        counted >= worker,
+        "proc_stats counted {counted} voluntary switches; the worker alone made {worker}"
+    );
+}

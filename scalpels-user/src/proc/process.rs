@@ -132,6 +132,7 @@ pub fn sample(pid: u32) -> Option<ProcessSample> {
         let total = rollup.memory_map_rollup.0.first()?;
         total.extension.map.get("Pss").copied()
     });
+    let switches = context_switches(&process);
     Some(ProcessSample {
         start_ticks: stat.starttime,
         comm: stat.comm,
@@ -150,11 +151,31 @@ pub fn sample(pid: u32) -> Option<ProcessSample> {
             cpu_system_ticks: stat.stime,
             minor_faults: stat.minflt,
             major_faults: stat.majflt,
-            voluntary_ctxt_switches: status.as_ref().and_then(|s| s.voluntary_ctxt_switches),
-            nonvoluntary_ctxt_switches: status.as_ref().and_then(|s| s.nonvoluntary_ctxt_switches),
+            voluntary_ctxt_switches: switches.map(|(voluntary, _)| voluntary),
+            nonvoluntary_ctxt_switches: switches.map(|(_, nonvoluntary)| nonvoluntary),
             io,
         },
     })
+}
+
+/// (voluntary, involuntary) context switches of the process's live threads: each thread's
+/// /proc/PID/task/TID/status counts its own only (the process's status, its main thread's).
+/// Those of a thread that exited between two looks are lost with it.
+fn context_switches(process: &Process) -> Option<(u64, u64)> {
+    let mut total: Option<(u64, u64)> = None;
+    for task in process.tasks().ok()?.flatten() {
+        let Ok(status) = task.status() else { continue };
+        let (Some(voluntary), Some(involuntary)) = (
+            status.voluntary_ctxt_switches,
+            status.nonvoluntary_ctxt_switches,
+        ) else {
+            continue;
+        };
+        let (v, i) = total.get_or_insert((0, 0));
+        *v += voluntary;
+        *i += involuntary;
+    }
+    total
 }
 
 /// What a process was at the previous look.
