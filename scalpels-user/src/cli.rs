@@ -7,8 +7,16 @@ use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use crate::analysis::{Format, SqlFormat};
 use crate::fleet::destination::Location;
 
-fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
-    humantime::parse_duration(s)
+/// A duration with a unit (`30s`, `5m`, `250ms`), or a plain number of seconds as `timeout`
+/// takes it (`4`, `0.5`).
+fn duration(s: &str) -> Result<Duration, String> {
+    if let Ok(seconds) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("{s} is not a number of seconds from 0 up"));
+    }
+    humantime::parse_duration(s).map_err(|e| {
+        format!("{e} (give a number of seconds, or a number and a unit: 30s, 5m, 250ms)")
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -169,8 +177,11 @@ pub struct Cli {
     #[arg(long, default_value_t = 99, value_name = "HZ")]
     pub python_hz: u64,
 
-    /// python: frames kept per stack (at most 128); deeper stacks are marked truncated.
-    #[arg(long, default_value_t = 64, value_name = "FRAMES")]
+    /// python: frames walked per stack (1 to 1024). Of a stack deeper than 256 frames the
+    /// innermost 192 and the outermost 64 are kept, with one `[truncated]` frame between;
+    /// past this depth the root is lost and an outermost `[truncated]` frame says so.
+    #[arg(long, default_value_t = tracers::python::MAX_WALK, value_name = "FRAMES",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(tracers::python::MAX_WALK)))]
     pub python_depth: u32,
 
     /// python: also take stacks of threads that block in system calls, weighted by the time
@@ -215,6 +226,16 @@ pub struct Cli {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_take_plain_seconds_or_a_unit() {
+        assert_eq!(duration("4"), Ok(Duration::from_secs(4)));
+        assert_eq!(duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(duration("-1").unwrap_err().contains("seconds"));
+        assert!(duration("4 apples").unwrap_err().contains("30s, 5m"));
+    }
 
     #[test]
     fn needs_exactly_one_kind_of_target() {
