@@ -1,26 +1,17 @@
-//! `cargo xtask bench`: what tracing costs the traced program, beside other tools doing the same
-//! job on the same machine in the same run, and what the loader costs (see BENCHMARKS.md).
-//!
-//! Each workload measures itself (mean ns per operation, written to a result file), so loader
-//! start-up and attach time are not counted as slowdown.
+//! Micro benchmarks: workloads that measure themselves (mean ns per operation, written to a
+//! result file), so loader start-up and attach time are not counted as slowdown; each beside
+//! other tools doing the same job.
 
 use std::{
     fs,
-    os::unix::process::ExitStatusExt as _,
     path::{Path, PathBuf},
-    process::{Command, ExitStatus, Stdio},
+    process::{Command, Stdio},
 };
 
 use anyhow::{Context as _, Result, bail};
 
+use super::{Options, alternate, loader, median, process};
 use crate::{cmd, root, setup};
-
-pub struct Options {
-    pub repeats: usize,
-    pub calls: u64,
-    pub requests: u64,
-    pub file_ops: u64,
-}
 
 const SYSCALL_WAYS: &[Way] = &[
     Way::Untraced,
@@ -51,7 +42,7 @@ const PYTHON_CPU_WAYS: &[Way] = &[
 
 /// How a workload is run: bare, or under a tracer.
 #[derive(Clone, Copy)]
-enum Way {
+pub(super) enum Way {
     Untraced,
     /// scalpels-trace with these tracers (and options).
     Scalpels(&'static str, &'static [&'static str]),
@@ -95,20 +86,26 @@ struct Workload<'a> {
     ways: &'static [Way],
 }
 
-struct Bench {
-    dir: PathBuf,
+impl Workload<'_> {
+    fn operations(&self, way: Way) -> u64 {
+        self.operations / way.divisor()
+    }
+}
+
+pub(super) struct Bench {
+    pub dir: PathBuf,
     trace: PathBuf,
     result: PathBuf,
 }
 
 /// One run's outcome: the workload's mean ns per operation, and the wrapper's peak RSS.
-struct Measured {
-    ns_per_op: f64,
-    max_rss_kib: i64,
+pub(super) struct Measured {
+    pub ns_per_op: f64,
+    pub max_rss_kib: i64,
 }
 
 impl Bench {
-    fn argv(&self, way: Way, workload: &[String], extra: &[&str]) -> Vec<String> {
+    pub fn argv(&self, way: Way, workload: &[String], extra: &[&str]) -> Vec<String> {
         let mut argv: Vec<String> = match way {
             Way::Untraced => vec![],
             Way::Scalpels(tracers, options) => {
@@ -138,20 +135,21 @@ impl Bench {
                 .to_vec(),
             Way::PySpy(rate) => {
                 let out = self.dir.join("py-spy.txt").display().to_string();
-                [
-                    "py-spy", "record", "--rate", rate, "--format", "raw", "--output",
-                ]
-                .map(String::from)
-                .into_iter()
-                .chain([out, "--".into()])
-                .collect()
+                let py_spy = setup::venv_python().with_file_name("py-spy");
+                [py_spy.display().to_string()]
+                    .into_iter()
+                    .chain(
+                        ["record", "--rate", rate, "--format", "raw", "--output"].map(String::from),
+                    )
+                    .chain([out, "--".into()])
+                    .collect()
             }
         };
         argv.extend(workload.iter().cloned());
         argv
     }
 
-    fn measure(&self, argv: &[String]) -> Result<Measured> {
+    pub fn measure(&self, argv: &[String]) -> Result<Measured> {
         let _ = fs::remove_file(&self.result);
         let child = Command::new(&argv[0])
             .args(&argv[1..])
@@ -163,7 +161,7 @@ impl Bench {
         let mut stderr = child.stderr.expect("piped");
         let mut errors = String::new();
         std::io::Read::read_to_string(&mut stderr, &mut errors)?;
-        let (status, usage) = wait4(pid)?;
+        let (status, usage) = process::wait4(pid)?;
         if !status.success() {
             bail!("{} failed ({status}): {errors}", argv.join(" "));
         }
@@ -177,61 +175,28 @@ impl Bench {
             max_rss_kib: usage.ru_maxrss,
         })
     }
-
-    fn median(&self, argv: &[String], repeats: usize) -> Result<(f64, i64)> {
-        let mut ns = Vec::with_capacity(repeats);
-        let mut rss = 0;
-        for _ in 0..repeats {
-            let m = self.measure(argv)?;
-            ns.push(m.ns_per_op);
-            rss = rss.max(m.max_rss_kib);
-        }
-        ns.sort_by(f64::total_cmp);
-        Ok((ns[ns.len() / 2], rss))
-    }
-}
-
-/// Waits for a child and returns its status and resource usage (peak RSS of it and the
-/// descendants it waited for).
-fn wait4(pid: libc::pid_t) -> Result<(ExitStatus, libc::rusage)> {
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value; wait4 writes both out-parameters.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our own unwaited child; the pointers are to live locals.
-    if unsafe { libc::wait4(pid, &mut status, 0, &mut usage) } < 0 {
-        return Err(std::io::Error::last_os_error()).context("waiting for a benchmark run");
-    }
-    Ok((ExitStatus::from_raw(status), usage))
 }
 
 fn compile_c(source: &Path, out: &Path) -> Result<()> {
     cmd::run(Command::new("cc").args(["-O2", "-o"]).arg(out).arg(source))
 }
 
-pub fn run(opts: &Options) -> Result<()> {
-    setup::require_root("the benchmarks load eBPF programs")?;
-    // The test set-up brings the MariaDB server and PyMySQL the SQL benchmark uses.
-    setup::all(true)?;
-    setup::bench_tools()?;
-    cmd::cargo(&["build"], true)?;
-    let dir = root().join("target/bench");
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir)?;
+/// Runs the micro benchmarks in `dir`; returns their part of the report.
+pub fn run(dir: &Path, mariadb: &process::TestServer, opts: &Options) -> Result<String> {
     let bench = Bench {
         trace: root().join("target/release/scalpels-trace"),
         result: dir.join("result"),
-        dir,
+        dir: dir.to_owned(),
     };
     let getppid = bench.dir.join("getppid_loop");
     compile_c(&root().join("xtask/bench/getppid_loop.c"), &getppid)?;
     let file_io = bench.dir.join("file_io_loop");
     compile_c(&root().join("xtask/bench/file_io_loop.c"), &file_io)?;
     let result = bench.result.display().to_string();
-    let python = setup::python()?;
+    let python = setup::venv_python().display().to_string();
     let script = root().join("xtask/bench/python_requests.py");
     let cpu_script = root().join("xtask/bench/python_cpu.py");
     let data = bench.dir.join("io-data").display().to_string();
-    let mariadb = TestServer::start("mariadb")?;
     let sql_script = root().join("xtask/bench/pymysql_selects.py");
     let file_io_argv = |mode: &'static str| {
         let (program, data, result) = (file_io.display().to_string(), data.clone(), result.clone());
@@ -303,156 +268,36 @@ pub fn run(opts: &Options) -> Result<()> {
         },
     ];
 
-    let mut report = format!(
-        "Median of {} runs each; {} CPUs, kernel {}.\n",
-        opts.repeats,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        fs::read_to_string("/proc/sys/kernel/osrelease")?.trim(),
-    );
+    let mut report = String::new();
     for workload in &workloads {
         report += &format!(
             "\n### {}\n\n| way | operations | ns/op | slowdown |\n| --- | ---: | ---: | ---: |\n",
             workload.title
         );
+        let runs = alternate(workload.ways, opts.repeats, |&way, round| {
+            eprintln!(
+                "xtask: bench: {}: {} (round {round} of {})",
+                workload.title,
+                way.label(),
+                opts.repeats
+            );
+            let argv = bench.argv(way, &(workload.argv)(workload.operations(way)), &[]);
+            Ok(bench.measure(&argv)?.ns_per_op)
+        })?;
         let mut base = None;
-        for &way in workload.ways {
-            eprintln!("xtask: bench: {}: {}", workload.title, way.label());
-            let operations = workload.operations / way.divisor();
-            let argv = bench.argv(way, &(workload.argv)(operations), &[]);
-            let (ns, _) = bench.median(&argv, opts.repeats)?;
+        for (&way, ns) in workload.ways.iter().zip(runs) {
+            let ns = median(ns);
             let base = *base.get_or_insert(ns);
             report += &format!(
-                "| {} | {operations} | {ns:.1} | {:+.1}% |\n",
+                "| {} | {} | {ns:.1} | {:+.1}% |\n",
                 way.label(),
+                workload.operations(way),
                 (ns / base - 1.0) * 100.0
             );
         }
     }
 
-    report += &stress(&bench, &(workloads[0].argv)(opts.calls), opts)?;
-    report += &parser_throughput()?;
-    println!("{report}");
-    fs::write(bench.dir.join("results.md"), &report)?;
-    eprintln!("xtask: bench: written to target/bench/results.md");
-    Ok(())
-}
-
-/// A server of the integration tests (`tests/src/bin/serve.rs`), stopped when dropped.
-struct TestServer {
-    child: std::process::Child,
-    /// port, user, password, database
-    credentials: Vec<String>,
-}
-
-impl TestServer {
-    fn start(which: &str) -> Result<TestServer> {
-        let mut child = Command::new(root().join("target/release/serve"))
-            .arg(which)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting the {which} server"))?;
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.as_mut().expect("piped")),
-            &mut line,
-        )?;
-        let credentials: Vec<String> = line
-            .split_whitespace()
-            .filter_map(|field| field.split_once('=').map(|(_, value)| value.to_owned()))
-            .collect();
-        if credentials.len() != 4 {
-            bail!("the {which} server did not start: {line:?}");
-        }
-        Ok(TestServer { child, credentials })
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        // Closing its standard input stops the server; wait so no server outlives the bench.
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
-    }
-}
-
-/// Every call a slow-call event (`--slow-syscall 0ns`): ring-buffer and Parquet throughput,
-/// the loader's memory, and whether anything was lost.
-fn stress(bench: &Bench, workload: &[String], opts: &Options) -> Result<String> {
-    let mut out = String::from(
-        "\n### Loader\n\n| scenario | workload ns/call | events written | events dropped | loader peak RSS |\n\
-         | --- | ---: | ---: | ---: | ---: |\n",
-    );
-    for (scenario, extra) in [
-        ("aggregation only (default)", &[][..]),
-        (
-            "every call an event (--slow-syscall 0ns)",
-            &["--slow-syscall", "0ns"][..],
-        ),
-    ] {
-        let _ = fs::remove_dir_all(bench.dir.join("runs"));
-        eprintln!("xtask: bench: loader: {scenario}");
-        let m = bench.measure(&bench.argv(Way::Scalpels("syscalls", &[]), workload, extra))?;
-        let manifest = only_manifest(&bench.dir.join("runs"))?;
-        let events = manifest["tables"]["syscall_events"]["rows"]
-            .as_u64()
-            .context("manifest has no syscall_events rows")?;
-        let dropped = manifest["tracers"][0]["drops"]["events_dropped"]
-            .as_u64()
-            .context("manifest has no events_dropped counter")?;
-        out += &format!(
-            "| {scenario} | {:.1} | {events} | {dropped} | {:.1} MiB |\n",
-            m.ns_per_op,
-            m.max_rss_kib as f64 / 1024.0
-        );
-    }
-    out += &format!(
-        "\n(Repeats: 1 each; {} calls; peak RSS is of scalpels-trace and its waited-for \
-         children, the workload being a few hundred KiB.)\n",
-        opts.calls
-    );
-    Ok(out)
-}
-
-/// The protocol parsers' speed on the recorded conversations of `wire/tests/fixtures`: what
-/// the loader can decode per second of one core.
-fn parser_throughput() -> Result<String> {
-    eprintln!("xtask: bench: protocol parsers");
-    let output = cmd::cargo_command(
-        &[
-            "test",
-            "-q",
-            "-p",
-            "wire",
-            "--test",
-            "throughput",
-            "--",
-            "--ignored",
-            "--nocapture",
-        ],
-        true,
-    )
-    .stderr(Stdio::inherit())
-    .output()
-    .context("running wire's throughput measurement")?;
-    if !output.status.success() {
-        bail!("wire's throughput measurement failed ({})", output.status);
-    }
-    let lines: Vec<String> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|line| line.contains("MB/s"))
-        .map(|line| format!("    {}", line.trim()))
-        .collect();
-    Ok(format!(
-        "\n### Protocol parsers (release build, one core, captured payload)\n\n{}\n",
-        lines.join("\n")
-    ))
-}
-
-fn only_manifest(runs: &Path) -> Result<serde_json::Value> {
-    let run = fs::read_dir(runs)?
-        .next()
-        .context("the benchmark run wrote no run directory")??;
-    let text = fs::read_to_string(run.path().join("manifest.json"))?;
-    Ok(serde_json::from_str(&text)?)
+    report += &loader::stress(&bench, &(workloads[0].argv)(opts.calls), opts)?;
+    report += &loader::parser_throughput()?;
+    Ok(report)
 }

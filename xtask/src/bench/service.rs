@@ -1,0 +1,460 @@
+//! Service benchmarks: what tracing costs a real service's throughput. A service is started
+//! fresh for each run, traced by `--pid` (its processes only: the load generator is not a
+//! target), warmed up, saturated by wrk for a fixed window, and stopped; throughput is what
+//! wrk completed in the window. Ways: untraced, each tracer alone, and all tracers (the
+//! default).
+//!
+//! The tracer attaches before the warm-up, while the service's connections to MariaDB and
+//! RabbitMQ are being opened: the protocols tracer recognises a connection made before the
+//! trace by its bytes or its port, and a MySQL conversation seen from its middle on the test
+//! server's free port (not 3306) would stay `unknown`, its SQL unparsed and uncounted.
+
+use std::{
+    fmt::Write as _,
+    fs,
+    os::unix::process::CommandExt as _,
+    path::Path,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use super::{
+    Options, alternate, median,
+    process::{self, TestServer},
+    traced::{self, Stacks, Tracing},
+};
+use crate::{cmd, root, setup};
+
+/// Load before the measured window: the workers connect to MariaDB and RabbitMQ and fill
+/// their caches (SQLAlchemy's compiled statements, the tracer's code-object names), as a
+/// service in production has long done.
+const WARM_UP_SECONDS: u64 = 3;
+/// How long a service may take to answer after it was started.
+const READY_LIMIT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// xtask/bench/openstack_api/ under gunicorn.
+    OpenStackApi,
+    /// xtask/bench/http_service.py.
+    StdlibHttp,
+}
+
+/// A service, and the load that saturates it.
+struct ServiceBench {
+    kind: Kind,
+    title: &'static str,
+    /// What the service is, for the report.
+    description: &'static str,
+    /// Where in its code the Python stack depth is recorded (BENCH_DEPTH_FILE).
+    depth_point: &'static str,
+    /// xtask/bench/load.lua's request mix.
+    mix: &'static str,
+    /// wrk's threads and connections.
+    threads: u32,
+    connections: u32,
+}
+
+const SERVICES: [ServiceBench; 2] = [
+    ServiceBench {
+        kind: Kind::OpenStackApi,
+        title: "OpenStack-like API (gunicorn, SQLAlchemy + PyMySQL on MariaDB, a notification \
+                per request)",
+        description: "`xtask/bench/openstack_api/` under gunicorn, 2 sync workers: 18 \
+                      middleware layers, a router, controllers, managers and an SQL driver on \
+                      SQLAlchemy's ORM; per request 2-3 SELECTs (with joins), each in a session \
+                      of its own with the pool's ping and two ROLLBACKs (session close, pool \
+                      reset), an UPDATE and COMMIT every tenth authentication: about 9 \
+                      statements on the wire; one oslo.messaging notification to RabbitMQ and \
+                      a log line. wrk's `openstack` mix (xtask/bench/load.lua): a password \
+                      authentication (POST) every fourth request, token validations, user and \
+                      role-list GETs",
+        depth_point: "SQL is issued (SQLAlchemy's before_cursor_execute)",
+        mix: "openstack",
+        threads: 1,
+        connections: 8,
+    },
+    ServiceBench {
+        kind: Kind::StdlibHttp,
+        title: "stdlib HTTP service (http.server, keep-alive, small responses)",
+        description: "`xtask/bench/http_service.py`: ThreadingHTTPServer with HTTP/1.1 \
+                      keep-alive, a chain of 23 tweens, a router, view decorators and a \
+                      repository; responses of about 40 bytes of JSON. wrk's `http` mix: two \
+                      keep-alive connections, GETs of items and a POST every tenth request",
+        depth_point: "the handler looks the item up",
+        mix: "http",
+        threads: 2,
+        connections: 2,
+    },
+];
+
+/// How a service runs.
+enum Way {
+    Untraced,
+    /// scalpels-trace with this tracer only.
+    Alone(String),
+    /// scalpels-trace with its default: every tracer.
+    AllTracers,
+}
+
+impl Way {
+    fn label(&self) -> String {
+        match self {
+            Way::Untraced => "untraced".into(),
+            Way::Alone(tracer) => format!("--tracers {tracer}"),
+            Way::AllTracers => "all tracers (default)".into(),
+        }
+    }
+
+    fn file_name(&self) -> String {
+        match self {
+            Way::Untraced => "untraced".into(),
+            Way::Alone(tracer) => tracer.clone(),
+            Way::AllTracers => "all".into(),
+        }
+    }
+
+    fn samples_python(&self) -> bool {
+        match self {
+            Way::Untraced => false,
+            Way::Alone(tracer) => tracer == "python",
+            Way::AllTracers => true,
+        }
+    }
+}
+
+/// Where the OpenStack-like API keeps its state and sends its notifications.
+struct Backends {
+    db_url: String,
+    transport_url: String,
+}
+
+/// One run of a way.
+struct Measured {
+    requests_per_second: f64,
+    loader: Option<LoaderCost>,
+}
+
+struct LoaderCost {
+    /// CPU seconds during the measured window only.
+    window_cpu_seconds: f64,
+    /// CPU seconds from start to exit (attaching, the warm-up, the window, writing the run).
+    total_cpu_seconds: f64,
+    max_rss_kib: i64,
+    stacks: Stacks,
+}
+
+/// Runs the service benchmarks in `dir`; returns their part of the report.
+pub fn run(dir: &Path, mariadb: &TestServer, opts: &Options) -> Result<String> {
+    let rabbitmq = TestServer::start("rabbitmq")?;
+    let [port, user, password, database] = &mariadb.credentials[..] else {
+        bail!("the MariaDB server gave no credentials");
+    };
+    let backends = Backends {
+        db_url: format!("mysql+pymysql://{user}:{password}@127.0.0.1:{port}/{database}"),
+        transport_url: format!(
+            "rabbit://{}:{}@127.0.0.1:{}/",
+            rabbitmq.credentials[1],
+            rabbitmq.credentials[2],
+            rabbitmq.port()
+        ),
+    };
+    let mut ways = vec![Way::Untraced];
+    ways.extend(traced::available_tracers()?.into_iter().map(Way::Alone));
+    ways.push(Way::AllTracers);
+
+    let mut report = String::new();
+    for bench in &SERVICES {
+        let dir = dir.join(format!("service-{}", bench.mix));
+        let (shallowest, deepest) = stack_depth(bench, &backends, &dir)?;
+        let runs = alternate(&ways, opts.repeats, |way, round| {
+            eprintln!(
+                "xtask: bench: {}: {} (round {round} of {})",
+                bench.mix,
+                way.label(),
+                opts.repeats
+            );
+            let run_dir = dir.join(format!("{}-{round}", way.file_name()));
+            run_once(bench, &backends, way, &run_dir, opts.service_seconds)
+        })?;
+        report += &format!(
+            "\n### {}\n\n{}. Median of {} runs of {} s each (after {WARM_UP_SECONDS} s of \
+             warm-up), the ways alternating; wrk with {} connections. Python frames on the \
+             stack where {}: {shallowest} to {deepest} (recorded in a separate run).\n\n",
+            bench.title,
+            bench.description,
+            opts.repeats,
+            opts.service_seconds,
+            bench.connections,
+            bench.depth_point,
+        );
+        report += &table(&ways, &runs, opts.service_seconds);
+    }
+    Ok(report)
+}
+
+/// One run: a fresh service, traced by `way`, warmed up, saturated for `seconds`.
+fn run_once(
+    bench: &ServiceBench,
+    backends: &Backends,
+    way: &Way,
+    dir: &Path,
+    seconds: u64,
+) -> Result<Measured> {
+    let service = Service::start(bench, backends, dir, None)?;
+    let tracing = match way {
+        Way::Untraced => None,
+        Way::Alone(tracer) => Some(Tracing::start(
+            Some(tracer),
+            &dir.join("runs"),
+            &service.pids(),
+        )?),
+        Way::AllTracers => Some(Tracing::start(None, &dir.join("runs"), &service.pids())?),
+    };
+    load(bench, service.port, WARM_UP_SECONDS)?;
+    let cpu_before = tracing.as_ref().map(Tracing::cpu_seconds).transpose()?;
+    let requests_per_second = load(bench, service.port, seconds)?;
+    let cpu_after = tracing.as_ref().map(Tracing::cpu_seconds).transpose()?;
+    let ended = tracing.map(Tracing::stop).transpose()?;
+    drop(service);
+    let loader = match (ended, cpu_before, cpu_after) {
+        (Some(ended), Some(before), Some(after)) => Some(LoaderCost {
+            window_cpu_seconds: after - before,
+            total_cpu_seconds: ended.cpu_seconds,
+            max_rss_kib: ended.max_rss_kib,
+            stacks: if way.samples_python() {
+                traced::stacks(&ended.run)?
+            } else {
+                Stacks::default()
+            },
+        }),
+        _ => None,
+    };
+    Ok(Measured {
+        requests_per_second,
+        loader,
+    })
+}
+
+/// The shallowest and deepest Python stacks at the service's depth point, from a short run
+/// of its own with BENCH_DEPTH_FILE set (the recording costs the service time).
+fn stack_depth(bench: &ServiceBench, backends: &Backends, dir: &Path) -> Result<(u32, u32)> {
+    let run_dir = dir.join("stack-depth");
+    let depth_file = run_dir.join("depths.txt");
+    let service = Service::start(bench, backends, &run_dir, Some(&depth_file))?;
+    load(bench, service.port, WARM_UP_SECONDS)?;
+    drop(service);
+    let text = fs::read_to_string(&depth_file)
+        .with_context(|| format!("the service recorded no depth in {}", depth_file.display()))?;
+    let depths: Vec<u32> = text
+        .lines()
+        .map(|line| line.trim().parse())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing {}", depth_file.display()))?;
+    match (depths.iter().min(), depths.iter().max()) {
+        (Some(&min), Some(&max)) => Ok((min, max)),
+        _ => bail!("{} is empty", depth_file.display()),
+    }
+}
+
+/// A started service, stopped with its workers when dropped.
+struct Service {
+    child: Child,
+    port: u16,
+}
+
+impl Service {
+    fn start(
+        bench: &ServiceBench,
+        backends: &Backends,
+        dir: &Path,
+        depth_file: Option<&Path>,
+    ) -> Result<Service> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let port = process::free_port()?;
+        let python = setup::venv_python();
+        let scripts = root().join("xtask/bench");
+        let mut command = match bench.kind {
+            Kind::OpenStackApi => {
+                cmd::run(
+                    Command::new(&python)
+                        .current_dir(&scripts)
+                        .args(["-m", "openstack_api", "init"])
+                        .args([&backends.db_url, &backends.transport_url]),
+                )?;
+                let logs = dir.join("logs");
+                fs::create_dir_all(&logs)?;
+                let mut gunicorn = Command::new(python.with_file_name("gunicorn"));
+                gunicorn
+                    .args(["--workers", "2", "--worker-class", "sync", "--bind"])
+                    .arg(format!("127.0.0.1:{port}"))
+                    .arg("--chdir")
+                    .arg(&scripts)
+                    .arg("openstack_api.wsgi:app")
+                    .env("BENCH_DB_URL", &backends.db_url)
+                    .env("BENCH_TRANSPORT_URL", &backends.transport_url)
+                    .env("BENCH_LOG_DIR", &logs)
+                    // gunicorn ≥ 25.1 opens a control socket there (by default in $HOME).
+                    .env("XDG_RUNTIME_DIR", dir);
+                gunicorn
+            }
+            Kind::StdlibHttp => {
+                let mut server = Command::new(&python);
+                server
+                    .arg(scripts.join("http_service.py"))
+                    .arg(port.to_string());
+                server
+            }
+        };
+        if let Some(depth_file) = depth_file {
+            command.env("BENCH_DEPTH_FILE", depth_file);
+        }
+        let log = dir.join("service.log");
+        let log_file =
+            fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            // A group of its own, so that stopping it stops its workers too.
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {}", bench.title))?;
+        let mut service = Service { child, port };
+        let path = match bench.kind {
+            Kind::OpenStackApi => "/healthcheck",
+            Kind::StdlibHttp => "/items/1",
+        };
+        let started = Instant::now();
+        while !process::http_ok(port, path) {
+            if let Some(status) = service.child.try_wait()? {
+                bail!("{} exited ({status}); see {}", bench.title, log.display());
+            }
+            if started.elapsed() > READY_LIMIT {
+                bail!(
+                    "{} did not answer in {READY_LIMIT:?}; see {}",
+                    bench.title,
+                    log.display()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Ok(service)
+    }
+
+    /// The service's processes: the server, and its workers if it has any.
+    fn pids(&self) -> Vec<u32> {
+        let mut pids = vec![self.child.id()];
+        pids.extend(process::children(self.child.id()));
+        pids
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        process::stop_group(&mut self.child, Duration::from_secs(10));
+    }
+}
+
+/// Saturates the service with wrk for `seconds`; returns the requests completed per second.
+fn load(bench: &ServiceBench, port: u16, seconds: u64) -> Result<f64> {
+    let output = Command::new("wrk")
+        .arg(format!("--threads={}", bench.threads))
+        .arg(format!("--connections={}", bench.connections))
+        .arg(format!("--duration={seconds}s"))
+        .arg("--timeout=10s")
+        .arg("--script")
+        .arg(root().join("xtask/bench/load.lua"))
+        .arg(format!("http://127.0.0.1:{port}"))
+        .args(["--", bench.mix])
+        .output()
+        .context("running wrk")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "wrk failed ({}): {stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let summary = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("bench-load "))
+        .with_context(|| format!("wrk printed no summary: {stdout}"))?;
+    let field = |name: &str| -> Result<f64> {
+        summary
+            .split_whitespace()
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|value| value.parse().ok())
+            .with_context(|| format!("no {name} in wrk's summary {summary:?}"))
+    };
+    let (requests, elapsed) = (field("requests")?, field("seconds")?);
+    let (errors, bad_status) = (field("errors")?, field("bad_status")?);
+    // Any error answer is a broken service; a few socket errors are a load generator
+    // stopping mid-request.
+    if bad_status > 0.0 || errors > requests / 100.0 {
+        bail!("{}: {summary}", bench.title);
+    }
+    Ok(requests / elapsed)
+}
+
+/// The report's table: medians per way, loader costs, and truncated stacks summed over runs.
+fn table(ways: &[Way], runs: &[Vec<Measured>], seconds: u64) -> String {
+    let mut out = String::from(
+        "| way | req/s | throughput lost | loader CPU s (window) | loader CPU s (whole run) | \
+         loader CPU: % of a core per 100 req/s | loader peak RSS | stacks truncated: on-CPU \
+         | off-CPU | SQL/RPC rows |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    let base = median(runs[0].iter().map(|m| m.requests_per_second));
+    let mut all_stacks = Stacks::default();
+    for (way, runs) in ways.iter().zip(runs) {
+        let rps = median(runs.iter().map(|m| m.requests_per_second));
+        let loader: Vec<&LoaderCost> = runs.iter().filter_map(|m| m.loader.as_ref()).collect();
+        let _ = write!(
+            out,
+            "| {} | {rps:.0} | {:.1}% |",
+            way.label(),
+            (1.0 - rps / base) * 100.0
+        );
+        if loader.is_empty() {
+            out += " | | | | | | |\n";
+            continue;
+        }
+        let per_100 = runs.iter().filter_map(|m| {
+            let cost = m.loader.as_ref()?;
+            let core_percent = cost.window_cpu_seconds / seconds as f64 * 100.0;
+            Some(core_percent / (m.requests_per_second / 100.0))
+        });
+        let stacks = loader
+            .iter()
+            .fold(Stacks::default(), |sum, cost| sum.add(cost.stacks));
+        all_stacks = all_stacks.add(stacks);
+        let _ = writeln!(
+            out,
+            " {:.2} | {:.2} | {:.3} | {:.1} MiB | {} | {} | {} |",
+            median(loader.iter().map(|c| c.window_cpu_seconds)),
+            median(loader.iter().map(|c| c.total_cpu_seconds)),
+            median(per_100),
+            loader.iter().map(|c| c.max_rss_kib).max().unwrap_or(0) as f64 / 1024.0,
+            stacks.on_cpu.percent(),
+            stacks.off_cpu.percent(),
+            stacks.rows.percent(),
+        );
+    }
+    out += "\nLoader CPU and RSS are of scalpels-trace (medians; RSS: the largest of the runs); \
+            truncated stacks are those marked `truncated` at the default `--python-depth`, \
+            summed over the runs of the ways with the python tracer; SQL/RPC rows are those \
+            with a Python stack (`python_stack_id`).";
+    if let Some((shallowest, deepest)) = all_stacks.row_depth {
+        let _ = write!(
+            out,
+            " The stacks of those rows, as the tracer recorded them at the socket call: \
+             {shallowest} to {deepest} frames."
+        );
+    }
+    out + "\n"
+}
