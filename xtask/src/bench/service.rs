@@ -404,19 +404,26 @@ fn load(bench: &ServiceBench, port: u16, seconds: u64) -> Result<f64> {
 /// The report's table: medians per way, loader costs, and truncated stacks summed over runs.
 fn table(ways: &[Way], runs: &[Vec<Measured>], seconds: u64) -> String {
     let mut out = String::from(
-        "| way | req/s | throughput lost | loader CPU s (window) | loader CPU s (whole run) | \
+        "| way | req/s | runs' req/s (min–max) | throughput lost | loader CPU s (window) | loader CPU s (whole run) | \
          loader CPU: % of a core per 100 req/s | loader peak RSS | stacks truncated: on-CPU \
          | off-CPU | SQL/RPC rows |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     let base = median(runs[0].iter().map(|m| m.requests_per_second));
     let mut all_stacks = Stacks::default();
     for (way, runs) in ways.iter().zip(runs) {
         let rps = median(runs.iter().map(|m| m.requests_per_second));
+        // The spread shows how much of a way's difference from untraced is the runs' noise.
+        let (slowest, fastest) = runs
+            .iter()
+            .map(|m| m.requests_per_second)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), rps| {
+                (lo.min(rps), hi.max(rps))
+            });
         let loader: Vec<&LoaderCost> = runs.iter().filter_map(|m| m.loader.as_ref()).collect();
         let _ = write!(
             out,
-            "| {} | {rps:.0} | {:.1}% |",
+            "| {} | {rps:.0} | {slowest:.0}–{fastest:.0} | {:.1}% |",
             way.label(),
             (1.0 - rps / base) * 100.0
         );
