@@ -2,7 +2,7 @@
 //! roles and exact byte counts, connections made before the trace, and what is parsed from
 //! their payloads.
 
-use std::time::Duration;
+use std::{process::Command, time::Duration};
 
 use arrow::array::{Array as _, RecordBatch};
 use scalpels_tests::*;
@@ -204,15 +204,16 @@ fn http_requests_with_status_bytes_latency_and_the_python_code_that_sent_them() 
         .filter_map(|l| l.strip_prefix("request="))
         .map(|l| l.split(' ').map(str::to_owned).collect())
         .collect();
-    assert_eq!(expected.len(), 5, "{stdout}");
+    assert_eq!(expected.len(), 8, "{stdout}");
     assert!(expected.iter().any(|r| r[1] == "/missing" && r[2] == "404"));
 
     let http = read_table(&run.join("http.parquet"));
-    let (pids, roles, methods, paths, hosts) = (
+    let (pids, roles, methods, paths, routes, hosts) = (
         u64s(&http, "pid"),
         strings(&http, "role"),
         strings(&http, "method"),
         strings(&http, "path"),
+        strings(&http, "route"),
         strings(&http, "host_header"),
     );
     let (statuses, request_bytes, response_bytes) = (
@@ -247,6 +248,16 @@ fn http_requests_with_status_bytes_latency_and_the_python_code_that_sent_them() 
             })
             .collect();
         assert_eq!(got, expected, "{role} rows");
+        // The route: no query string, the users' ids (whatever their form) as {id}.
+        let got_routes: Vec<&str> = rows.iter().map(|&i| routes[i].as_str()).collect();
+        let users = "/v3/users/{id}";
+        assert_eq!(
+            got_routes,
+            [
+                "/items", "/missing", "/echo", "/items", "/items", users, users, users
+            ],
+            "{role} routes"
+        );
         for &i in &rows {
             assert_eq!(hosts[i], format!("127.0.0.1:{port}"));
             assert!(latencies[i] > 0 && latencies[i] < 10_000_000_000);
@@ -257,12 +268,48 @@ fn http_requests_with_status_bytes_latency_and_the_python_code_that_sent_them() 
             assert_eq!(conn_protocols[conn], "http");
         }
         // The 404 closed its connection: the POST after it went on a new one, kept alive
-        // for the HEAD.
+        // for the HEAD; the DELETEs share a third.
         let conn_of = |n: usize| conn_ids[rows[n]];
         assert_eq!(conn_of(0), conn_of(1));
         assert_ne!(conn_of(1), conn_of(2));
         assert_eq!(conn_of(2), conn_of(3));
         assert_ne!(conn_of(3), conn_of(4));
+        assert_ne!(conn_of(4), conn_of(5));
+        assert_eq!(conn_of(5), conn_of(7));
+    }
+
+    // `report` lists one endpoint per route: the three users' DELETEs are one line a side.
+    let report = Command::new(scalpels_trace())
+        .args(["report", run.to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(report.status.success(), "{}", stderr(&report));
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let endpoints = report["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "http")
+        .expect("an http section");
+    let deletes: Vec<(&str, &str, u64)> = endpoints["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] == "DELETE")
+        .map(|r| {
+            (
+                r["role"].as_str().unwrap(),
+                r["route"].as_str().unwrap(),
+                r["requests"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(deletes.len(), 2, "{:#}", endpoints["rows"]);
+    for role in ["client", "server"] {
+        assert!(
+            deletes.contains(&(role, "/v3/users/{id}", 3)),
+            "{deletes:?}"
+        );
     }
 
     // A client request names the line of the workload that made it; the server's answers
@@ -287,6 +334,9 @@ fn http_requests_with_status_bytes_latency_and_the_python_code_that_sent_them() 
         "request(conn, \"POST\"",
         "request(conn, \"HEAD\"",
         "request(other, \"GET\"",
+        "request(users, \"DELETE\"",
+        "request(users, \"DELETE\"",
+        "request(users, \"DELETE\"",
     ];
     for (&i, call) in client_rows.iter().zip(calls) {
         let stack = stack_ids[i].expect("a client request has its Python stack");

@@ -5,7 +5,9 @@
 //! printed, in order, with the server's own log of each session agreeing.
 
 use std::{
+    collections::BTreeSet,
     path::{Path, PathBuf},
+    process::Command,
     time::Duration,
 };
 
@@ -357,6 +359,43 @@ fn check_fingerprints(traced: &Traced) {
     }
 }
 
+/// `report` names each command that carries no statement (`quit`, a driver's `ping`) by its
+/// operation, `[quit]`, on a line of its own, rather than one blank line for all of them.
+fn check_report_names_bare_commands(traced: &Traced) {
+    let bare: BTreeSet<String> = traced
+        .sessions
+        .iter()
+        .flat_map(|s| &s.rows)
+        .filter(|r| r.statement.is_empty())
+        .map(|r| format!("[{}]", r.operation))
+        .collect();
+    assert!(bare.contains("[quit]"), "{bare:?}");
+    let run = traced.run.to_str().unwrap();
+    let output = Command::new(scalpels_trace())
+        .args(["report", run, "--format", "json", "--top", "1000"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let section = report["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "sql")
+        .expect("a sql section");
+    let statements: Vec<&str> = section["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["statement"].as_str().unwrap())
+        .collect();
+    assert!(!statements.contains(&""), "{statements:?}");
+    for label in &bare {
+        let lines = statements.iter().filter(|s| *s == label).count();
+        assert_eq!(lines, 1, "{label} in {statements:?}");
+    }
+}
+
 /// The SQL password is in no Parquet file of the run: not in their bytes, not in any
 /// string value once decoded (compressed pages would hide it from a byte search).
 fn check_no_password(run: &Path) {
@@ -494,6 +533,7 @@ fn mariadb_statements_over_both_protocols_match_the_workload_and_the_general_log
         }
         if !*literals {
             check_fingerprints(traced);
+            check_report_names_bare_commands(traced);
         }
         check_no_password(&traced.run);
     }

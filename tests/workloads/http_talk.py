@@ -3,7 +3,9 @@ and an http.client in the main thread, in one process.
 
 usage: http_talk.py -- one keep-alive connection carries GET /items?page=2 (200), GET /missing
        (404), POST /echo with a 1000-byte body (200, echoed back) and HEAD /items?page=2 (200,
-       no body); a second connection carries GET /items?page=3.
+       no body); a second connection carries GET /items?page=3; a third, DELETE /v3/users/ID
+       (204) for three users, their ids in the forms keystone's ids take (a UUID, a UUID's
+       32 hex digits, a number).
 
 Prints pid= and port=, then per request in order: request=METHOD PATH STATUS REQUEST_BYTES
 RESPONSE_BYTES (body bytes as sent by the client and received from the server).
@@ -13,6 +15,7 @@ import http.server
 import os
 import threading
 import time
+import uuid
 
 ITEMS = b'{"items": [1, 2, 3]}'
 
@@ -36,6 +39,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_HEAD(self):
         self.reply(ITEMS, send_body=False)
+
+    def do_DELETE(self):
+        self.send_response(204)
+        self.end_headers()
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -62,6 +69,10 @@ def client_requests(port):
     other = http.client.HTTPConnection("127.0.0.1", port)
     request(other, "GET", "/items?page=3")
     other.close()
+    users = http.client.HTTPConnection("127.0.0.1", port)
+    for user in (str(uuid.uuid4()), uuid.uuid4().hex, "1042"):
+        request(users, "DELETE", f"/v3/users/{user}")
+    users.close()
 
 
 def main():

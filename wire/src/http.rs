@@ -4,12 +4,16 @@
 //! the request's first byte to the response's last byte. `Connection` does not change how a
 //! message is delimited, so it is not needed here.
 
+mod route;
+
 use std::collections::VecDeque;
 
 use crate::http_message::{Framing, Half, Head, Role, StartLine, Step};
 use crate::origin::Origin;
 use crate::records::HttpRecord;
 use crate::stream::{ConnectionParser, Segment, Side, Unparsed};
+
+pub use route::route;
 
 /// Requests waiting for a response, at most (pipelining depth is a few in practice).
 const MAX_PENDING: usize = 1024;

@@ -12,7 +12,8 @@ use arrow::{
 use datafusion::{
     datasource::MemTable,
     error::DataFusionError,
-    prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext, lit},
+    execution::FunctionRegistry as _,
+    prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext, col, lit},
 };
 
 use super::{functions, runs::Run};
@@ -38,7 +39,7 @@ impl Dataset {
                     .read_parquet(path.display().to_string(), ParquetReadOptions::default())
                     .await
                     .and_then(|frame| {
-                        frame
+                        with_route(&ctx, &table, frame)?
                             .with_column("host", lit(run.host.as_str()))?
                             .with_column("service", lit(run.service.as_str()))?
                             .with_column("run", lit(run.run_id.as_str()))
@@ -76,6 +77,29 @@ impl Dataset {
         frame.collect().await.map_err(engine)
     }
 }
+
+/// A run written before `http.parquet` had its `route` column gets it computed from `path`,
+/// so `report` and `diff` group its requests the same way (a diff against a baseline traced
+/// by an older Scalpels still compares endpoint by endpoint).
+fn with_route(
+    ctx: &SessionContext,
+    table: &str,
+    frame: DataFrame,
+) -> datafusion::error::Result<DataFrame> {
+    if table != "http" || frame.schema().has_column_with_unqualified_name("route") {
+        return Ok(frame);
+    }
+    let route = ctx.udf("http_route")?.call(vec![col("path")]);
+    frame.with_column("route", route)
+}
+
+/// The `sql` table's statement as `report` and `diff` show it: a command that carries none
+/// (MySQL's `ping`, `quit`, `change_user`, ...) is named by its operation, `[ping]`, rather
+/// than left blank. Aggregated with `max`, grouped by `SQL_BARE_COMMAND` besides the
+/// fingerprint (all of them have the fingerprint of the empty statement).
+pub const SQL_LABEL: &str =
+    "CASE WHEN statement = '' THEN '[' || operation || ']' ELSE statement END";
+pub const SQL_BARE_COMMAND: &str = "CASE WHEN statement = '' THEN operation END";
 
 /// `column` as nanosecond integers: DataFusion sums durations but neither divides them nor
 /// takes their percentiles.
@@ -124,4 +148,101 @@ fn runs_table(runs: &[Run]) -> Result<MemTable> {
         ],
     )?;
     Ok(MemTable::try_new(schema, vec![vec![batch]])?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{fs, path::Path};
+
+    use arrow::array::AsArray as _;
+    use parquet::arrow::ArrowWriter;
+    use wire::records::HttpRecord;
+
+    use super::*;
+    use crate::{
+        analysis::runs,
+        protocols::tables::{self, Origin},
+    };
+
+    fn write_run(dir: &Path, run: &str, http: &RecordBatch) {
+        fs::create_dir_all(dir).unwrap();
+        fs::write(
+            dir.join("manifest.json"),
+            format!(
+                r#"{{"status": "complete", "started_at": "2026-11-25T03:15:00Z",
+                     "ended_at": "2026-11-25T03:15:10Z",
+                     "partition": {{"host": "h", "service": "keystone", "run": "{run}"}}}}"#
+            ),
+        )
+        .unwrap();
+        let file = fs::File::create(dir.join("http.parquet")).unwrap();
+        let mut writer = ArrowWriter::try_new(file, http.schema(), None).unwrap();
+        writer.write(http).unwrap();
+        writer.close().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_run_from_before_the_route_column_gets_its_routes_from_its_paths() {
+        let root =
+            std::env::temp_dir().join(format!("scalpels-dataset-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let user = "/v3/users/3f2b9c1e-8d4a-4b6f-9e2d-7a1c5b8e0f34";
+        // An older run's table: `path` (a dictionary, as written), no `route`.
+        let path_only = Schema::new(vec![Field::new(
+            "path",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            false,
+        )]);
+        let paths: arrow::array::DictionaryArray<arrow::datatypes::Int32Type> =
+            [user, "/v3/users/42?x=1", "/v3"].into_iter().collect();
+        let old = RecordBatch::try_new(Arc::new(path_only), vec![Arc::new(paths)]).unwrap();
+        write_run(&root.join("old"), "old", &old);
+        let record = HttpRecord {
+            time_ns: 0,
+            tid: 1,
+            method: "DELETE".into(),
+            path: user.into(),
+            host: None,
+            status: Some(204),
+            request_bytes: 0,
+            response_bytes: 0,
+            latency_ns: Some(1_000),
+            python_stack_id: None,
+        };
+        let origin = Origin {
+            pid: 1,
+            conn_id: 1,
+            role: "server",
+        };
+        let new = tables::http_batch(&[(origin, record)]).unwrap();
+        write_run(&root.join("new"), "new", &new);
+
+        let routes = |runs: Vec<Run>| async move {
+            let dataset = Dataset::open(&runs).await.unwrap();
+            let batches = dataset
+                .query("SELECT run || ' ' || route AS r FROM http ORDER BY r")
+                .await
+                .unwrap();
+            batches
+                .iter()
+                .flat_map(|b| b.column(0).as_string::<i32>().iter())
+                .map(|r| r.unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            routes(runs::discover(&[root.join("old")]).unwrap()).await,
+            ["old /v3", "old /v3/users/{id}", "old /v3/users/{id}"]
+        );
+        // With a run that has the column: one table, routes from both.
+        assert_eq!(
+            routes(runs::discover(std::slice::from_ref(&root)).unwrap()).await,
+            [
+                "new /v3/users/{id}",
+                "old /v3",
+                "old /v3/users/{id}",
+                "old /v3/users/{id}"
+            ]
+        );
+        fs::remove_dir_all(&root).unwrap();
+    }
 }

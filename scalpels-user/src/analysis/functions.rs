@@ -1,8 +1,10 @@
-//! SQL functions for Scalpels' log2 latency histograms, registered in every session (so users
-//! of `scalpels-trace sql` have them too):
+//! SQL functions registered in every session (so users of `scalpels-trace sql` have them too):
 //!
-//! - `hist_merge(latency_hist)`: aggregate, the slot-by-slot sum of the histograms of a group;
-//! - `hist_quantile(hist, q)`: the `q` quantile (0..1) of a histogram, as a duration.
+//! - `hist_merge(latency_hist)`: aggregate, the slot-by-slot sum of the log2 latency
+//!   histograms of a group;
+//! - `hist_quantile(hist, q)`: the `q` quantile (0..1) of a histogram, as a duration;
+//! - `http_route(path)`: an HTTP request target's route, as in `http.parquet`'s `route` column
+//!   (which runs written before that column get from it).
 //!
 //! `SELECT syscall, hist_quantile(hist_merge(latency_hist), 0.99) FROM syscalls GROUP BY 1`
 
@@ -10,11 +12,12 @@ use std::sync::Arc;
 
 use arrow::{
     array::{
-        Array as _, ArrayRef, AsArray as _, DurationNanosecondBuilder, ListArray, UInt64Array,
+        Array as _, ArrayRef, AsArray as _, DictionaryArray, DurationNanosecondBuilder, ListArray,
+        StringArray, UInt64Array,
     },
     buffer::OffsetBuffer,
     compute::cast,
-    datatypes::{DataType, Field, TimeUnit, UInt64Type},
+    datatypes::{DataType, Field, Int32Type, TimeUnit, UInt64Type},
 };
 use datafusion::{
     common::{Result, ScalarValue, exec_err},
@@ -30,6 +33,7 @@ use super::latency::{add_histogram, histogram_quantile};
 pub fn register(ctx: &SessionContext) {
     ctx.register_udaf(AggregateUDF::from(HistMerge::default()));
     ctx.register_udf(ScalarUDF::from(HistQuantile::default()));
+    ctx.register_udf(ScalarUDF::from(HttpRoute::default()));
 }
 
 fn histogram_type() -> DataType {
@@ -174,5 +178,52 @@ impl ScalarUDFImpl for HistQuantile {
             out.append_option(quantile.map(|ns| ns.round() as i64));
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct HttpRoute {
+    signature: Signature,
+}
+
+impl Default for HttpRoute {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+fn string_dictionary() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+impl ScalarUDFImpl for HttpRoute {
+    fn name(&self) -> &str {
+        "http_route"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    /// A dictionary, like the `route` column it stands in for (so runs with and without the
+    /// column union), and so that each distinct path is routed once.
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(string_dictionary())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let paths = args.args[0].to_array(args.number_rows)?;
+        let paths = cast(&paths, &string_dictionary())?;
+        let paths = paths.as_dictionary::<Int32Type>();
+        let routes: StringArray = paths
+            .values()
+            .as_string::<i32>()
+            .iter()
+            .map(|path| path.map(wire::http::route))
+            .collect();
+        let routes = DictionaryArray::<Int32Type>::try_new(paths.keys().clone(), Arc::new(routes))?;
+        Ok(ColumnarValue::Array(Arc::new(routes) as ArrayRef))
     }
 }

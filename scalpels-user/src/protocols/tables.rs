@@ -13,6 +13,7 @@ use arrow::{
 };
 
 use wire::{
+    http,
     oslo::RpcRecord,
     records::{DbSystem, HttpRecord, SqlRecord},
     sql_text,
@@ -212,6 +213,7 @@ pub fn http_schema() -> SchemaRef {
         Field::new("role", dictionary(), false),
         Field::new("method", dictionary(), false),
         Field::new("path", dictionary(), false),
+        Field::new("route", dictionary(), false),
         Field::new("host_header", dictionary(), true),
         Field::new("status", DataType::UInt16, true),
         Field::new("request_bytes", DataType::UInt64, false),
@@ -231,6 +233,7 @@ pub struct Origin {
 }
 
 pub fn http_batch(rows: &[(Origin, HttpRecord)]) -> Result<RecordBatch> {
+    let routes: Vec<String> = rows.iter().map(|(_, r)| http::route(&r.path)).collect();
     let columns: Vec<ArrayRef> = vec![
         timestamps_of(rows.iter().map(|(_, r)| Some(r.time_ns))),
         Arc::new(rows.iter().map(|(o, _)| o.pid).collect::<UInt32Array>()),
@@ -239,6 +242,7 @@ pub fn http_batch(rows: &[(Origin, HttpRecord)]) -> Result<RecordBatch> {
         dictionary_of(rows.iter().map(|(o, _)| Some(o.role))),
         dictionary_of(rows.iter().map(|(_, r)| Some(r.method.as_str()))),
         dictionary_of(rows.iter().map(|(_, r)| Some(r.path.as_str()))),
+        dictionary_of(routes.iter().map(|route| Some(route.as_str()))),
         dictionary_of(rows.iter().map(|(_, r)| r.host.as_deref())),
         Arc::new(rows.iter().map(|(_, r)| r.status).collect::<UInt16Array>()),
         Arc::new(

@@ -7,7 +7,7 @@ use anyhow::Result;
 use arrow::array::RecordBatch;
 
 use crate::analysis::{
-    dataset::{Dataset, ns},
+    dataset::{Dataset, SQL_BARE_COMMAND, SQL_LABEL, ns},
     latency::Latencies,
     table::{Column, Kind, column},
     values,
@@ -188,9 +188,9 @@ pub fn all() -> Vec<Spec> {
             judged: EVERYTHING,
             waits: &[],
             sql: format!(
-                "SELECT max(statement) AS statement, db_system, count(*) AS events,
+                "SELECT max({SQL_LABEL}) AS statement, db_system, count(*) AS events,
                         coalesce(sum({l}), 0) AS time_ns, array_agg({l}) AS latencies
-                 FROM sql GROUP BY fingerprint, db_system",
+                 FROM sql GROUP BY fingerprint, db_system, {SQL_BARE_COMMAND}",
                 l = ns("latency")
             ),
         },
@@ -214,15 +214,15 @@ pub fn all() -> Vec<Spec> {
             key: "http",
             title: "HTTP endpoints",
             table: "http",
-            labels: vec![text("role"), text("method"), text("path")],
+            labels: vec![text("role"), text("method"), text("route")],
             events: "requests",
             shape: Shape::Each,
             judged: EVERYTHING,
             waits: &[],
             sql: format!(
-                "SELECT role, method, path, count(*) AS events,
+                "SELECT role, method, route, count(*) AS events,
                         coalesce(sum({l}), 0) AS time_ns, array_agg({l}) AS latencies
-                 FROM http GROUP BY role, method, path",
+                 FROM http GROUP BY role, method, route",
                 l = ns("latency")
             ),
         },

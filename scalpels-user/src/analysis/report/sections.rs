@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use crate::analysis::{
-    dataset::{Dataset, ns},
+    dataset::{Dataset, SQL_BARE_COMMAND, SQL_LABEL, ns},
     query_table,
     table::{Kind::*, Table, column},
 };
@@ -237,11 +237,11 @@ async fn sql(scope: &Scope<'_>) -> Result<Table> {
     .with_note("one line per fingerprint (the statement with its literals replaced by ?)")
     .with_bar("total_ns");
     let sql = format!(
-        "SELECT max(statement) AS statement, db_system, count(*) AS calls,
+        "SELECT max({SQL_LABEL}) AS statement, db_system, count(*) AS calls,
                 count(error_code) AS errors, sum({latency}) AS total_ns,
                 percentile_cont({latency}, 0.5) AS p50_ns,
                 percentile_cont({latency}, 0.99) AS p99_ns, sum(rows) AS rows
-         FROM sql GROUP BY fingerprint, db_system
+         FROM sql GROUP BY fingerprint, db_system, {SQL_BARE_COMMAND}
          ORDER BY total_ns DESC NULLS LAST, calls DESC, statement LIMIT {top}",
         latency = ns("latency"),
         top = scope.top,
@@ -286,7 +286,7 @@ async fn http(scope: &Scope<'_>) -> Result<Table> {
         vec![
             column("role", "role", Text),
             column("method", "method", Text),
-            column("path", "path", Text),
+            column("route", "route", Text),
             column("requests", "requests", Count),
             column("errors", "5xx", Count),
             column("total_ns", "total", Duration),
@@ -296,13 +296,13 @@ async fn http(scope: &Scope<'_>) -> Result<Table> {
     )
     .with_bar("total_ns");
     let sql = format!(
-        "SELECT role, method, path, count(*) AS requests,
+        "SELECT role, method, route, count(*) AS requests,
                 sum(CASE WHEN status >= 500 THEN 1 ELSE 0 END) AS errors,
                 sum({latency}) AS total_ns,
                 percentile_cont({latency}, 0.5) AS p50_ns,
                 percentile_cont({latency}, 0.99) AS p99_ns
-         FROM http GROUP BY role, method, path
-         ORDER BY total_ns DESC NULLS LAST, requests DESC, path LIMIT {top}",
+         FROM http GROUP BY role, method, route
+         ORDER BY total_ns DESC NULLS LAST, requests DESC, route LIMIT {top}",
         latency = ns("latency"),
         top = scope.top,
     );
