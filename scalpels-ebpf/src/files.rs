@@ -197,6 +197,19 @@ pub fn files_exit(ctx: TracePointContext) -> u32 {
     };
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    // Only target threads have an entry: that lookup is the target test, made before
+    // anything else so that the machine's other threads pay for nothing more.
+    let inflight_fd = if op::on_fd(syscall.op) {
+        // SAFETY: copied out before removal.
+        let Some(inflight) = (unsafe { FILE_FD_INFLIGHT.get(&tid) }).copied() else {
+            return 0;
+        };
+        Some(inflight)
+    } else if unsafe { FILE_PATH_INFLIGHT.get(&tid) }.is_none() {
+        return 0;
+    } else {
+        None
+    };
     // SAFETY: helper without arguments; the offset comes from the format file.
     let (end_ns, ret) = unsafe {
         (
@@ -204,12 +217,7 @@ pub fn files_exit(ctx: TracePointContext) -> u32 {
             ctx.read_at::<i64>(config.ret_offset as usize).unwrap_or(0),
         )
     };
-    if op::on_fd(syscall.op) {
-        // Only target threads on regular files have an entry: this is the target test.
-        // SAFETY: copied out before removal.
-        let Some(inflight) = (unsafe { FILE_FD_INFLIGHT.get(&tid) }).copied() else {
-            return 0;
-        };
+    if let Some(inflight) = inflight_fd {
         let _ = FILE_FD_INFLIGHT.remove(&tid);
         let duration_ns = end_ns.saturating_sub(inflight.start_ns);
         let key = FileKey {

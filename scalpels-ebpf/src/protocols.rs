@@ -29,7 +29,7 @@ use crate::{
     counters::bump,
     fd::{self, read},
     python,
-    target::is_target,
+    target::{self, is_target},
     wakeup,
 };
 
@@ -289,11 +289,19 @@ fn send_close(key: &ConnKey, state: &ConnState, now: u64) {
     entry.submit(wakeup::flags(&PROTO_EVENTS, EVENTS_BYTES));
 }
 
-/// Remembers the socket syscall the thread is in.
+/// Remembers the socket syscall the thread is in. A thread's entry stays until it exits (its
+/// `op` is NONE between calls): updating it in place is cheaper than inserting and deleting
+/// a hash entry on every call.
 #[inline(always)]
 fn start(tid: u32, inflight: &Inflight) {
-    if PROTO_INFLIGHT.insert(&tid, inflight, 0).is_err() {
-        bump(Counter::ProtocolsInflightMapFull);
+    match PROTO_INFLIGHT.get_ptr_mut(&tid) {
+        // SAFETY: the entry of the thread running this program.
+        Some(slot) => unsafe { *slot = *inflight },
+        None => {
+            if PROTO_INFLIGHT.insert(&tid, inflight, 0).is_err() {
+                bump(Counter::ProtocolsInflightMapFull);
+            }
+        }
     }
 }
 
@@ -371,12 +379,19 @@ pub fn protocols_enter(ctx: TracePointContext) -> u32 {
 }
 
 /// The in-flight call of the current thread, if it is the syscall of this `sys_exit_*` record.
+/// Only target threads that made a socket call have an entry: the lookup comes first, as the
+/// cheapest test for the other threads of the machine.
 #[inline(always)]
 fn finish(ctx: &TracePointContext, config: &ProtocolsConfig, tid: u32) -> Option<Inflight> {
+    let slot = PROTO_INFLIGHT.get_ptr_mut(&tid)?;
+    // SAFETY: the entry of the thread running this program.
+    let inflight = unsafe { *slot };
+    if inflight.op == op::NONE {
+        return None;
+    }
+    // SAFETY: as above.
+    unsafe { (*slot).op = op::NONE };
     let syscall = syscall(ctx, config)?;
-    // SAFETY: copied out before removal.
-    let inflight = (unsafe { PROTO_INFLIGHT.get(&tid) }).copied()?;
-    let _ = PROTO_INFLIGHT.remove(&tid);
     (inflight.op == syscall.op).then_some(inflight)
 }
 
@@ -566,17 +581,17 @@ fn copy_iovecs(dst: *mut u8, iov: u64, count: u64, want: u64, walk: &SocketWalk)
     done
 }
 
-/// A process with connections exited: its sockets are closed. Any exiting thread forgets its
-/// in-flight call.
+/// A process with connections exited (its last thread): its sockets are closed. Any exiting
+/// thread forgets its in-flight call.
 #[tracepoint(category = "sched", name = "sched_process_exit")]
-pub fn protocols_process_exit(_ctx: TracePointContext) -> u32 {
+pub fn protocols_process_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     // SAFETY: presence tests only.
     if unsafe { PROTO_INFLIGHT.get(&tid) }.is_some() {
         let _ = PROTO_INFLIGHT.remove(&tid);
     }
-    if tid != tgid || unsafe { PROTO_PROCS.get(&tgid) }.is_none() {
+    if unsafe { PROTO_PROCS.get(&tgid) }.is_none() || !target::process_exits(&ctx, tgid, tid) {
         return 0;
     }
     let _ = PROTO_PROCS.remove(&tgid);

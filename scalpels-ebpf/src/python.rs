@@ -16,16 +16,16 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
         bpf_probe_read_user, generated,
     },
-    macros::{map, perf_event, raw_tracepoint, tracepoint},
+    macros::{map, perf_event, raw_tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
-    programs::{PerfEventContext, RawTracePointContext, TracePointContext},
+    programs::{PerfEventContext, RawTracePointContext},
 };
 use tracers::{
     counters::Counter,
     python::{
         FRAME_READ_MAX, KEPT_FRAMES, KEPT_OUTER, MAX_WALK, OFF_CPU_MAX, OffCpu, PROCS_MAX, PyFrame,
         PyProcess, PySample, PyStackHeader, PythonConfig, SAMPLES_BYTES, STACKS_SENT_MAX,
-        StackScratch, kept_slot, kind, record, scratch,
+        StackScratch, kept_slot, kind, record, scratch, switch_arg,
     },
 };
 
@@ -52,15 +52,13 @@ static PYTHON_GENERATION: Array<u64> = Array::with_max_entries(1, 0);
 static PYTHON_SCRATCH: PerCpuArray<StackScratch> = PerCpuArray::with_max_entries(scratch::SLOTS, 0);
 
 #[map]
-static PYTHON_OFF_CPU: HashMap<u32, OffCpu> = HashMap::with_max_entries(OFF_CPU_MAX, 0);
+static PYTHON_OFF_CPU: HashMap<u64, OffCpu> = HashMap::with_max_entries(OFF_CPU_MAX, 0);
 
 #[unsafe(no_mangle)]
 static PYTHON_CONFIG: PythonConfig = PythonConfig {
     task_fsbase: 0,
     pthread_specific: 0,
     depth: 0,
-    switch_prev_state: 0,
-    switch_next_pid: 0,
     _pad: 0,
     off_cpu_min_ns: u64::MAX,
 };
@@ -331,81 +329,88 @@ pub fn python_sample(_ctx: PerfEventContext) -> u32 {
     0
 }
 
-/// sched_switch, in the context of the task leaving the CPU: a target Python thread that
-/// blocks starts an off-CPU period; the task coming in ends its own.
-#[tracepoint(category = "sched", name = "sched_switch")]
-pub fn python_switch(ctx: TracePointContext) -> u32 {
-    let config = config();
-    // SAFETY: helpers without arguments; offsets from the format file.
-    let (now, prev_state, next_pid) = unsafe {
-        (
-            bpf_ktime_get_ns(),
-            ctx.read_at::<i64>(config.switch_prev_state as usize)
-                .unwrap_or(0),
-            ctx.read_at::<i32>(config.switch_next_pid as usize)
-                .unwrap_or(0),
-        )
-    };
-    let next = next_pid as u32;
+/// sched_switch (raw: `preempt, prev, next, prev_state`, checked against BTF), in the context
+/// of the task leaving the CPU: a target Python thread that blocks starts an off-CPU period;
+/// the task coming in ends its own. A raw tracepoint: the classic one would format a record
+/// of both tasks on every switch of the machine.
+#[raw_tracepoint(tracepoint = "sched_switch")]
+pub fn python_switch(ctx: RawTracePointContext) -> i32 {
+    // Periods are keyed by task pointer: the incoming task's needs no read of its pid.
+    let next: u64 = ctx.arg(switch_arg::NEXT);
     if let Some(period) = PYTHON_OFF_CPU.get_ptr_mut(&next) {
         // SAFETY: the entry of a thread that is not running: only sched_switch writes it now.
         unsafe {
             if (*period).start_ns != 0 {
-                (*period).total_ns += now.saturating_sub((*period).start_ns);
+                (*period).total_ns += bpf_ktime_get_ns().saturating_sub((*period).start_ns);
                 (*period).start_ns = 0;
             }
         }
     }
-    // prev_state 0 is TASK_RUNNING: preempted, not blocked.
-    if prev_state == 0 {
+    // A preempted task, or one still TASK_RUNNING (0), is runnable: not blocked.
+    let preempt: u64 = ctx.arg(switch_arg::PREEMPT);
+    let prev_state: u64 = ctx.arg(switch_arg::PREV_STATE);
+    if preempt & 0xff != 0 || prev_state as u32 == 0 {
         return 0;
     }
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tid = pid_tgid as u32;
-    if let Some(period) = PYTHON_OFF_CPU.get_ptr_mut(&tid) {
-        // SAFETY: the current thread's own entry.
-        unsafe { (*period).start_ns = now };
+    let prev: u64 = ctx.arg(switch_arg::PREV);
+    if let Some(period) = PYTHON_OFF_CPU.get_ptr_mut(&prev) {
+        // SAFETY: the current thread's own entry; helper without arguments.
+        unsafe { (*period).start_ns = bpf_ktime_get_ns() };
         return 0;
     }
     // Every target thread, not only those of processes known to run CPython yet: a wait that
     // began before the loader found the interpreter is still sampled when it ends.
-    if !is_target((pid_tgid >> 32) as u32) {
+    if !is_target((bpf_get_current_pid_tgid() >> 32) as u32) {
         return 0;
     }
     let period = OffCpu {
-        start_ns: now,
+        // SAFETY: helper without arguments.
+        start_ns: unsafe { bpf_ktime_get_ns() },
         total_ns: 0,
     };
-    let _ = PYTHON_OFF_CPU.insert(&tid, &period, 0);
+    let _ = PYTHON_OFF_CPU.insert(&prev, &period, 0);
     0
 }
 
 /// Entering a system call: a period left by a block outside system calls (a page fault) is
-/// not this call's, and is dropped.
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn python_syscall_enter(_ctx: RawTracePointContext) -> i32 {
-    let tid = bpf_get_current_pid_tgid() as u32;
+/// not this call's, and is dropped. Run by `python_syscall_enter`, or by the syscalls
+/// tracer's program when it runs: one program per system call instead of two.
+#[inline(always)]
+pub fn syscall_entered() {
+    // SAFETY: helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
     // SAFETY: presence test only.
-    if unsafe { PYTHON_OFF_CPU.get(&tid) }.is_some() {
-        let _ = PYTHON_OFF_CPU.remove(&tid);
+    if unsafe { PYTHON_OFF_CPU.get(&task) }.is_some() {
+        let _ = PYTHON_OFF_CPU.remove(&task);
     }
-    0
 }
 
 /// Returning from a system call that blocked: its Python stack, weighted by the time off CPU.
-#[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn python_syscall_exit(_ctx: RawTracePointContext) -> i32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tid = pid_tgid as u32;
+/// Run by `python_syscall_exit`, or by the syscalls tracer's program.
+#[inline(always)]
+pub fn syscall_returned(pid_tgid: u64) {
+    // SAFETY: helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
     // SAFETY: copied out before removal.
-    let Some(period) = (unsafe { PYTHON_OFF_CPU.get(&tid) }).copied() else {
-        return 0;
+    let Some(period) = (unsafe { PYTHON_OFF_CPU.get(&task) }).copied() else {
+        return;
     };
-    let _ = PYTHON_OFF_CPU.remove(&tid);
+    let _ = PYTHON_OFF_CPU.remove(&task);
     if period.total_ns >= config().off_cpu_min_ns {
         // SAFETY: helper without arguments.
         let now = unsafe { bpf_ktime_get_ns() };
         send_stack(pid_tgid, kind::OFF_CPU, period.total_ns, now);
     }
+}
+
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn python_syscall_enter(_ctx: RawTracePointContext) -> i32 {
+    syscall_entered();
+    0
+}
+
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn python_syscall_exit(_ctx: RawTracePointContext) -> i32 {
+    syscall_returned(bpf_get_current_pid_tgid());
     0
 }

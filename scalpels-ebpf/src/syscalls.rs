@@ -38,6 +38,8 @@ static SYSCALL_INTERVAL: Array<u64> = Array::with_max_entries(1, 0);
 static SYSCALLS_CONFIG: SyscallsConfig = SyscallsConfig {
     slow_ns: u64::MAX,
     arg_offsets: [0; ARGS],
+    python_off_cpu: 0,
+    _pad: 0,
 };
 
 /// Initial value of a new statistics entry (lives in .rodata, not on the 512-byte stack).
@@ -68,6 +70,9 @@ pub fn syscalls_enter(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let tid = pid_tgid as u32;
+    if config().python_off_cpu != 0 {
+        python::syscall_entered();
+    }
     let nr = ctx.arg::<u64>(1) as u32;
     // SAFETY: helper without arguments.
     let start_ns = unsafe { bpf_ktime_get_ns() };
@@ -100,6 +105,9 @@ pub fn syscalls_exit(ctx: RawTracePointContext) -> i32 {
     let Some(inflight) = SYSCALL_INFLIGHT.get_ptr_mut(&tid) else {
         return 0;
     };
+    if config().python_off_cpu != 0 {
+        python::syscall_returned(pid_tgid);
+    }
     // SAFETY: the entry belongs to this thread.
     let SyscallInflight { start_ns, nr, exec } = unsafe { *inflight };
     if start_ns == 0 {

@@ -25,6 +25,7 @@ static TARGET_CONFIG: TargetConfig = TargetConfig {
     by_cgroup: 0,
     fork_child_pid_offset: 0,
     loader_tgid: 0,
+    exit_group_dead_offset: 0,
 };
 
 #[inline(always)]
@@ -72,12 +73,34 @@ pub fn target_fork(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Exited tasks leave the set, so a recycled pid is never mistaken for a target.
+/// Exited tasks leave the set, so a recycled pid is never mistaken for a target. A process
+/// leaves it when its last thread exits: a leader that called `pthread_exit` leaves its other
+/// threads traced.
 #[tracepoint(category = "sched", name = "sched_process_exit")]
-pub fn target_exit(_ctx: TracePointContext) -> u32 {
-    if config().by_tgid != 0 {
-        let tid = bpf_get_current_pid_tgid() as u32;
+pub fn target_exit(ctx: TracePointContext) -> u32 {
+    if config().by_tgid == 0 {
+        return 0;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    // Threads are in the set by their own ids too (forks of targets are added).
+    if tid != tgid {
         let _ = TARGET_TGIDS.remove(&tid);
     }
+    if process_exits(&ctx, tgid, tid) {
+        let _ = TARGET_TGIDS.remove(&tgid);
+    }
     0
+}
+
+/// In a `sched_process_exit` program: whether the exiting thread is the last of its process
+/// (`group_dead`; where the record lacks it, whether it is the leader).
+#[inline(always)]
+pub fn process_exits(ctx: &TracePointContext, tgid: u32, tid: u32) -> bool {
+    let offset = config().exit_group_dead_offset;
+    if offset == 0 {
+        return tid == tgid;
+    }
+    // SAFETY: the offset comes from the tracepoint's format file.
+    unsafe { ctx.read_at::<u8>(offset as usize) }.unwrap_or(0) != 0
 }

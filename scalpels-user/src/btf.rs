@@ -59,3 +59,46 @@ pub fn struct_size(btf: &Btf, name: &str) -> Result<u32> {
     }
     bail!("BTF has no struct {name}")
 }
+
+/// The C types of a raw tracepoint's arguments, in order (`bool`, `struct task_struct *`, ...):
+/// the parameters of its `btf_trace_NAME` typedef after the first (the tracepoint's private
+/// data). The kernel's BTF names no parameter, so arguments are told apart by their types.
+pub fn raw_tracepoint_arg_types(btf: &Btf, tracepoint: &str) -> Result<Vec<String>> {
+    let typedef = format!("btf_trace_{tracepoint}");
+    let types = btf
+        .resolve_types_by_name(&typedef)
+        .with_context(|| format!("BTF has no type {typedef}"))?;
+    let Some(Type::Typedef(def)) = types.into_iter().next() else {
+        bail!("BTF's {typedef} is not a typedef");
+    };
+    let Type::Ptr(ptr) = btf.resolve_chained_type(&def)? else {
+        bail!("BTF's {typedef} is not a function pointer");
+    };
+    let Type::FuncProto(proto) = btf.resolve_chained_type(&ptr)? else {
+        bail!("BTF's {typedef} is not a function pointer");
+    };
+    proto
+        .parameters
+        .iter()
+        .skip(1)
+        .map(|param| c_type(btf, btf.resolve_chained_type(param)?))
+        .collect()
+}
+
+/// How C spells `ty`, for the kinds of types tracepoint arguments have.
+fn c_type(btf: &Btf, ty: Type) -> Result<String> {
+    Ok(match ty {
+        Type::Void => "void".into(),
+        Type::Ptr(ptr) => match btf.resolve_chained_type(&ptr) {
+            Ok(pointee) => format!("{} *", c_type(btf, pointee)?),
+            Err(_) => "void *".into(),
+        },
+        Type::Struct(st) => format!("struct {}", btf.resolve_name(&st)?),
+        Type::Union(un) => format!("union {}", btf.resolve_name(&un)?),
+        Type::Const(c) => format!("const {}", c_type(btf, btf.resolve_chained_type(&c)?)?),
+        Type::Int(int) => btf.resolve_name(&int)?,
+        Type::Typedef(def) => btf.resolve_name(&def)?,
+        Type::Enum(e) => format!("enum {}", btf.resolve_name(&e)?),
+        _ => "?".into(),
+    })
+}

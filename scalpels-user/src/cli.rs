@@ -161,6 +161,12 @@ pub struct Cli {
     #[arg(long, value_parser = duration, default_value = "1s", value_name = "DURATION")]
     pub interval: Duration,
 
+    /// Measure each eBPF program's runs and kernel time (written to the manifest's
+    /// `tracers[].programs` and the summary). The kernel then times every program run, which
+    /// costs a few tens of nanoseconds per run: for finding what tracing costs, not for always.
+    #[arg(long)]
+    pub bpf_stats: bool,
+
     /// How often Parquet row groups are closed, so a killed run keeps them.
     #[arg(long, value_parser = duration, default_value = "5s", value_name = "DURATION")]
     pub flush_interval: Duration,

@@ -20,6 +20,12 @@ pub fn fork_child_pid_offset(tracefs: &Path) -> Result<u32> {
     tracefs::field_offset(tracefs, "sched", "sched_process_fork", "child_pid")
 }
 
+/// Offset of `group_dead` in `sched_process_exit` records; 0 on kernels whose records have
+/// none.
+pub fn exit_group_dead_offset(tracefs: &Path) -> u32 {
+    tracefs::field_offset(tracefs, "sched", "sched_process_exit", "group_dead").unwrap_or(0)
+}
+
 /// Attaches the programs that keep the target set current across forks and exits.
 pub fn attach_target_programs(ebpf: &mut Ebpf) -> Result<()> {
     attach_tracepoint(ebpf, "target_fork", [("sched", "sched_process_fork")])?;
@@ -63,6 +69,12 @@ pub fn attach_raw_tracepoints(ebpf: &mut Ebpf, programs: &[(&str, &str)]) -> Res
             .with_context(|| format!("attaching {program} to raw tracepoint {tracepoint}"))?;
     }
     Ok(())
+}
+
+/// Whether `program` is loaded (and so attached: a tracer that fails to attach unloads its
+/// programs).
+pub fn is_loaded(ebpf: &Ebpf, program: &str) -> bool {
+    ebpf.program(program).is_some_and(|p| p.fd().is_ok())
 }
 
 /// Detaches and unloads the programs of `tracer`, after it failed to attach some of them.

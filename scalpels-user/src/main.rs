@@ -13,6 +13,7 @@ mod files;
 mod fleet;
 mod preflight;
 mod proc;
+mod program_stats;
 mod protocols;
 mod python;
 mod run;

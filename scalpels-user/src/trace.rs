@@ -24,6 +24,7 @@ use crate::{
     events_ready::EventsReady,
     fleet::{Partition, destination::Location, live::LiveUpload},
     preflight,
+    program_stats::{self, ProgramStats},
     python::StackIndex,
     run::{SCHEMA_VERSION, manifest, run_dir, status::StatusLine},
     target::{self, Members, ServiceMatch, TargetSpec, set::TargetSet, spawn::GatedChild},
@@ -189,8 +190,10 @@ struct Attached {
     unavailable: Vec<Unavailable>,
     targets: TargetSet,
     counters: Counters,
+    /// With `--bpf-stats`: the kernel times every program while this lives.
+    program_stats: Option<ProgramStats>,
     // Programs stay attached while the object lives.
-    _ebpf: aya::Ebpf,
+    ebpf: aya::Ebpf,
 }
 
 impl Session<'_> {
@@ -208,6 +211,7 @@ impl Session<'_> {
             by_cgroup: u32::from(by_cgroup),
             fork_child_pid_offset: ebpf::fork_child_pid_offset(tracefs)?,
             loader_tgid: std::process::id(),
+            exit_group_dead_offset: ebpf::exit_group_dead_offset(tracefs),
         };
         let mut unavailable = Vec::new();
         let mut prepared = Vec::new();
@@ -235,6 +239,12 @@ impl Session<'_> {
         for (_, p) in &prepared {
             p.set_globals(&mut loader);
         }
+        // Enabled before anything is attached, so that every run of every program counts.
+        let program_stats = self
+            .cli
+            .bpf_stats
+            .then(ProgramStats::enable)
+            .transpose()?;
         let mut ebpf = loader
             .load(ebpf::OBJECT)
             .context("loading the eBPF object into the kernel")?;
@@ -270,7 +280,8 @@ impl Session<'_> {
             unavailable,
             targets: TargetSet::take(&mut ebpf)?,
             counters: Counters::take(&mut ebpf)?,
-            _ebpf: ebpf,
+            program_stats,
+            ebpf,
         })
     }
 
@@ -314,6 +325,11 @@ impl Session<'_> {
                 drops: attached.counters.of(t.name()),
                 notes: t.notes(),
                 unparsed: t.unparsed(),
+                programs: attached
+                    .program_stats
+                    .as_ref()
+                    .map(|stats| stats.of(&attached.ebpf, t.name()))
+                    .unwrap_or_default(),
             });
             let info = catalogue::find(t.name()).expect("attached tracers are in the catalogue");
             for table in info.tables {
@@ -335,6 +351,7 @@ impl Session<'_> {
             drops: BTreeMap::new(),
             notes: BTreeMap::new(),
             unparsed: BTreeMap::new(),
+            programs: BTreeMap::new(),
         }));
         let (kind, cgroup) = match (&self.spec, &self.service) {
             (TargetSpec::Service(_), Some(ServiceMatch::Cgroup(dir))) => {
@@ -599,6 +616,9 @@ impl Session<'_> {
                     "tracer {}: {} rows, {drops} dropped",
                     record.name, record.events
                 ),
+            }
+            if let Some(line) = program_stats::summary_line(&record.programs) {
+                println!("{line}");
             }
         }
         for (name, lines) in summaries {

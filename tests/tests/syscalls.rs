@@ -133,3 +133,73 @@ fn slow_calls_become_events_with_their_latency() {
         String::from_utf8_lossy(&check.stderr)
     );
 }
+
+#[test]
+fn threads_of_a_leader_that_called_pthread_exit_stay_traced() {
+    let out = out_dir("leader_exits");
+    let output = trace(
+        &[
+            "--out",
+            out.to_str().unwrap(),
+            "--tracers",
+            "syscalls",
+            "--",
+            python(),
+            &workload("leader_exits.py"),
+            "1500",
+        ],
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !stdout.contains("leader_alive"),
+        "the leader never exited: {stdout}"
+    );
+    let run = run_dir(&output);
+    let tid = printed(&output.stdout, "worker_tid")[0];
+    let pid = printed(&output.stdout, "pid")[0];
+    let totals = syscall_totals(&run, |p, t| p == pid && t == tid);
+    assert_eq!(
+        totals.get("getppid"),
+        Some(&(1500, 0)),
+        "the worker's calls after its leader exited: {totals:?}"
+    );
+}
+
+#[test]
+fn bpf_stats_count_every_run_of_the_programs() {
+    let out = out_dir("bpf_stats");
+    let output = trace(
+        &[
+            "--out",
+            out.to_str().unwrap(),
+            "--tracers",
+            "syscalls",
+            "--bpf-stats",
+            "--",
+            python(),
+            &workload("syscall_counts.py"),
+            "3000",
+            "0",
+        ],
+        Duration::from_secs(60),
+    );
+    let run = run_dir(&output);
+    let manifest = manifest(&run);
+    let programs = &manifest["tracers"][0]["programs"];
+    for program in ["syscalls_enter", "syscalls_exit"] {
+        let runs = programs[program]["runs"].as_u64().unwrap_or(0);
+        // Every system call of the machine runs them: at least the worker's 3000 getppid.
+        assert!(runs >= 3000, "{program}: {programs}");
+        assert!(
+            programs[program]["run_time_ns"].as_u64().unwrap_or(0) > 0,
+            "{program}: {programs}"
+        );
+        assert_eq!(programs[program]["recursion_misses"], 0, "{programs}");
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("  kernel: ") && stdout.contains(" program runs ("),
+        "{stdout}"
+    );
+}

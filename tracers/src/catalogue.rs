@@ -35,10 +35,10 @@ pub const TRACERS: &[TracerInfo] = &[
         ],
         ring_buffers: &[syscalls::EVENTS_MAP],
         programs: &[
-            "syscalls_enter",
-            "syscalls_exit",
-            "syscalls_exec",
-            "syscalls_thread_exit",
+            syscalls::program::ENTER,
+            syscalls::program::EXIT,
+            syscalls::program::EXEC,
+            syscalls::program::THREAD_EXIT,
         ],
     },
     TracerInfo {

@@ -73,8 +73,9 @@ pub mod kind {
     pub const SYSCALL: u32 = 2;
 }
 
-/// Hash map `u32 tid` -> [`OffCpu`]: target threads that blocked and have not returned to
-/// user space since.
+/// Hash map `u64 task_struct pointer` -> [`OffCpu`]: target threads that blocked and have not
+/// returned to user space since (keyed by task: sched_switch passes the incoming task, not its
+/// pid).
 pub const OFF_CPU_MAP: &str = "PYTHON_OFF_CPU";
 pub const OFF_CPU_MAX: u32 = 16384;
 
@@ -169,6 +170,23 @@ pub struct StackScratch {
     pub busy: u64,
 }
 
+/// The arguments of the raw `sched_switch` tracepoint since Linux 5.18, as BTF spells their
+/// types (the loader checks them against the kernel's `btf_trace_sched_switch` before
+/// loading), and the positions the off-CPU program reads: the verifier only lets a program
+/// read its context at offsets fixed when it is compiled.
+pub mod switch_arg {
+    pub const TYPES: [&str; 4] = [
+        "bool",
+        "struct task_struct *",
+        "struct task_struct *",
+        "unsigned int",
+    ];
+    pub const PREEMPT: usize = 0;
+    pub const PREV: usize = 1;
+    pub const NEXT: usize = 2;
+    pub const PREV_STATE: usize = 3;
+}
+
 /// Load-time configuration of the python tracer.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -181,9 +199,6 @@ pub struct PythonConfig {
     pub pthread_specific: u32,
     /// Frames to walk, at most [`MAX_WALK`].
     pub depth: u32,
-    /// Offsets of `prev_state` and `next_pid` in `sched:sched_switch` records.
-    pub switch_prev_state: u32,
-    pub switch_next_pid: u32,
     pub _pad: u32,
     /// Off-CPU periods shorter than this are not sampled.
     pub off_cpu_min_ns: u64,

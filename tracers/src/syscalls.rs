@@ -11,6 +11,14 @@ pub const INFLIGHT_MAP: &str = "SYSCALL_INFLIGHT";
 pub const EVENTS_MAP: &str = "SYSCALL_EVENTS";
 /// Array with one `u64`: the interval number userspace is collecting, which resets `max_ns`.
 pub const INTERVAL_MAP: &str = "SYSCALL_INTERVAL";
+/// The tracer's programs: raw tracepoints `sys_enter`, `sys_exit`, `sched_process_exec` and
+/// `sched_process_exit`.
+pub mod program {
+    pub const ENTER: &str = "syscalls_enter";
+    pub const EXIT: &str = "syscalls_exit";
+    pub const EXEC: &str = "syscalls_exec";
+    pub const THREAD_EXIT: &str = "syscalls_thread_exit";
+}
 /// Global (read-only after load) holding a [`SyscallsConfig`].
 pub const CONFIG_GLOBAL: &str = "SYSCALLS_CONFIG";
 
@@ -99,6 +107,10 @@ pub struct SyscallsConfig {
     /// Byte offsets in `struct pt_regs` of the registers holding syscall arguments 1..=6
     /// (learned from BTF; on x86_64 di, si, dx, r10, r8, r9).
     pub arg_offsets: [u32; ARGS],
+    /// Non-zero: the python tracer samples off-CPU stacks, and these programs run its
+    /// system-call hooks (`python_syscall_enter`/`_exit` stay detached).
+    pub python_off_cpu: u32,
+    pub _pad: u32,
 }
 
 crate::user_pod!(

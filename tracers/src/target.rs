@@ -15,8 +15,8 @@ pub const TARGET_CONFIG_GLOBAL: &str = "TARGET_CONFIG";
 pub const TARGET_TGIDS_MAX: u32 = 16384;
 pub const TARGET_CGROUPS_MAX: u32 = 1024;
 
-/// How the kernel decides that the current task is a target, and where the fork tracepoint
-/// keeps its fields (learned from tracefs' `events/sched/sched_process_fork/format`).
+/// How the kernel decides that the current task is a target, and where the fork and exit
+/// tracepoints keep their fields (learned from their tracefs `format` files).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TargetConfig {
@@ -28,6 +28,9 @@ pub struct TargetConfig {
     pub fork_child_pid_offset: u32,
     /// Non-zero: the process id of the loader itself, never a target.
     pub loader_tgid: u32,
+    /// Byte offset of `group_dead` in the `sched_process_exit` record (recent kernels); 0 where
+    /// the record has none, and a leader's exit is then taken for its process's.
+    pub exit_group_dead_offset: u32,
 }
 
 crate::user_pod!(TargetConfig);

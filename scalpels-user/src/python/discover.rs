@@ -56,19 +56,35 @@ fn version_of(file_name: &str) -> Option<(u8, u8)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
-fn candidates(pid: u32) -> Result<Vec<Candidate>> {
+/// What a process's memory map says about its interpreter.
+struct Mapped {
+    /// Files that may be CPython, the shared library first.
+    candidates: Vec<Candidate>,
+    /// musl's loader or libc is mapped: thread states are not where glibc keeps them.
+    musl: bool,
+}
+
+fn mapped(pid: u32) -> Result<Mapped> {
     let maps = fs::read_to_string(format!("/proc/{pid}/maps"))
         .with_context(|| format!("reading /proc/{pid}/maps"))?;
+    Ok(parse_maps(&maps))
+}
+
+/// Reads a `/proc/PID/maps` text.
+fn parse_maps(maps: &str) -> Mapped {
     let mut found: Vec<Candidate> = Vec::new();
+    let mut musl = false;
     for line in maps.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let [range, _perms, offset, _dev, _inode, path] = fields[..] else {
             continue;
         };
-        let Some(version) = Path::new(path)
+        let file_name = Path::new(path)
             .file_name()
-            .and_then(|n| version_of(&n.to_string_lossy()))
-        else {
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        musl |= file_name.starts_with("ld-musl-") || file_name.starts_with("libc.musl-");
+        let Some(version) = version_of(&file_name) else {
             continue;
         };
         if u64::from_str_radix(offset, 16) != Ok(0)
@@ -91,7 +107,10 @@ fn candidates(pid: u32) -> Result<Vec<Candidate>> {
     }
     // The shared library holds the runtime when there is one; the executable is a stub then.
     found.sort_by_key(|c| !c.path.to_string_lossy().contains("libpython"));
-    Ok(found)
+    Mapped {
+        candidates: found,
+        musl,
+    }
 }
 
 /// Where `_PyRuntime` is in a CPython ELF file, relative to its first loaded page.
@@ -132,11 +151,18 @@ pub struct Discoverer {
 
 impl Discoverer {
     pub fn discover(&mut self, pid: u32) -> Result<Discovery> {
-        for candidate in candidates(pid)? {
+        let mapped = mapped(pid)?;
+        for candidate in mapped.candidates {
             let (major, minor) = candidate.version;
             if !SUPPORTED.contains(&candidate.version) {
                 return Ok(Discovery::Unsupported(format!(
                     "CPython {major}.{minor} (supported: 3.8 to 3.13)"
+                )));
+            }
+            if mapped.musl {
+                return Ok(Discovery::Unsupported(format!(
+                    "CPython {major}.{minor} on musl libc (thread states are found through \
+                     glibc's pthread keys)"
                 )));
             }
             // Through the process's root, so containers' files are the ones they mapped.
@@ -215,5 +241,27 @@ mod tests {
         assert_eq!(version_of("libpython3.13t.so"), Some((3, 13)));
         assert_eq!(version_of("python3"), None);
         assert_eq!(version_of("libc.so.6"), None);
+    }
+
+    #[test]
+    fn a_musl_process_is_told_from_a_glibc_one_by_its_maps() {
+        let glibc = "\
+55d0c0000000-55d0c0001000 r--p 00000000 08:01 1234 /usr/bin/python3.11
+7f0000000000-7f0000020000 r--p 00000000 08:01 99 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f1000000000-7f1000001000 r--p 00000000 08:01 98 /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2
+";
+        let mapped = parse_maps(glibc);
+        assert!(!mapped.musl);
+        assert_eq!(mapped.candidates.len(), 1);
+        assert_eq!(mapped.candidates[0].version, (3, 11));
+        assert_eq!(mapped.candidates[0].base, 0x55d0_c000_0000);
+
+        let musl = "\
+7f2000000000-7f2000100000 r--p 00000000 08:01 7 /usr/lib/libpython3.12.so.1.0
+7f3000000000-7f3000010000 r--p 00000000 08:01 8 /lib/ld-musl-x86_64.so.1
+";
+        let mapped = parse_maps(musl);
+        assert!(mapped.musl);
+        assert_eq!(mapped.candidates[0].version, (3, 12));
     }
 }

@@ -29,7 +29,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, MapData, RingBuf},
@@ -42,7 +42,7 @@ use aya::{
 use rustc_hash::{FxHashMap, FxHashSet};
 use tracers::python::{
     CONFIG_GLOBAL, GENERATION_MAP, KEPT_FRAMES, MAX_WALK, PROCS_MAP, PyFrame, PyProcess, PySample,
-    PyStackHeader, PythonConfig, SAMPLES_MAP, kind, record,
+    PyStackHeader, PythonConfig, SAMPLES_MAP, kind, record, switch_arg,
 };
 
 use crate::{
@@ -50,7 +50,6 @@ use crate::{
     cli::Toggle,
     clock::Clock,
     run::table::TableWriter,
-    tracefs,
     tracer::{Env, Interval, Prepared, Tracer},
 };
 use calls::PythonCalls;
@@ -79,26 +78,41 @@ pub struct PreparedPython {
     calls: bool,
 }
 
+/// Checks that the raw `sched_switch` tracepoint passes the arguments `python_switch` reads.
+fn check_switch_args(vmlinux: &btf_rs::Btf) -> Result<()> {
+    let args = btf::raw_tracepoint_arg_types(vmlinux, "sched_switch")?;
+    if args != switch_arg::TYPES {
+        bail!(
+            "unsupported kernel: the sched_switch tracepoint's arguments are {args:?}, not \
+             {:?} (Linux 5.18 and later): off-CPU stacks need them \
+             (--python-off-cpu off samples on-CPU stacks only)",
+            switch_arg::TYPES
+        );
+    }
+    Ok(())
+}
+
 /// Learns where the thread pointer is (BTF) and where glibc keeps pthread keys (measured).
 pub fn prepare(env: &Env) -> Result<PreparedPython> {
     let vmlinux = btf::load_vmlinux()?;
     let task_fsbase = btf::member_offset(&vmlinux, "task_struct", "thread")?
         + btf::member_offset(&vmlinux, "thread_struct", "fsbase")?;
-    let switch = |field| tracefs::field_offset(env.tracefs, "sched", "sched_switch", field);
+    let off_cpu = env.cli.python_off_cpu == Toggle::On;
+    if off_cpu {
+        check_switch_args(&vmlinux)?;
+    }
     Ok(PreparedPython {
         config: PythonConfig {
             task_fsbase,
             pthread_specific: pthread::specific_offset()
                 .context("locating glibc's pthread keys")?,
             depth: env.cli.python_depth.min(MAX_WALK),
-            switch_prev_state: switch("prev_state")?,
-            switch_next_pid: switch("next_pid")?,
             _pad: 0,
             off_cpu_min_ns: u64::try_from(env.cli.python_off_cpu_min.as_nanos())
                 .unwrap_or(u64::MAX),
         },
         hz: env.cli.python_hz,
-        off_cpu: env.cli.python_off_cpu == Toggle::On,
+        off_cpu,
         calls: env.cli.python_calls,
     })
 }
@@ -170,7 +184,12 @@ impl Prepared for PreparedPython {
 
 /// The programs that take stacks of threads back from blocking.
 fn attach_off_cpu(ebpf: &mut Ebpf) -> Result<()> {
-    crate::ebpf::attach_tracepoint(ebpf, "python_switch", [("sched", "sched_switch")])?;
+    crate::ebpf::attach_raw_tracepoints(ebpf, &[("python_switch", "sched_switch")])?;
+    if crate::ebpf::is_loaded(ebpf, tracers::syscalls::program::EXIT) {
+        // The syscalls tracer's programs run this tracer's system-call hooks: one program
+        // per system call of the machine instead of two.
+        return Ok(());
+    }
     crate::ebpf::attach_raw_tracepoints(
         ebpf,
         &[

@@ -88,6 +88,9 @@ pub struct TracerRecord {
     /// decode).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub unparsed: BTreeMap<String, u64>,
+    /// With `--bpf-stats`: each of its eBPF programs' runs and kernel time.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub programs: BTreeMap<&'static str, crate::program_stats::ProgramCost>,
 }
 
 #[derive(Debug, Serialize)]

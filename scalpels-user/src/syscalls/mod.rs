@@ -18,12 +18,13 @@ use tracers::{
     histogram::HIST_SLOTS,
     syscalls::{
         ARGS, CONFIG_GLOBAL, EVENTS_MAP, INTERVAL_MAP, STATS_MAP, SlowSyscallEvent, SyscallKey,
-        SyscallStats, SyscallsConfig,
+        SyscallStats, SyscallsConfig, program,
     },
 };
 
 use crate::{
     btf,
+    cli::{Cli, Toggle},
     clock::Clock,
     python::AwaitingStacks,
     run::{columns, table::TableWriter},
@@ -50,8 +51,16 @@ pub fn prepare(env: &Env) -> Result<PreparedSyscalls> {
         config: SyscallsConfig {
             slow_ns: u64::try_from(env.cli.slow_syscall.as_nanos()).unwrap_or(u64::MAX),
             arg_offsets,
+            python_off_cpu: u32::from(python_off_cpu(env.cli)),
+            _pad: 0,
         },
     })
+}
+
+/// Whether the python tracer is asked for with off-CPU stacks.
+fn python_off_cpu(cli: &Cli) -> bool {
+    let python = cli.tracers.is_empty() || cli.tracers.iter().any(|name| name == "python");
+    python && cli.python_off_cpu == Toggle::On
 }
 
 impl Prepared for PreparedSyscalls {
@@ -63,10 +72,10 @@ impl Prepared for PreparedSyscalls {
         crate::ebpf::attach_raw_tracepoints(
             ebpf,
             &[
-                ("syscalls_enter", "sys_enter"),
-                ("syscalls_exit", "sys_exit"),
-                ("syscalls_exec", "sched_process_exec"),
-                ("syscalls_thread_exit", "sched_process_exit"),
+                (program::ENTER, "sys_enter"),
+                (program::EXIT, "sys_exit"),
+                (program::EXEC, "sched_process_exec"),
+                (program::THREAD_EXIT, "sched_process_exit"),
             ],
         )?;
         let take = crate::ebpf::take_map;
