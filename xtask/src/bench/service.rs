@@ -192,8 +192,71 @@ pub fn run(dir: &Path, mariadb: &TestServer, opts: &Options) -> Result<String> {
             bench.depth_point,
         );
         report += &table(&ways, &runs, opts.service_seconds);
+        eprintln!("xtask: bench: {}: kernel time per program", bench.mix);
+        report += &kernel_costs(
+            bench,
+            &backends,
+            &dir.join("bpf-stats"),
+            opts.service_seconds,
+        )?;
     }
     Ok(report)
+}
+
+/// One more run with every tracer and `--bpf-stats`: what each eBPF program cost the kernel,
+/// per request of the window. Not a throughput way: the kernel's timing of every program run
+/// costs time of its own.
+fn kernel_costs(
+    bench: &ServiceBench,
+    backends: &Backends,
+    dir: &Path,
+    seconds: u64,
+) -> Result<String> {
+    let service = Service::start(bench, backends, dir, None)?;
+    let tracing = Tracing::start(None, &["--bpf-stats"], &dir.join("runs"), &service.pids())?;
+    load(bench, service.port, WARM_UP_SECONDS)?;
+    let requests = load(bench, service.port, seconds)? * seconds as f64;
+    let ended = tracing.stop()?;
+    drop(service);
+    let manifest = fs::read_to_string(ended.run.join("manifest.json"))
+        .with_context(|| format!("reading the manifest of {}", ended.run.display()))?;
+    let manifest: serde_json::Value = serde_json::from_str(&manifest)?;
+    let mut rows = Vec::new();
+    for tracer in manifest["tracers"].as_array().into_iter().flatten() {
+        let programs = tracer["programs"].as_object().into_iter().flatten();
+        for (program, cost) in programs {
+            let runs = cost["runs"].as_u64().unwrap_or(0);
+            let ns = cost["run_time_ns"].as_u64().unwrap_or(0);
+            if runs > 0 {
+                rows.push((
+                    ns,
+                    tracer["name"].as_str().unwrap_or("?"),
+                    program.clone(),
+                    runs,
+                ));
+            }
+        }
+    }
+    rows.sort_by_key(|row| std::cmp::Reverse(row.0));
+    let total_ns: u64 = rows.iter().map(|row| row.0).sum();
+    let mut out = format!(
+        "\nKernel time per eBPF program, from one more run with every tracer and `--bpf-stats` \
+         ({requests:.0} requests in the {seconds} s window; the counts cover the whole run, \
+         warm-up included): {:.1} µs of programs per request.\n\n\
+         | program | tracer | runs | ns a run | ms | µs per request |\n\
+         | --- | --- | ---: | ---: | ---: | ---: |\n",
+        total_ns as f64 / 1e3 / requests.max(1.0),
+    );
+    for (ns, tracer, program, runs) in rows {
+        writeln!(
+            out,
+            "| {program} | {tracer} | {runs} | {} | {:.1} | {:.2} |",
+            ns / runs,
+            ns as f64 / 1e6,
+            ns as f64 / 1e3 / requests.max(1.0)
+        )?;
+    }
+    Ok(out)
 }
 
 /// One run: a fresh service, traced by `way`, warmed up, saturated for `seconds`.
@@ -209,10 +272,16 @@ fn run_once(
         Way::Untraced => None,
         Way::Alone(tracer) => Some(Tracing::start(
             Some(tracer),
+            &[],
             &dir.join("runs"),
             &service.pids(),
         )?),
-        Way::AllTracers => Some(Tracing::start(None, &dir.join("runs"), &service.pids())?),
+        Way::AllTracers => Some(Tracing::start(
+            None,
+            &[],
+            &dir.join("runs"),
+            &service.pids(),
+        )?),
     };
     load(bench, service.port, WARM_UP_SECONDS)?;
     let cpu_before = tracing.as_ref().map(Tracing::cpu_seconds).transpose()?;

@@ -56,9 +56,14 @@ pub struct Ended {
 }
 
 impl Tracing {
-    /// Starts `scalpels-trace` with `tracers` (all by default) on `pids`, its runs going to
-    /// `out`, and returns once it has attached.
-    pub fn start(tracers: Option<&str>, out: &Path, pids: &[u32]) -> Result<Tracing> {
+    /// Starts `scalpels-trace` with `tracers` (all by default) and `extra` options on `pids`,
+    /// its runs going to `out`, and returns once it has attached.
+    pub fn start(
+        tracers: Option<&str>,
+        extra: &[&str],
+        out: &Path,
+        pids: &[u32],
+    ) -> Result<Tracing> {
         fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         let log = out.join("scalpels-trace.log");
         let log_file =
@@ -68,6 +73,7 @@ impl Tracing {
         if let Some(tracers) = tracers {
             command.args(["--tracers", tracers]);
         }
+        command.args(extra);
         for pid in pids {
             command.args(["--pid", &pid.to_string()]);
         }
