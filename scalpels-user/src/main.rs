@@ -22,12 +22,14 @@ mod target;
 mod trace;
 mod tracefs;
 mod tracer;
+mod umask;
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
 fn main() -> ExitCode {
+    umask::make_private();
     let mut cli = cli::Cli::parse();
     // The analysis commands exit 2 on errors: `diff` gives 1 a meaning (a regression).
     let (result, error_status) = match cli.analysis.take() {

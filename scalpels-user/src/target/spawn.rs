@@ -50,6 +50,9 @@ pub fn spawn_gated(argv: &[String]) -> Result<GatedChild> {
         .context("NUL in a command argument")?;
     let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     arg_ptrs.push(std::ptr::null());
+    // Read before the fork: the child runs as it would untraced, with the caller's umask
+    // rather than the private one scalpels-trace writes its run with.
+    let umask = crate::umask::caller();
 
     let mut fds = [0; 2];
     // SAFETY: valid out array.
@@ -65,6 +68,7 @@ pub fn spawn_gated(argv: &[String]) -> Result<GatedChild> {
         // SAFETY: child side: wait for the gate byte (EOF means the tracer gave up), then exec.
         unsafe {
             libc::close(fds[1]);
+            libc::umask(umask);
             let mut byte = 0u8;
             if libc::read(fds[0], (&raw mut byte).cast(), 1) != 1 {
                 libc::_exit(126);

@@ -1,0 +1,81 @@
+//! Safe as root: what a trace writes is private to its owner, whatever the umask.
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt as _,
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use scalpels_tests::*;
+
+/// Every directory and file under `dir` (and `dir` itself) with its permission bits.
+fn modes(dir: &Path, found: &mut Vec<(String, bool, u32)>) {
+    let meta = fs::metadata(dir).unwrap();
+    found.push((
+        dir.display().to_string(),
+        true,
+        meta.permissions().mode() & 0o7777,
+    ));
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            modes(&path, found);
+        } else {
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+            found.push((path.display().to_string(), false, mode));
+        }
+    }
+}
+
+#[test]
+fn runs_are_private_under_any_umask_and_the_command_keeps_the_callers() {
+    let dir = out_dir("private");
+    let out = dir.join("runs");
+    let made = dir.join("made-by-command");
+    // Started under umask 000, as a careless cron job or shell would; the command reports the
+    // umask it got and creates a file.
+    let script = format!("umask; touch {}", made.display());
+    let output = Command::new("sh")
+        .args(["-c", "umask 000; exec \"$0\" \"$@\""])
+        .arg(scalpels_trace())
+        .args([
+            "--out",
+            out.to_str().unwrap(),
+            "--tracers",
+            "syscalls,proc,files",
+        ])
+        .args(["--", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = wait_with_limit(output, Duration::from_secs(60));
+    let run = run_dir(&output);
+
+    let mut found = Vec::new();
+    modes(&run, &mut found);
+    assert!(found.iter().any(|(p, _, _)| p.ends_with("manifest.json")));
+    assert!(found.iter().any(|(p, _, _)| p.ends_with(".parquet")));
+    for (path, is_dir, mode) in &found {
+        let want = if *is_dir { 0o700 } else { 0o600 };
+        assert_eq!(*mode, want, "{path} is {mode:o}");
+    }
+    // The output directory it had to create is private too.
+    assert_eq!(
+        fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+
+    // The traced command behaved as untraced: it had the caller's umask.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.lines().any(|l| l == "0000"),
+        "umask line in: {stdout}"
+    );
+    assert_eq!(
+        fs::metadata(&made).unwrap().permissions().mode() & 0o777,
+        0o666
+    );
+}
