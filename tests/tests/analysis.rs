@@ -249,6 +249,66 @@ fn sql_reads_every_run_of_a_tree_as_one_dataset() {
     assert!(stderr(&output).contains("nope"), "{}", stderr(&output));
 }
 
+#[test]
+fn sql_runs_queries_only() {
+    // A run of its own, small: the statements are refused before reading anything.
+    let out = out_dir("sql-read-only");
+    let output = trace(
+        &[
+            "--out",
+            out.to_str().unwrap(),
+            "--tracers",
+            "proc",
+            "--",
+            "true",
+        ],
+        Duration::from_secs(60),
+    );
+    let run = run_dir(&output);
+    let run = run.to_str().unwrap();
+    let written = out.join("written");
+    let target = written.display();
+    for statement in [
+        format!("COPY (SELECT 1 AS x) TO '{target}.csv'"),
+        format!("COPY proc_stats TO '{target}.parquet'"),
+        format!("CREATE EXTERNAL TABLE e (x INT) STORED AS CSV LOCATION '{target}/'"),
+        "CREATE TABLE t AS SELECT 1 AS x".to_owned(),
+        "CREATE VIEW v AS SELECT 1 AS x".to_owned(),
+        "INSERT INTO runs SELECT * FROM runs".to_owned(),
+        "DROP TABLE runs".to_owned(),
+        "SET datafusion.execution.batch_size = 1".to_owned(),
+    ] {
+        let output = analyse(&["sql", run, &statement]);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{statement}: {err}");
+        assert!(
+            err.contains("only queries can be run"),
+            "{statement}: {err}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "only the run is left: {left:?}");
+    // Queries still run, the runs table still has its one row.
+    let output = analyse(&[
+        "sql",
+        run,
+        "SELECT count(*) AS n FROM runs",
+        "--format",
+        "csv",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "n\n1\n");
+    let output = analyse(&[
+        "sql",
+        run,
+        "WITH r AS (SELECT * FROM runs) SELECT run FROM r WHERE false",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
 fn diff(before: &Path, after: &Path) -> (Option<i32>, Value) {
     let output = analyse(&[
         "diff",

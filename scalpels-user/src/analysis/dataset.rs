@@ -12,7 +12,7 @@ use arrow::{
 use datafusion::{
     datasource::MemTable,
     error::DataFusionError,
-    execution::FunctionRegistry as _,
+    execution::{FunctionRegistry as _, context::SQLOptions},
     prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext, col, lit},
 };
 
@@ -71,10 +71,29 @@ impl Dataset {
         self.tables.contains(table)
     }
 
+    /// Plans a query. Only queries: `scalpels-trace sql` is often run as root (under sudo), and
+    /// DataFusion's COPY TO, CREATE EXTERNAL TABLE and INSERT INTO would write any file, so DDL,
+    /// DML and other statements (SET, ...) are refused before anything runs.
+    pub async fn frame(&self, sql: &str) -> Result<DataFrame> {
+        let plan = self
+            .ctx
+            .state()
+            .create_logical_plan(sql)
+            .await
+            .map_err(engine)?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(engine)
+            .context("only queries can be run (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE)")?;
+        self.ctx.execute_logical_plan(plan).await.map_err(engine)
+    }
+
     /// Runs a query and collects its rows.
     pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        let frame = self.ctx.sql(sql).await.map_err(engine)?;
-        frame.collect().await.map_err(engine)
+        self.frame(sql).await?.collect().await.map_err(engine)
     }
 }
 

@@ -27,14 +27,7 @@ pub async fn run(dataset: &Dataset, query: &str, format: SqlFormat) -> Result<()
     let batches = dataset.query(query).await?;
     let schema = match batches.first() {
         Some(b) => b.schema(),
-        None => dataset
-            .ctx
-            .sql(query)
-            .await
-            .map_err(super::dataset::engine)?
-            .schema()
-            .inner()
-            .clone(),
+        None => dataset.frame(query).await?.schema().inner().clone(),
     };
     let mut out = std::io::stdout().lock();
     match format {
