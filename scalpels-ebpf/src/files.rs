@@ -8,16 +8,16 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
         bpf_probe_read_kernel_buf, bpf_probe_read_user_str_bytes,
     },
-    macros::{map, tracepoint},
-    maps::{Array, HashMap, PerCpuHashMap, RingBuf},
+    macros::{btf_map, map, tracepoint},
+    maps::{Array, PerCpuHashMap, RingBuf},
     programs::TracePointContext,
 };
 use tracers::{
     counters::Counter,
     files::{
         EVENTS_BYTES, FdInflight, FileId, FileKey, FileOpenEvent, FilePathEvent, FileSlowEvent,
-        FileStats, FileSyscall, FileWalk, FilesConfig, INFLIGHT_MAX, PATH_BYTES, PathInflight,
-        STATS_MAX, SYSCALLS_MAX, kind, op,
+        FileStats, FileSyscall, FileWalk, FilesConfig, PathInflight, STATS_MAX, SYSCALLS_MAX, kind,
+        op,
     },
     python::kind as python_kind,
 };
@@ -27,17 +27,21 @@ use crate::{
     fd::{self, read},
     python,
     target::is_target,
+    task_storage::TaskStorage,
     wakeup,
 };
 
 #[map]
 static FILE_SYSCALLS: Array<FileSyscall> = Array::with_max_entries(SYSCALLS_MAX, 0);
 
-#[map]
-static FILE_FD_INFLIGHT: HashMap<u32, FdInflight> = HashMap::with_max_entries(INFLIGHT_MAX, 0);
+/// The fd operation each target thread is in (`op` NONE between calls): task-local, found
+/// without hashing and freed with the thread.
+#[btf_map]
+static FILE_FD_INFLIGHT: TaskStorage<FdInflight> = TaskStorage::new();
 
-#[map]
-static FILE_PATH_INFLIGHT: HashMap<u32, PathInflight> = HashMap::with_max_entries(INFLIGHT_MAX, 0);
+/// The path operation each target thread is in (`op` NONE between calls).
+#[btf_map]
+static FILE_PATH_INFLIGHT: TaskStorage<PathInflight> = TaskStorage::new();
 
 #[map]
 static FILE_STATS: PerCpuHashMap<FileKey, FileStats> =
@@ -68,15 +72,6 @@ static FILES_CONFIG: FilesConfig = FilesConfig {
     nr_offset: 0,
     ret_offset: 0,
     walk: NO_WALK,
-};
-
-/// Initial value of a path operation (in .rodata: it is larger than the 512-byte stack).
-static ZERO_PATH: PathInflight = PathInflight {
-    start_ns: 0,
-    op: 0,
-    _pad: 0,
-    path: [0; PATH_BYTES],
-    path2: [0; PATH_BYTES],
 };
 
 const ZERO_STATS: FileStats = FileStats {
@@ -142,7 +137,6 @@ pub fn files_enter(ctx: TracePointContext) -> u32 {
     let Some(syscall) = syscall(&ctx, &config) else {
         return 0;
     };
-    let tid = pid_tgid as u32;
     // SAFETY: helper without arguments.
     let start_ns = unsafe { bpf_ktime_get_ns() };
     if op::on_fd(syscall.op) {
@@ -153,29 +147,31 @@ pub fn files_enter(ctx: TracePointContext) -> u32 {
         let Some(file) = regular_file(fd as u32, &config.walk) else {
             return 0;
         };
-        let inflight = FdInflight {
-            start_ns,
-            op: syscall.op,
-            fd: fd as u32,
-            file,
-        };
-        if FILE_FD_INFLIGHT.insert(&tid, &inflight, 0).is_err() {
-            bump(Counter::FilesInflightMapFull);
+        match FILE_FD_INFLIGHT.current_or_zeroed() {
+            // SAFETY: the storage of the thread running this program.
+            Some(inflight) => unsafe {
+                *inflight = FdInflight {
+                    start_ns,
+                    op: syscall.op,
+                    fd: fd as u32,
+                    file,
+                }
+            },
+            None => bump(Counter::FilesInflightMapFull),
         }
         return 0;
     }
-    if FILE_PATH_INFLIGHT.insert(&tid, &ZERO_PATH, 0).is_err() {
+    let Some(inflight) = FILE_PATH_INFLIGHT.current_or_zeroed() else {
         bump(Counter::FilesInflightMapFull);
         return 0;
-    }
-    let Some(inflight) = FILE_PATH_INFLIGHT.get_ptr_mut(&tid) else {
-        return 0;
     };
-    // SAFETY: the entry belongs to this thread; the pointers are the syscall's arguments in
-    // user memory, read with checked helpers.
+    // SAFETY: the storage of this thread; the pointers are the syscall's arguments in user
+    // memory, read with checked helpers. The paths of its previous call are cleared first.
     unsafe {
         (*inflight).start_ns = start_ns;
         (*inflight).op = syscall.op;
+        (*inflight).path[0] = 0;
+        (*inflight).path2[0] = 0;
         if let Ok(path) = ctx.read_at::<u64>(syscall.path_offset as usize) {
             let _ = bpf_probe_read_user_str_bytes(path as *const u8, &mut (*inflight).path);
         }
@@ -195,21 +191,37 @@ pub fn files_exit(ctx: TracePointContext) -> u32 {
     let Some(syscall) = syscall(&ctx, &config) else {
         return 0;
     };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
-    // Only target threads have an entry: that lookup is the target test, made before
-    // anything else so that the machine's other threads pay for nothing more.
+    // Only target threads in a call have an operation in their storage: that is the target
+    // test, made before anything else so that the machine's other threads pay for nothing more.
     let inflight_fd = if op::on_fd(syscall.op) {
-        // SAFETY: copied out before removal.
-        let Some(inflight) = (unsafe { FILE_FD_INFLIGHT.get(&tid) }).copied() else {
+        let Some(slot) = FILE_FD_INFLIGHT.current() else {
             return 0;
         };
+        // SAFETY: the storage of the thread running this program.
+        let inflight = unsafe { *slot };
+        if inflight.op == op::NONE {
+            return 0;
+        }
+        // SAFETY: as above: the call is accounted now.
+        unsafe { (*slot).op = op::NONE };
         Some(inflight)
-    } else if unsafe { FILE_PATH_INFLIGHT.get(&tid) }.is_none() {
-        return 0;
     } else {
         None
     };
+    let inflight_path = if inflight_fd.is_none() {
+        let Some(slot) = FILE_PATH_INFLIGHT.current() else {
+            return 0;
+        };
+        // SAFETY: the storage of the thread running this program.
+        if unsafe { (*slot).op } == op::NONE {
+            return 0;
+        }
+        slot
+    } else {
+        core::ptr::null_mut()
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     // SAFETY: helper without arguments; the offset comes from the format file.
     let (end_ns, ret) = unsafe {
         (
@@ -218,7 +230,6 @@ pub fn files_exit(ctx: TracePointContext) -> u32 {
         )
     };
     if let Some(inflight) = inflight_fd {
-        let _ = FILE_FD_INFLIGHT.remove(&tid);
         let duration_ns = end_ns.saturating_sub(inflight.start_ns);
         let key = FileKey {
             tgid,
@@ -233,10 +244,8 @@ pub fn files_exit(ctx: TracePointContext) -> u32 {
         }
         return 0;
     }
-    let Some(inflight) = FILE_PATH_INFLIGHT.get_ptr(&tid) else {
-        return 0;
-    };
-    // SAFETY: the entry belongs to this thread until it is removed below.
+    let inflight = inflight_path;
+    // SAFETY: the storage of this thread, until its operation is cleared below.
     let start_ns = unsafe { (*inflight).start_ns };
     let duration_ns = end_ns.saturating_sub(start_ns);
     if syscall.op == op::OPEN {
@@ -256,7 +265,8 @@ pub fn files_exit(ctx: TracePointContext) -> u32 {
     } else {
         send_path(syscall.op, tgid, tid, end_ns, duration_ns, ret, inflight);
     }
-    let _ = FILE_PATH_INFLIGHT.remove(&tid);
+    // SAFETY: as above.
+    unsafe { (*inflight).op = op::NONE };
     0
 }
 

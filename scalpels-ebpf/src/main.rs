@@ -11,6 +11,7 @@ mod python;
 mod python_calls;
 mod syscalls;
 mod target;
+mod task_storage;
 mod wakeup;
 
 #[cfg(not(test))]

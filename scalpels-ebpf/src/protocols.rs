@@ -10,7 +10,7 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_user,
         generated,
     },
-    macros::{map, tracepoint},
+    macros::{btf_map, map, tracepoint},
     maps::{Array, HashMap, LruHashMap, RingBuf},
     programs::TracePointContext,
 };
@@ -18,9 +18,8 @@ use tracers::{
     counters::Counter,
     protocols::{
         ADDR_BYTES, CONNS_MAX, CloseEvent, ConnEvent, ConnKey, ConnState, DataHeader, DataScratch,
-        EVENTS_BYTES, ExitEvent, INFLIGHT_MAX, Inflight, MAX_IOVECS, MAX_PAYLOAD, PROCS_MAX,
-        ProtocolsConfig, SYSCALLS_MAX, SocketSyscall, SocketWalk, direction, family, kind, op,
-        role,
+        EVENTS_BYTES, ExitEvent, Inflight, MAX_IOVECS, MAX_PAYLOAD, PROCS_MAX, ProtocolsConfig,
+        SYSCALLS_MAX, SocketSyscall, SocketWalk, direction, family, kind, op, role,
     },
     python::kind as python_kind,
 };
@@ -30,6 +29,7 @@ use crate::{
     fd::{self, read},
     python,
     target::{self, is_target},
+    task_storage::TaskStorage,
     wakeup,
 };
 
@@ -41,8 +41,10 @@ static PROTO_SYSCALLS: Array<SocketSyscall> = Array::with_max_entries(SYSCALLS_M
 #[map]
 static PROTO_CONNS: LruHashMap<ConnKey, ConnState> = LruHashMap::with_max_entries(CONNS_MAX, 0);
 
-#[map]
-static PROTO_INFLIGHT: HashMap<u32, Inflight> = HashMap::with_max_entries(INFLIGHT_MAX, 0);
+/// The socket call each target thread is in (`op` NONE between calls): task-local, found
+/// without hashing and freed with the thread.
+#[btf_map]
+static PROTO_INFLIGHT: TaskStorage<Inflight> = TaskStorage::new();
 
 #[map]
 static PROTO_PROCS: HashMap<u32, u8> = HashMap::with_max_entries(PROCS_MAX, 0);
@@ -289,28 +291,22 @@ fn send_close(key: &ConnKey, state: &ConnState, now: u64) {
     entry.submit(wakeup::flags(&PROTO_EVENTS, EVENTS_BYTES));
 }
 
-/// Remembers the socket syscall the thread is in. A thread's entry stays until it exits (its
-/// `op` is NONE between calls): updating it in place is cheaper than inserting and deleting
-/// a hash entry on every call.
+/// Remembers the socket syscall the thread is in.
 #[inline(always)]
-fn start(tid: u32, inflight: &Inflight) {
-    match PROTO_INFLIGHT.get_ptr_mut(&tid) {
-        // SAFETY: the entry of the thread running this program.
+fn start(inflight: &Inflight) {
+    match PROTO_INFLIGHT.current_or_zeroed() {
+        // SAFETY: the storage of the thread running this program.
         Some(slot) => unsafe { *slot = *inflight },
-        None => {
-            if PROTO_INFLIGHT.insert(&tid, inflight, 0).is_err() {
-                bump(Counter::ProtocolsInflightMapFull);
-            }
-        }
+        None => bump(Counter::ProtocolsInflightMapFull),
     }
 }
 
 /// Entry of a traced socket syscall by a target thread: follow the socket, remember the call.
 #[tracepoint(category = "syscalls", name = "sys_enter_write")]
 pub fn protocols_enter(ctx: TracePointContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
-    if !is_target(tgid) {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // A thread with storage is a target seen before: no hash lookup for the target test.
+    if PROTO_INFLIGHT.current().is_none() && !is_target(tgid) {
         return 0;
     }
     let config = config();
@@ -340,7 +336,7 @@ pub fn protocols_enter(ctx: TracePointContext) -> u32 {
             return 0;
         }
         op::CONNECT | op::ACCEPT => {
-            start(tid, &inflight);
+            start(&inflight);
             return 0;
         }
         _ => {}
@@ -374,7 +370,7 @@ pub fn protocols_enter(ctx: TracePointContext) -> u32 {
     };
     inflight.buf = field(&ctx, syscall.buf_offset).unwrap_or(0);
     inflight.count = field(&ctx, syscall.count_offset).unwrap_or(0);
-    start(tid, &inflight);
+    start(&inflight);
     0
 }
 
@@ -382,8 +378,8 @@ pub fn protocols_enter(ctx: TracePointContext) -> u32 {
 /// Only target threads that made a socket call have an entry: the lookup comes first, as the
 /// cheapest test for the other threads of the machine.
 #[inline(always)]
-fn finish(ctx: &TracePointContext, config: &ProtocolsConfig, tid: u32) -> Option<Inflight> {
-    let slot = PROTO_INFLIGHT.get_ptr_mut(&tid)?;
+fn finish(ctx: &TracePointContext, config: &ProtocolsConfig) -> Option<Inflight> {
+    let slot = PROTO_INFLIGHT.current()?;
     // SAFETY: the entry of the thread running this program.
     let inflight = unsafe { *slot };
     if inflight.op == op::NONE {
@@ -398,10 +394,9 @@ fn finish(ctx: &TracePointContext, config: &ProtocolsConfig, tid: u32) -> Option
 /// Exit of `connect`/`accept`/`accept4`: a new connection, client or server side.
 #[tracepoint(category = "syscalls", name = "sys_exit_connect")]
 pub fn protocols_open_exit(ctx: TracePointContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let config = config();
-    let Some(inflight) = finish(&ctx, &config, tid) else {
+    let Some(inflight) = finish(&ctx, &config) else {
         return 0;
     };
     let ret = field(&ctx, config.ret_offset).unwrap_or(0) as i64;
@@ -429,7 +424,7 @@ pub fn protocols_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     let config = config();
-    let Some(inflight) = finish(&ctx, &config, tid) else {
+    let Some(inflight) = finish(&ctx, &config) else {
         return 0;
     };
     let ret = field(&ctx, config.ret_offset).unwrap_or(0) as i64;
@@ -581,16 +576,12 @@ fn copy_iovecs(dst: *mut u8, iov: u64, count: u64, want: u64, walk: &SocketWalk)
     done
 }
 
-/// A process with connections exited (its last thread): its sockets are closed. Any exiting
-/// thread forgets its in-flight call.
+/// A process with connections exited (its last thread): its sockets are closed.
 #[tracepoint(category = "sched", name = "sched_process_exit")]
 pub fn protocols_process_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
-    // SAFETY: presence tests only.
-    if unsafe { PROTO_INFLIGHT.get(&tid) }.is_some() {
-        let _ = PROTO_INFLIGHT.remove(&tid);
-    }
+    // SAFETY: presence test only.
     if unsafe { PROTO_PROCS.get(&tgid) }.is_none() || !target::process_exits(&ctx, tgid, tid) {
         return 0;
     }

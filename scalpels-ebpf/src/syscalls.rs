@@ -6,7 +6,7 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
     },
-    macros::{map, raw_tracepoint},
+    macros::{btf_map, map, raw_tracepoint},
     maps::{Array, HashMap, RingBuf},
     programs::RawTracePointContext,
 };
@@ -15,18 +15,20 @@ use tracers::{
     histogram,
     python::kind as python_kind,
     syscalls::{
-        ARGS, EVENTS_BYTES, INFLIGHT_MAX, STATS_MAX, SlowSyscallEvent, SyscallInflight, SyscallKey,
-        SyscallStats, SyscallsConfig,
+        ARGS, EVENTS_BYTES, STATS_MAX, SlowSyscallEvent, SyscallInflight, SyscallKey, SyscallStats,
+        SyscallsConfig,
     },
 };
 
-use crate::{counters::bump, python, target::is_target, wakeup};
+use crate::{counters::bump, python, target::is_target, task_storage::TaskStorage, wakeup};
 
 #[map]
 static SYSCALL_STATS: HashMap<SyscallKey, SyscallStats> = HashMap::with_max_entries(STATS_MAX, 0);
 
-#[map]
-static SYSCALL_INFLIGHT: HashMap<u32, SyscallInflight> = HashMap::with_max_entries(INFLIGHT_MAX, 0);
+/// The call each target thread is in: task-local, so that the two lookups of every system call
+/// cost no hashing, and freed with the thread.
+#[btf_map]
+static SYSCALL_INFLIGHT: TaskStorage<SyscallInflight> = TaskStorage::new();
 
 #[map]
 static SYSCALL_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
@@ -65,33 +67,30 @@ fn config() -> SyscallsConfig {
 /// raw_syscalls:sys_enter(struct pt_regs *regs, long id): remember when the call started.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn syscalls_enter(ctx: RawTracePointContext) -> i32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_target((pid_tgid >> 32) as u32) {
-        return 0;
-    }
-    let tid = pid_tgid as u32;
+    // A thread with storage is a target seen before: no hash lookup for the target test.
+    let inflight = match SYSCALL_INFLIGHT.current() {
+        Some(inflight) => inflight,
+        None => {
+            if !is_target((bpf_get_current_pid_tgid() >> 32) as u32) {
+                return 0;
+            }
+            let Some(inflight) = SYSCALL_INFLIGHT.current_or_zeroed() else {
+                bump(Counter::SyscallsInflightMapFull);
+                return 0;
+            };
+            inflight
+        }
+    };
     if config().python_off_cpu != 0 {
         python::syscall_entered();
     }
     let nr = ctx.arg::<u64>(1) as u32;
     // SAFETY: helper without arguments.
     let start_ns = unsafe { bpf_ktime_get_ns() };
-    match SYSCALL_INFLIGHT.get_ptr_mut(&tid) {
-        // SAFETY: the entry belongs to this thread, which is running this program.
-        Some(inflight) => unsafe {
-            (*inflight).start_ns = start_ns;
-            (*inflight).nr = nr;
-        },
-        None => {
-            let inflight = SyscallInflight {
-                start_ns,
-                nr,
-                exec: 0,
-            };
-            if SYSCALL_INFLIGHT.insert(&tid, &inflight, 0).is_err() {
-                bump(Counter::SyscallsInflightMapFull);
-            }
-        }
+    // SAFETY: the storage of the thread running this program.
+    unsafe {
+        (*inflight).start_ns = start_ns;
+        (*inflight).nr = nr;
     }
     0
 }
@@ -102,7 +101,7 @@ pub fn syscalls_exit(ctx: RawTracePointContext) -> i32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
     // Only target threads have an in-flight entry: this lookup is also the target test.
-    let Some(inflight) = SYSCALL_INFLIGHT.get_ptr_mut(&tid) else {
+    let Some(inflight) = SYSCALL_INFLIGHT.current() else {
         return 0;
     };
     if config().python_off_cpu != 0 {
@@ -211,18 +210,9 @@ fn send_slow_event(
 /// A target thread ran a new program: its next calls go to entries named after it.
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn syscalls_exec(_ctx: RawTracePointContext) -> i32 {
-    let tid = bpf_get_current_pid_tgid() as u32;
-    if let Some(inflight) = SYSCALL_INFLIGHT.get_ptr_mut(&tid) {
-        // SAFETY: the entry belongs to this thread.
+    if let Some(inflight) = SYSCALL_INFLIGHT.current() {
+        // SAFETY: the storage of the thread running this program.
         unsafe { (*inflight).exec += 1 };
     }
-    0
-}
-
-/// Forget the in-flight call of an exiting thread (exit and exit_group never return).
-#[raw_tracepoint(tracepoint = "sched_process_exit")]
-pub fn syscalls_thread_exit(_ctx: RawTracePointContext) -> i32 {
-    let tid = bpf_get_current_pid_tgid() as u32;
-    let _ = SYSCALL_INFLIGHT.remove(&tid);
     0
 }

@@ -47,11 +47,9 @@ impl ProgramStats {
             .iter()
             .filter_map(|&name| {
                 let fd = ebpf.program(name)?.fd().ok()?;
-                let fdinfo = fs::read_to_string(format!(
-                    "/proc/self/fdinfo/{}",
-                    fd.as_fd().as_raw_fd()
-                ))
-                .ok()?;
+                let fdinfo =
+                    fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd()))
+                        .ok()?;
                 Some((name, parse_fdinfo(&fdinfo)))
             })
             .collect()
@@ -137,7 +135,9 @@ mod tests {
         ]);
         assert_eq!(
             summary_line(&programs).as_deref(),
-            Some("  kernel: 1.0 ms in 4 program runs (250000 ns a run), 2 runs skipped (recursion)")
+            Some(
+                "  kernel: 1.0 ms in 4 program runs (250000 ns a run), 2 runs skipped (recursion)"
+            )
         );
         assert_eq!(summary_line(&BTreeMap::new()), None);
     }

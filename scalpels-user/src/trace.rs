@@ -225,6 +225,9 @@ impl Session<'_> {
             }
         }
         let mut loader = EbpfLoader::new();
+        // aya creates task-storage maps but has no type for them; the kernel side alone uses
+        // them.
+        loader.allow_unsupported_maps();
         loader.override_global(TARGET_CONFIG_GLOBAL, &target_config, true);
         for info in catalogue::TRACERS {
             if !prepared.iter().any(|(name, _)| *name == info.name) {

@@ -28,17 +28,12 @@ pub const TRACERS: &[TracerInfo] = &[
         name: "syscalls",
         summary: "system calls: counts, errors and latency histograms per thread, and slow calls",
         tables: &["syscalls", "syscall_events"],
-        maps: &[
-            syscalls::STATS_MAP,
-            syscalls::INFLIGHT_MAP,
-            syscalls::INTERVAL_MAP,
-        ],
+        maps: &[syscalls::STATS_MAP, syscalls::INTERVAL_MAP],
         ring_buffers: &[syscalls::EVENTS_MAP],
         programs: &[
             syscalls::program::ENTER,
             syscalls::program::EXIT,
             syscalls::program::EXEC,
-            syscalls::program::THREAD_EXIT,
         ],
     },
     TracerInfo {
@@ -53,13 +48,7 @@ pub const TRACERS: &[TracerInfo] = &[
         name: "files",
         summary: "file-system I/O on regular files: calls, bytes, latency per file, slow operations",
         tables: &["file_io", "file_io_events"],
-        maps: &[
-            files::SYSCALLS_MAP,
-            files::FD_INFLIGHT_MAP,
-            files::PATH_INFLIGHT_MAP,
-            files::STATS_MAP,
-            files::INTERVAL_MAP,
-        ],
+        maps: &[files::SYSCALLS_MAP, files::STATS_MAP, files::INTERVAL_MAP],
         ring_buffers: &[files::EVENTS_MAP],
         programs: &["files_enter", "files_exit"],
     },
@@ -70,7 +59,6 @@ pub const TRACERS: &[TracerInfo] = &[
         maps: &[
             protocols::SYSCALLS_MAP,
             protocols::CONNS_MAP,
-            protocols::INFLIGHT_MAP,
             protocols::PROCS_MAP,
             protocols::SCRATCH_MAP,
             sqlite::LIBS_MAP,

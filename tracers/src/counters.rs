@@ -10,7 +10,8 @@ pub const COUNTERS_MAP: &str = "COUNTERS";
 pub enum Counter {
     /// A forked child of a target could not be added: the target map was full.
     TargetsMapFull = 0,
-    /// A syscall could not be timed: the in-flight map was full.
+    /// A syscall could not be timed: the kernel could not allocate the thread's in-flight
+    /// storage.
     SyscallsInflightMapFull = 1,
     /// A (thread, syscall) pair could not be aggregated: the statistics map was full.
     SyscallsStatsMapFull = 2,
@@ -22,7 +23,8 @@ pub enum Counter {
     BlockStatsMapFull = 5,
     /// A block request event was dropped: the ring buffer was full.
     BlockEventsDropped = 6,
-    /// A file operation could not be timed: an in-flight map was full.
+    /// A file operation could not be timed: the kernel could not allocate the thread's
+    /// in-flight storage.
     FilesInflightMapFull = 7,
     /// A (process, file, fd, operation) could not be aggregated: the statistics map was full.
     FilesStatsMapFull = 8,
@@ -33,7 +35,8 @@ pub enum Counter {
     /// A Python function's calls could not be aggregated (`--python-calls`): the statistics
     /// map or the call-stack map was full.
     PythonCallsMapFull = 11,
-    /// A socket syscall could not be followed: the in-flight map was full.
+    /// A socket syscall could not be followed: the kernel could not allocate the thread's
+    /// in-flight storage.
     ProtocolsInflightMapFull = 12,
     /// A connection, payload, close or exit event was dropped: the ring buffer was full.
     ProtocolsEventsDropped = 13,

@@ -4,9 +4,10 @@
 
 /// Array indexed by syscall number: the [`FileSyscall`] each traced syscall is.
 pub const SYSCALLS_MAP: &str = "FILE_SYSCALLS";
-/// Hash map `u32 tid` -> [`FdInflight`]: the fd operation a thread is in.
+/// Task storage of [`FdInflight`]: the fd operation a target thread is in. This and the next
+/// are not in the catalogue's maps: their size is the kernel's.
 pub const FD_INFLIGHT_MAP: &str = "FILE_FD_INFLIGHT";
-/// Hash map `u32 tid` -> [`PathInflight`]: the path operation a thread is in.
+/// Task storage of [`PathInflight`]: the path operation a target thread is in.
 pub const PATH_INFLIGHT_MAP: &str = "FILE_PATH_INFLIGHT";
 /// Per-CPU hash map [`FileKey`] -> [`FileStats`], cumulative since attach.
 pub const STATS_MAP: &str = "FILE_STATS";
@@ -18,7 +19,6 @@ pub const EVENTS_MAP: &str = "FILE_EVENTS";
 pub const CONFIG_GLOBAL: &str = "FILES_CONFIG";
 
 pub const SYSCALLS_MAX: u32 = 1024;
-pub const INFLIGHT_MAX: u32 = 16384;
 pub const STATS_MAX: u32 = 16384;
 pub const EVENTS_BYTES: u32 = 2 << 20;
 /// Bytes of a path copied from the traced process (longer paths are cut, and say so).

@@ -9,7 +9,8 @@ pub mod sqlite;
 pub const SYSCALLS_MAP: &str = "PROTO_SYSCALLS";
 /// LRU hash map [`ConnKey`] -> [`ConnState`]: the sockets of target processes in use.
 pub const CONNS_MAP: &str = "PROTO_CONNS";
-/// Hash map `u32 tid` -> [`Inflight`]: the socket syscall a thread is in.
+/// Task storage of [`Inflight`]: the socket syscall a target thread is in. Not in the
+/// catalogue's maps: its size is the kernel's.
 pub const INFLIGHT_MAP: &str = "PROTO_INFLIGHT";
 /// Hash map `u32 tgid` -> `u8`: processes with connections, whose exit is streamed.
 pub const PROCS_MAP: &str = "PROTO_PROCS";
@@ -24,7 +25,6 @@ pub const CONFIG_GLOBAL: &str = "PROTOCOLS_CONFIG";
 
 pub const SYSCALLS_MAX: u32 = 1024;
 pub const CONNS_MAX: u32 = 65536;
-pub const INFLIGHT_MAX: u32 = 16384;
 pub const PROCS_MAX: u32 = 16384;
 pub const EVENTS_BYTES: u32 = 16 << 20;
 /// Most payload bytes copied per syscall (`--payload-bytes` may ask for fewer). A power of two.

@@ -5,25 +5,23 @@ use crate::histogram::HIST_SLOTS;
 
 /// Hash map [`SyscallKey`] -> [`SyscallStats`], cumulative since attach.
 pub const STATS_MAP: &str = "SYSCALL_STATS";
-/// Hash map `u32 tid` -> [`SyscallInflight`]: the call each target thread is in.
+/// Task storage of [`SyscallInflight`]: the call each target thread is in. Not in the
+/// catalogue's maps: its size is the kernel's (one value per thread that has one).
 pub const INFLIGHT_MAP: &str = "SYSCALL_INFLIGHT";
 /// Ring buffer of [`SlowSyscallEvent`].
 pub const EVENTS_MAP: &str = "SYSCALL_EVENTS";
 /// Array with one `u64`: the interval number userspace is collecting, which resets `max_ns`.
 pub const INTERVAL_MAP: &str = "SYSCALL_INTERVAL";
-/// The tracer's programs: raw tracepoints `sys_enter`, `sys_exit`, `sched_process_exec` and
-/// `sched_process_exit`.
+/// The tracer's programs: raw tracepoints `sys_enter`, `sys_exit` and `sched_process_exec`.
 pub mod program {
     pub const ENTER: &str = "syscalls_enter";
     pub const EXIT: &str = "syscalls_exit";
     pub const EXEC: &str = "syscalls_exec";
-    pub const THREAD_EXIT: &str = "syscalls_thread_exit";
 }
 /// Global (read-only after load) holding a [`SyscallsConfig`].
 pub const CONFIG_GLOBAL: &str = "SYSCALLS_CONFIG";
 
 pub const STATS_MAX: u32 = 32768;
-pub const INFLIGHT_MAX: u32 = 16384;
 pub const EVENTS_BYTES: u32 = 1 << 20;
 
 /// Number of syscall arguments recorded for slow calls.

@@ -75,7 +75,6 @@ impl Prepared for PreparedSyscalls {
                 (program::ENTER, "sys_enter"),
                 (program::EXIT, "sys_exit"),
                 (program::EXEC, "sched_process_exec"),
-                (program::THREAD_EXIT, "sched_process_exit"),
             ],
         )?;
         let take = crate::ebpf::take_map;
