@@ -224,6 +224,11 @@ pub struct Cli {
     #[arg(long)]
     pub sql_literals: bool,
 
+    /// proc: store command lines as they are (default: the values of password-, token-,
+    /// secret- and key-like options and the passwords in URLs are replaced by `***`).
+    #[arg(long)]
+    pub keep_cmdline: bool,
+
     /// List the tracers and exit.
     #[arg(long)]
     pub list_tracers: bool,

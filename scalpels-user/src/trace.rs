@@ -372,7 +372,11 @@ impl Session<'_> {
             end_reason: end.map(|(reason, _)| reason.to_owned()),
             host: manifest::Host::current(),
             partition: self.partition.clone(),
-            command_line: std::env::args().collect(),
+            // A `-- COMMAND` may carry secrets, as the command lines of proc_stats do.
+            command_line: crate::proc::cmdline::stored(
+                std::env::args().collect(),
+                self.cli.keep_cmdline,
+            ),
             target: manifest::Target {
                 kind,
                 service: self.cli.service.clone(),
@@ -397,6 +401,7 @@ impl Session<'_> {
                 block_events: self.cli.block_events == crate::cli::Toggle::On,
                 payload_bytes: self.cli.payload_bytes,
                 sql_literals: self.cli.sql_literals,
+                keep_cmdline: self.cli.keep_cmdline,
             },
             tracers: records,
             tables,

@@ -211,3 +211,57 @@ fn context_switches_count_every_thread_of_a_process() {
         "proc_stats counted {counted} voluntary switches; the worker alone made {worker}"
     );
 }
+
+/// The command lines `proc_stats` stored for a command run with secrets in its argv, with
+/// `extra` options, and the command line the manifest stored.
+fn stored_cmdlines(test: &str, extra: &[&str]) -> (BTreeSet<String>, serde_json::Value) {
+    let out = out_dir(test);
+    let mut args = vec!["--out", out.to_str().unwrap(), "--tracers", "proc"];
+    args.extend(["--interval", "200ms"]);
+    args.extend(extra);
+    // Alive over a few intervals: a zombie's command line cannot be read.
+    args.extend(["--", python(), "-c", "import time; time.sleep(1)"]);
+    args.extend(["--db-password=hunter2-SECRET", "--password", "hunter2"]);
+    args.extend([
+        "transport_url=rabbit://openstack:pw@ctl:5672/",
+        "--config-file",
+        "/x.conf",
+    ]);
+    let output = trace(&args, Duration::from_secs(60));
+    let run = run_dir(&output);
+    let stats = read_table(&run.join("proc_stats.parquet"));
+    let cmdlines = optional_strings(&stats, "cmdline")
+        .into_iter()
+        .flatten()
+        .collect();
+    (cmdlines, manifest(&run)["command_line"].clone())
+}
+
+#[test]
+fn secrets_in_command_lines_are_redacted_unless_kept() {
+    let python = python();
+    let (cmdlines, command_line) = stored_cmdlines("proc-redacted", &[]);
+    let redacted = format!(
+        "{python} -c import time; time.sleep(1) --db-password=*** --password *** \
+         transport_url=rabbit://openstack:***@ctl:5672/ --config-file /x.conf"
+    );
+    assert_eq!(cmdlines, BTreeSet::from([redacted]));
+    let manifest_line = command_line.to_string();
+    assert!(!manifest_line.contains("hunter2"), "{manifest_line}");
+    assert!(
+        manifest_line.contains("--db-password=***"),
+        "{manifest_line}"
+    );
+
+    let (cmdlines, command_line) = stored_cmdlines("proc-kept", &["--keep-cmdline"]);
+    let kept = format!(
+        "{python} -c import time; time.sleep(1) --db-password=hunter2-SECRET --password hunter2 \
+         transport_url=rabbit://openstack:pw@ctl:5672/ --config-file /x.conf"
+    );
+    assert_eq!(cmdlines, BTreeSet::from([kept]));
+    assert!(
+        command_line
+            .to_string()
+            .contains("--db-password=hunter2-SECRET")
+    );
+}

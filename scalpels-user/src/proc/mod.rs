@@ -3,6 +3,7 @@
 //! for the machine (`system_stats`, `disk_stats`, `net_stats`): CPU states, memory, load, and
 //! per-disk and per-interface traffic. Counters become their change over each interval.
 
+pub mod cmdline;
 pub mod counters;
 mod devices;
 mod process;
@@ -49,6 +50,7 @@ impl Prepared for PreparedProc {
         Ok(Box::new(ProcTracer {
             ticks,
             started_ticks: ticks.since_boot(),
+            keep_cmdline: env.cli.keep_cmdline,
             system: self.system,
             disks: self.disks,
             interfaces: self.interfaces,
@@ -78,6 +80,8 @@ pub struct ProcTracer {
     /// Clock ticks since boot when the tracer started: a process started since was traced all
     /// its life.
     started_ticks: u64,
+    /// `--keep-cmdline`: command lines are stored with their secrets.
+    keep_cmdline: bool,
     system: SystemSample,
     disks: BTreeMap<String, DiskCounters>,
     interfaces: BTreeMap<String, NetCounters>,
@@ -107,7 +111,7 @@ impl ProcTracer {
             .copied()
             .collect();
         for pid in pids.iter().copied().chain(exited) {
-            let Some(now) = process::sample(pid) else {
+            let Some(now) = process::sample(pid, self.keep_cmdline) else {
                 continue;
             };
             let was_target = self.previous.get(&pid);
@@ -152,7 +156,7 @@ impl Tracer for ProcTracer {
             return;
         }
         for &pid in pids {
-            if let Some(now) = process::sample(pid) {
+            if let Some(now) = process::sample(pid, self.keep_cmdline) {
                 let previous = Previous {
                     start_ticks: now.start_ticks,
                     counters: now.counters,

@@ -3,7 +3,10 @@
 
 use procfs::process::Process;
 
-use super::counters::{change, change_of};
+use super::{
+    cmdline,
+    counters::{change, change_of},
+};
 
 /// Longest `cmdline` kept, in characters: enough to tell services apart, short enough to keep
 /// the dictionary small.
@@ -88,7 +91,7 @@ pub struct ProcessSample {
     /// process that reuses its pid.
     pub start_ticks: u64,
     pub comm: String,
-    /// Space-joined argv, cut to [`CMDLINE_CHARS`]; `None` for kernel threads and exited
+    /// Space-joined argv (secrets replaced, see `cmdline`), cut to [`CMDLINE_CHARS`]; `None` for kernel threads and exited
     /// processes, which have none.
     pub cmdline: Option<String>,
     /// One letter, as `ps` shows it: R running, S sleeping, D disk sleep, Z zombie, ...
@@ -115,8 +118,9 @@ fn joined_cmdline(argv: Vec<String>) -> Option<String> {
     }
 }
 
-/// Reads process `pid`; `None` when it no longer exists (or its `stat` cannot be read).
-pub fn sample(pid: u32) -> Option<ProcessSample> {
+/// Reads process `pid`; `None` when it no longer exists (or its `stat` cannot be read). Its
+/// command line has its secrets replaced unless `keep_cmdline`.
+pub fn sample(pid: u32, keep_cmdline: bool) -> Option<ProcessSample> {
     let process = Process::new(i32::try_from(pid).ok()?).ok()?;
     let stat = process.stat().ok()?;
     let status = process.status().ok();
@@ -136,7 +140,11 @@ pub fn sample(pid: u32) -> Option<ProcessSample> {
     Some(ProcessSample {
         start_ticks: stat.starttime,
         comm: stat.comm,
-        cmdline: process.cmdline().ok().and_then(joined_cmdline),
+        cmdline: process
+            .cmdline()
+            .ok()
+            .map(|argv| cmdline::stored(argv, keep_cmdline))
+            .and_then(joined_cmdline),
         state: stat.state.to_string(),
         threads: u32::try_from(stat.num_threads).unwrap_or(0),
         rss_bytes: kib(status.as_ref().and_then(|s| s.vmrss)),
@@ -296,7 +304,7 @@ mod tests {
 
     #[test]
     fn this_process_can_be_read() {
-        let me = super::sample(std::process::id()).expect("own /proc entry");
+        let me = super::sample(std::process::id(), false).expect("own /proc entry");
         assert!(me.threads >= 1);
         assert!(me.rss_bytes.unwrap() > 0);
         assert!(me.pss_bytes.unwrap() > 0);

@@ -68,6 +68,7 @@ pub struct Options {
     pub block_events: bool,
     pub payload_bytes: u32,
     pub sql_literals: bool,
+    pub keep_cmdline: bool,
 }
 
 #[derive(Debug, Serialize)]
