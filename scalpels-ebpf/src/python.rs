@@ -13,8 +13,8 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_user, generated,
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_prandom_u32, bpf_ktime_get_ns,
+        bpf_probe_read_kernel, bpf_probe_read_user, generated,
     },
     macros::{map, perf_event, raw_tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -60,7 +60,7 @@ static PYTHON_CONFIG: PythonConfig = PythonConfig {
     pthread_specific: 0,
     depth: 0,
     _pad: 0,
-    off_cpu_min_ns: u64::MAX,
+    off_cpu_every_ns: u64::MAX,
 };
 
 #[inline(always)]
@@ -396,11 +396,23 @@ pub fn syscall_returned(pid_tgid: u64) {
         return;
     };
     let _ = PYTHON_OFF_CPU.remove(&task);
-    if period.total_ns >= config().off_cpu_min_ns {
+    let every = config().off_cpu_every_ns;
+    let weight = if period.total_ns >= every {
+        period.total_ns
+    } else {
+        // A shorter wait is taken with probability total / every and weighs `every`: the sum
+        // of weights estimates the time off CPU without bias, while a thread making thousands
+        // of short waits a second costs at most one stack walk per `every` it waited.
         // SAFETY: helper without arguments.
-        let now = unsafe { bpf_ktime_get_ns() };
-        send_stack(pid_tgid, kind::OFF_CPU, period.total_ns, now);
-    }
+        let draw = (u64::from(unsafe { bpf_get_prandom_u32() }) * every) >> 32;
+        if draw >= period.total_ns {
+            return;
+        }
+        every
+    };
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    send_stack(pid_tgid, kind::OFF_CPU, weight, now);
 }
 
 #[raw_tracepoint(tracepoint = "sys_enter")]

@@ -19,6 +19,17 @@ fn duration(s: &str) -> Result<Duration, String> {
     })
 }
 
+/// `--python-off-cpu-every`: a duration from 1 µs to 1 s (the kernel scales a 32-bit random
+/// draw by it).
+fn off_cpu_every(s: &str) -> Result<Duration, String> {
+    let every = duration(s)?;
+    let max = Duration::from_nanos(tracers::python::OFF_CPU_EVERY_MAX_NS);
+    if every < Duration::from_micros(1) || every > max {
+        return Err(format!("{s} is not between 1us and {max:?}"));
+    }
+    Ok(every)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Toggle {
     On,
@@ -195,9 +206,11 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = Toggle::On, value_name = "on|off")]
     pub python_off_cpu: Toggle,
 
-    /// python: shorter waits are not sampled off CPU.
-    #[arg(long, value_parser = duration, default_value = "100us", value_name = "DURATION")]
-    pub python_off_cpu_min: Duration,
+    /// python: off-CPU waits at least this long are all taken, each weighing its length; a
+    /// shorter one is taken with probability length / this and weighs this (an unbiased
+    /// estimate of the time waited, at no more than one stack per this much waiting).
+    #[arg(long, value_parser = off_cpu_every, default_value = "1ms", value_name = "DURATION")]
+    pub python_off_cpu_every: Duration,
 
     /// python: count every Python function call exactly (python_calls table), through
     /// CPython's USDT probes (system Pythons built --with-dtrace, up to 3.11). Costs about
@@ -303,5 +316,13 @@ mod tests {
         assert!(Cli::try_parse_from(["scalpels-trace", "publish", "--to", "x"]).is_err());
         let cli = Cli::try_parse_from(["scalpels-trace", "--out", "s3://f", "-p", "1"]).unwrap();
         assert_eq!(cli.out.to_string(), "s3://f");
+    }
+
+    #[test]
+    fn off_cpu_sampling_periods_are_bounded() {
+        assert_eq!(off_cpu_every("1ms"), Ok(Duration::from_millis(1)));
+        assert_eq!(off_cpu_every("0.5"), Ok(Duration::from_millis(500)));
+        assert!(off_cpu_every("0").is_err());
+        assert!(off_cpu_every("2s").is_err());
     }
 }

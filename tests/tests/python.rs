@@ -558,3 +558,54 @@ fn python_stacks_past_the_depth_asked_for_say_their_root_is_lost() {
     assert!(names[1..50].iter().all(|&n| n == "level"), "{names:?}");
     assert_eq!(names[50], "[truncated]");
 }
+
+/// Waits shorter than `--python-off-cpu-every` are sampled in proportion to their length: the
+/// weights still add up to the time waited, from a fraction of the stack walks.
+#[test]
+fn short_waits_off_cpu_are_sampled_without_bias() {
+    let waits = 5000;
+    let out = out_dir("python-short-waits");
+    let output = trace(
+        &[
+            "--out",
+            out.to_str().unwrap(),
+            "--tracers",
+            "syscalls,python",
+            "--",
+            python(),
+            &workload("short_waits.py"),
+            &waits.to_string(),
+        ],
+        Duration::from_secs(60),
+    );
+    let run = run_dir(&output);
+    let value = |key: &str| printed(&output.stdout, key)[0];
+    let stacks = stacks(&run);
+    let samples = read_table(&run.join("python_samples.parquet"));
+    let (tids, ids, kinds, weights) = (
+        u64s(&samples, "tid"),
+        u64s(&samples, "stack_id"),
+        strings(&samples, "kind"),
+        i64s(&samples, "weight"),
+    );
+    let (mut taken, mut weighed) = (0u64, 0i64);
+    for i in (0..samples.num_rows()).filter(|&i| {
+        tids[i] == value("worker_tid")
+            && kinds[i] == "off_cpu"
+            && stacks[&ids[i]][0].2 == Some(value("sleep_line"))
+    }) {
+        taken += 1;
+        weighed += weights[i];
+    }
+    let slept = value("slept_ns") as f64;
+    let ratio = weighed as f64 / slept;
+    // About one sample per millisecond waited (a relative error of a few percent).
+    assert!(
+        (0.8..1.25).contains(&ratio),
+        "{taken} samples weighing {weighed} ns for {slept} ns slept"
+    );
+    assert!(
+        taken < waits / 2,
+        "{taken} stacks taken for {waits} waits of about 150 µs"
+    );
+}

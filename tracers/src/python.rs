@@ -174,6 +174,9 @@ pub struct StackScratch {
 /// types (the loader checks them against the kernel's `btf_trace_sched_switch` before
 /// loading), and the positions the off-CPU program reads: the verifier only lets a program
 /// read its context at offsets fixed when it is compiled.
+/// The largest `--python-off-cpu-every`, in ns: the kernel scales a 32-bit random draw by it.
+pub const OFF_CPU_EVERY_MAX_NS: u64 = 1_000_000_000;
+
 pub mod switch_arg {
     pub const TYPES: [&str; 4] = [
         "bool",
@@ -200,8 +203,10 @@ pub struct PythonConfig {
     /// Frames to walk, at most [`MAX_WALK`].
     pub depth: u32,
     pub _pad: u32,
-    /// Off-CPU periods shorter than this are not sampled.
-    pub off_cpu_min_ns: u64,
+    /// Waits off CPU at least this long are all taken, weighing their length; a shorter one
+    /// is taken with probability length / this, weighing this. At most 2^32 ns (the loader
+    /// checks), so that the kernel's draw cannot overflow.
+    pub off_cpu_every_ns: u64,
 }
 
 crate::user_pod!(

@@ -108,7 +108,7 @@ pub fn prepare(env: &Env) -> Result<PreparedPython> {
                 .context("locating glibc's pthread keys")?,
             depth: env.cli.python_depth.min(MAX_WALK),
             _pad: 0,
-            off_cpu_min_ns: u64::try_from(env.cli.python_off_cpu_min.as_nanos())
+            off_cpu_every_ns: u64::try_from(env.cli.python_off_cpu_every.as_nanos())
                 .unwrap_or(u64::MAX),
         },
         hz: env.cli.python_hz,
