@@ -1,6 +1,8 @@
 //! What each eBPF program cost the kernel (`--bpf-stats`): how often it ran and for how long,
 //! as the kernel counts it once statistics are enabled (BPF_ENABLE_STATS, held for the run).
-//! Counting costs two clock reads per program run, so it is off unless asked for.
+//! Counting costs two clock reads per program run, so it is off unless asked for. The runs the
+//! kernel skipped (a program already running on that CPU) it counts always: they are events
+//! lost, reported with every tracer's drops.
 
 use std::{
     collections::BTreeMap,
@@ -40,20 +42,33 @@ impl ProgramStats {
 
     /// The cost of each loaded program of `tracer`, by program name.
     pub fn of(&self, ebpf: &Ebpf, tracer: &str) -> BTreeMap<&'static str, ProgramCost> {
-        let Some(info) = catalogue::find(tracer) else {
-            return BTreeMap::new();
-        };
-        info.programs
-            .iter()
-            .filter_map(|&name| {
-                let fd = ebpf.program(name)?.fd().ok()?;
-                let fdinfo =
-                    fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd()))
-                        .ok()?;
-                Some((name, parse_fdinfo(&fdinfo)))
-            })
-            .collect()
+        costs(ebpf, tracer)
     }
+}
+
+/// Runs of `tracer`'s programs the kernel skipped because the program was already running on
+/// that CPU: events they never saw. The kernel counts these whether statistics are on or not.
+pub fn runs_skipped(ebpf: &Ebpf, tracer: &str) -> u64 {
+    costs(ebpf, tracer)
+        .values()
+        .map(|cost| cost.recursion_misses)
+        .sum()
+}
+
+/// What the kernel counted for each loaded program of `tracer`.
+fn costs(ebpf: &Ebpf, tracer: &str) -> BTreeMap<&'static str, ProgramCost> {
+    let Some(info) = catalogue::find(tracer) else {
+        return BTreeMap::new();
+    };
+    info.programs
+        .iter()
+        .filter_map(|&name| {
+            let fd = ebpf.program(name)?.fd().ok()?;
+            let fdinfo =
+                fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd())).ok()?;
+            Some((name, parse_fdinfo(&fdinfo)))
+        })
+        .collect()
 }
 
 /// The counters of a program's `/proc/PID/fdinfo/FD`.

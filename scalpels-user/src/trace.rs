@@ -196,6 +196,20 @@ struct Attached {
     ebpf: aya::Ebpf,
 }
 
+impl Attached {
+    /// The tracer's loss counters, with the runs of its programs the kernel skipped.
+    fn drops(&self, tracer: &str) -> BTreeMap<&'static str, u64> {
+        let mut drops = self.counters.of(tracer);
+        if catalogue::find(tracer).is_some_and(|info| !info.programs.is_empty()) {
+            drops.insert(
+                "runs_skipped",
+                program_stats::runs_skipped(&self.ebpf, tracer),
+            );
+        }
+        drops
+    }
+}
+
 impl Session<'_> {
     fn attach(&self, tracefs: &std::path::Path, names: &[&'static str]) -> Result<Attached> {
         let env = Env {
@@ -243,11 +257,7 @@ impl Session<'_> {
             p.set_globals(&mut loader);
         }
         // Enabled before anything is attached, so that every run of every program counts.
-        let program_stats = self
-            .cli
-            .bpf_stats
-            .then(ProgramStats::enable)
-            .transpose()?;
+        let program_stats = self.cli.bpf_stats.then(ProgramStats::enable).transpose()?;
         let mut ebpf = loader
             .load(ebpf::OBJECT)
             .context("loading the eBPF object into the kernel")?;
@@ -325,7 +335,7 @@ impl Session<'_> {
                 status: "attached",
                 reason: None,
                 events: t.events(),
-                drops: attached.counters.of(t.name()),
+                drops: attached.drops(t.name()),
                 notes: t.notes(),
                 unparsed: t.unparsed(),
                 programs: attached
