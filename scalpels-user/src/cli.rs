@@ -138,6 +138,12 @@ pub struct Cli {
     #[arg(long, value_name = "NAME", conflicts_with_all = ["pid", "command"])]
     pub service: Option<String>,
 
+    /// With --service: how long to wait for a service that is not running yet, once the
+    /// tracers are attached (0: fail at once, naming close matches).
+    #[arg(long, value_parser = duration, default_value = "5m", value_name = "DURATION",
+          conflicts_with_all = ["pid", "command"])]
+    pub wait_timeout: Duration,
+
     /// Trace this process and its children (repeatable).
     #[arg(short, long, value_name = "PID", conflicts_with = "command")]
     pub pid: Vec<u32>,
@@ -316,6 +322,16 @@ mod tests {
         assert!(Cli::try_parse_from(["scalpels-trace", "publish", "--to", "x"]).is_err());
         let cli = Cli::try_parse_from(["scalpels-trace", "--out", "s3://f", "-p", "1"]).unwrap();
         assert_eq!(cli.out.to_string(), "s3://f");
+        let cli = Cli::try_parse_from(["scalpels-trace", "--service", "a"]).unwrap();
+        assert_eq!(cli.wait_timeout, Duration::from_secs(300));
+        let cli = Cli::try_parse_from(["scalpels-trace", "--service", "a", "--wait-timeout", "0"])
+            .unwrap();
+        assert!(cli.wait_timeout.is_zero());
+        // Only a service is waited for.
+        assert!(Cli::try_parse_from(["scalpels-trace", "-p", "1", "--wait-timeout", "1"]).is_err());
+        assert!(
+            Cli::try_parse_from(["scalpels-trace", "--wait-timeout", "1", "--", "true"]).is_err()
+        );
     }
 
     #[test]

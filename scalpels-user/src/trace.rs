@@ -10,7 +10,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use aya::EbpfLoader;
 use jiff::Timestamp;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracers::{
     catalogue,
     target::{TARGET_CONFIG_GLOBAL, TargetConfig},
@@ -34,6 +34,9 @@ use crate::{
 
 /// How often ring buffers are read and overdue row groups closed.
 const POLL_EVERY: Duration = Duration::from_millis(50);
+
+/// What a duration that never ends is taken as (136 years: far, and within what timers take).
+const FOREVER: Duration = Duration::from_secs(u32::MAX as u64);
 
 /// A tracer that was asked for but could not run, and why.
 struct Unavailable {
@@ -100,7 +103,12 @@ pub fn run(cli: Cli) -> Result<u8> {
 
     let spec = spec(&cli);
     let service = match &spec {
-        TargetSpec::Service(name) => Some(target::resolve_service(name)?),
+        TargetSpec::Service(name) => match target::find_service(name) {
+            Some(service) => Some(service),
+            None if cli.wait_timeout.is_zero() => return Err(target::unknown_service(name)),
+            // Waited for once the tracers are attached (see `Session::trace`).
+            None => None,
+        },
         TargetSpec::Pids(pids) => {
             target::check_pids(pids)?;
             None
@@ -171,6 +179,7 @@ fn page_size() -> u32 {
 struct Session<'a> {
     cli: &'a Cli,
     spec: TargetSpec,
+    /// `None` for a service until it is found.
     service: Option<ServiceMatch>,
     run_dir: PathBuf,
     run_id: String,
@@ -219,9 +228,14 @@ impl Session<'_> {
             cli: self.cli,
             stacks: &self.stacks,
         };
-        let by_cgroup = matches!(self.service, Some(ServiceMatch::Cgroup(_)));
+        let (by_tgid, by_cgroup) = match (&self.spec, &self.service) {
+            (_, Some(ServiceMatch::Cgroup(_))) => (false, true),
+            // A service not found yet may turn up either way: the kernel matches both.
+            (TargetSpec::Service(_), None) => (true, true),
+            _ => (true, false),
+        };
         let target_config = TargetConfig {
-            by_tgid: u32::from(!by_cgroup),
+            by_tgid: u32::from(by_tgid),
             by_cgroup: u32::from(by_cgroup),
             fork_child_pid_offset: ebpf::fork_child_pid_offset(tracefs)?,
             loader_tgid: std::process::id(),
@@ -419,8 +433,67 @@ impl Session<'_> {
         }
     }
 
+    /// Waits for a service that was not running at the start, with the tracers attached, so
+    /// that it is traced as soon as it is found. `Ok(None)`: a signal came first, and there is
+    /// no run.
+    async fn wait_for_service(
+        &mut self,
+        name: &str,
+        attached: &mut Attached,
+        sigint: &mut Signal,
+        sigterm: &mut Signal,
+    ) -> Result<Option<ServiceMatch>> {
+        let timeout = self.cli.wait_timeout.min(FOREVER);
+        let timeout_text = humantime::format_duration(timeout);
+        eprintln!(
+            "scalpels-trace: waiting for service {name} to start (up to {timeout_text}; --wait-timeout)"
+        );
+        let deadline = tokio::time::Instant::now() + timeout;
+        let signal = tokio::select! {
+            _ = sigint.recv() => "SIGINT",
+            _ = sigterm.recv() => "SIGTERM",
+            found = target::wait::service(name, deadline, &mut attached.targets) => {
+                return match found.with_context(|| format!("waiting for service {name}"))? {
+                    Some(service) => Ok(Some(service)),
+                    None => Err(target::unknown_service(name).context(format!(
+                        "service {name} did not start within {timeout_text} (--wait-timeout)"
+                    ))),
+                };
+            }
+        };
+        eprintln!("scalpels-trace: {signal} while waiting for service {name}: nothing was traced");
+        Ok(None)
+    }
+
     async fn trace(&mut self, tracefs: &std::path::Path, names: &[&'static str]) -> Result<u8> {
         let mut attached = self.attach(tracefs, names)?;
+        let mut sigint =
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut sigterm =
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        if let (TargetSpec::Service(name), None) = (&self.spec, &self.service) {
+            let name = name.clone();
+            let waited = self
+                .wait_for_service(&name, &mut attached, &mut sigint, &mut sigterm)
+                .await;
+            if !matches!(waited, Ok(Some(_))) {
+                // The run never began: nothing in its directory is a trace of the service.
+                if let Err(e) = std::fs::remove_dir_all(&self.run_dir) {
+                    eprintln!(
+                        "scalpels-trace: warning: cannot remove {}: {e}",
+                        self.run_dir.display()
+                    );
+                }
+            }
+            match waited? {
+                Some(service) => self.service = Some(service),
+                // Interrupted: ended as asked, like a run that a signal ends.
+                None => return Ok(0),
+            }
+        }
+        for t in &mut attached.tracers {
+            t.begin()?;
+        }
         let mut child: Option<GatedChild> = None;
         if let TargetSpec::Command(argv) = &self.spec {
             let spawned = target::spawn::spawn_gated(argv)?;
@@ -455,15 +528,7 @@ impl Session<'_> {
             ),
         }
 
-        let mut sigint =
-            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let mut sigterm =
-            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let deadline = tokio::time::sleep(
-            self.cli
-                .duration
-                .unwrap_or(Duration::from_secs(u32::MAX as u64)),
-        );
+        let deadline = tokio::time::sleep(self.cli.duration.unwrap_or(FOREVER));
         tokio::pin!(deadline);
         let sources: Vec<_> = attached
             .tracers

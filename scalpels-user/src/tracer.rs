@@ -50,6 +50,13 @@ pub struct Interval<'a> {
 
 pub trait Tracer {
     fn name(&self) -> &'static str;
+    /// Called once when the run begins (before its first targets are set and its first
+    /// interval starts): whatever the tracer holds of the time since it was attached (seconds of
+    /// loading, or a wait for a service) that is not the targets' is dropped, so its tables
+    /// start with the run. Tracers that record only targets had nothing else to record.
+    fn begin(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Called with the target processes as they become known (at attach, then each
     /// interval), before their next events are read.
     fn watch(&mut self, _pids: &BTreeSet<u32>) {}

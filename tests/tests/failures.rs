@@ -34,14 +34,17 @@ fn unknown_service_lists_close_matches() {
     thread::sleep(Duration::from_millis(300));
     let typo = format!("{name}x");
     let out = out_dir("unknown-out");
-    fails_with(
-        &["--out", out.to_str().unwrap(), "--service", &typo],
-        &format!("unknown service \"{typo}\""),
-    );
-    let output = trace(
-        &["--out", out.to_str().unwrap(), "--service", &typo],
-        Duration::from_secs(30),
-    );
+    // --wait-timeout 0: fail at once rather than wait for it to start.
+    let args = [
+        "--out",
+        out.to_str().unwrap(),
+        "--service",
+        &typo,
+        "--wait-timeout",
+        "0",
+    ];
+    fails_with(&args, &format!("unknown service \"{typo}\""));
+    let output = trace(&args, Duration::from_secs(30));
     assert!(
         stderr(&output).contains(&format!("close matches: {name}")),
         "{}",

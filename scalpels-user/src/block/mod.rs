@@ -105,6 +105,7 @@ impl Prepared for PreparedBlock {
         }
         let take = crate::ebpf::take_map;
         Ok(Box::new(BlockTracer {
+            all: self.config.all != 0,
             stats: PerCpuHashMap::try_from(take(ebpf, STATS_MAP)?)?,
             events: RingBuf::try_from(take(ebpf, EVENTS_MAP)?)?,
             previous: BTreeMap::new(),
@@ -118,6 +119,8 @@ impl Prepared for PreparedBlock {
 }
 
 pub struct BlockTracer {
+    /// `--block-all`: every task's requests are recorded, not only the targets'.
+    all: bool,
     stats: PerCpuHashMap<MapData, BlockStatsKey, BlockStats>,
     events: RingBuf<MapData>,
     /// Cumulative values (summed over CPUs) at the previous collection.
@@ -163,16 +166,10 @@ fn delta(key: &BlockStatsKey, now: &BlockStats, before: &BlockStats) -> Option<S
     })
 }
 
-impl Tracer for BlockTracer {
-    fn name(&self) -> &'static str {
-        "block"
-    }
-
-    fn event_source(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.events.as_fd())
-    }
-
-    fn poll_events(&mut self) -> Result<()> {
+impl BlockTracer {
+    /// Writes the requests in the ring buffer to `block_io`; those of tasks that are not
+    /// targets only with `others`.
+    fn read_events(&mut self, others: bool) -> Result<()> {
         let mut batch = Vec::new();
         while let Some(item) = self.events.next() {
             if item.len() >= size_of::<BlockIoEvent>() {
@@ -180,6 +177,8 @@ impl Tracer for BlockTracer {
                 let event = unsafe { item.as_ptr().cast::<BlockIoEvent>().read_unaligned() };
                 if event.target != 0 {
                     self.processes.insert(event.tgid);
+                } else if !others {
+                    continue;
                 }
                 batch.push(event);
             }
@@ -190,6 +189,35 @@ impl Tracer for BlockTracer {
         let clock = self.clock;
         let batch = tables::events_batch(&batch, &mut self.names, |ns| clock.to_utc_ns(ns))?;
         self.events_table.write(&batch)
+    }
+}
+
+impl Tracer for BlockTracer {
+    fn name(&self) -> &'static str {
+        "block"
+    }
+
+    /// With `--block-all`, the requests of other tasks since attach are dropped (a service
+    /// found as it started is a target already: its requests are kept), and the statistics,
+    /// everyone's, count from now. Without it, the kernel recorded only targets.
+    fn begin(&mut self) -> Result<()> {
+        if !self.all {
+            return Ok(());
+        }
+        self.read_events(false)?;
+        for entry in self.stats.iter() {
+            let (key, per_cpu) = entry.context("reading the block statistics map")?;
+            self.previous.insert(key, sum_cpus(&per_cpu));
+        }
+        Ok(())
+    }
+
+    fn event_source(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.events.as_fd())
+    }
+
+    fn poll_events(&mut self) -> Result<()> {
+        self.read_events(true)
     }
 
     fn collect_interval(&mut self, interval: &Interval<'_>) -> Result<()> {

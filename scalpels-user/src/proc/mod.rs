@@ -149,6 +149,16 @@ impl Tracer for ProcTracer {
         "proc"
     }
 
+    /// The machine's counters are read again: its first rows count from the run's start, not
+    /// from when the tracer was prepared. (A process is counted from its birth when it started
+    /// after the tracer was attached, as the kernel's counters of it are.)
+    fn begin(&mut self) -> Result<()> {
+        self.system = SystemSample::read()?;
+        self.disks = devices::read_disks()?;
+        self.interfaces = devices::read_interfaces()?;
+        Ok(())
+    }
+
     /// The processes that are targets when the trace starts are sampled now, so their first
     /// interval has a row too.
     fn watch(&mut self, pids: &BTreeSet<u32>) {

@@ -47,6 +47,22 @@ pub fn find_unit(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// Whether process `pid` runs in the cgroup of unit `name` (or below it), by its cgroup v2 path:
+/// one file read, cheap enough for every process that starts while a service is waited for.
+pub fn in_unit(pid: u32, name: &str) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .is_ok_and(|cgroups| path_in_unit(&cgroups, &unit_file_name(name)))
+}
+
+/// Whether the cgroup v2 line (`0::/system.slice/nova-compute.service`) of a `/proc/PID/cgroup`
+/// names directory `unit` on its path.
+fn path_in_unit(cgroups: &str, unit: &str) -> bool {
+    cgroups
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .is_some_and(|path| path.split('/').any(|dir| dir == unit))
+}
+
 /// Names of the `.service` units that have a cgroup, for suggestions.
 pub fn unit_names() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
@@ -110,5 +126,15 @@ mod tests {
             unit_file_name("nova-compute.service"),
             "nova-compute.service"
         );
+    }
+
+    #[test]
+    fn a_process_is_in_a_unit_by_its_cgroup_v2_path() {
+        let hybrid = "1:name=systemd:/system.slice/nova-api.service\n0::/system.slice/nova-compute.service/worker\n";
+        assert!(path_in_unit(hybrid, "nova-compute.service"));
+        // Only the cgroup v2 line counts, and whole directory names only.
+        assert!(!path_in_unit(hybrid, "nova-api.service"));
+        assert!(!path_in_unit(hybrid, "nova-compute"));
+        assert!(!path_in_unit("0::/\n", "nova-compute.service"));
     }
 }

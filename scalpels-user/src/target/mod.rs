@@ -1,15 +1,18 @@
 //! What to trace: a service (systemd unit cgroup, else processes by name), pids, or a command
 //! started by scalpels-trace. Userspace resolves targets and re-resolves them every interval; the
-//! kernel follows forks in between (see `scalpels-ebpf/src/target.rs`).
+//! kernel follows forks in between (see `scalpels-ebpf/src/target.rs`). A service that is not
+//! running yet is waited for (`wait`).
 
 pub mod cgroup;
+mod execs;
 pub mod process;
 pub mod set;
 pub mod spawn;
+pub mod wait;
 
 use std::{collections::BTreeSet, path::PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 
 /// What the user asked to trace.
 #[derive(Clone, Debug)]
@@ -44,22 +47,26 @@ pub struct Members {
     pub pids: BTreeSet<u32>,
 }
 
-/// Finds how to trace service `name`: its unit cgroup first, then processes by name. An unknown
-/// name is an error listing the closest names this host has.
-pub fn resolve_service(name: &str) -> Result<ServiceMatch> {
+/// How service `name` can be traced now, if it runs: its unit cgroup first, then processes by
+/// name.
+pub fn find_service(name: &str) -> Option<ServiceMatch> {
     if let Some(dir) = cgroup::find_unit(name) {
-        return Ok(ServiceMatch::Cgroup(dir));
+        return Some(ServiceMatch::Cgroup(dir));
     }
-    if !process::find_by_name(name).is_empty() {
-        return Ok(ServiceMatch::ProcessName);
-    }
+    (!process::find_by_name(name).is_empty()).then_some(ServiceMatch::ProcessName)
+}
+
+/// Service `name` is not on this host: the error lists the closest names this host has.
+pub fn unknown_service(name: &str) -> anyhow::Error {
     let mut candidates = process::names();
     candidates.extend(cgroup::unit_names());
     let suggestions = closest(name, &candidates);
     if suggestions.is_empty() {
-        bail!("unknown service {name:?}: no systemd unit or running process has that name");
+        return anyhow!(
+            "unknown service {name:?}: no systemd unit or running process has that name"
+        );
     }
-    bail!(
+    anyhow!(
         "unknown service {name:?}: no systemd unit or running process has that name; close matches: {}",
         suggestions.join(", ")
     )

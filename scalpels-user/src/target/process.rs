@@ -68,13 +68,14 @@ pub fn matches(name: &str, comm: &str, argv: &[String]) -> bool {
             .is_some_and(|a| basename(a) == name)
 }
 
+/// Whether process `pid` is called `name` (never scalpels-trace itself).
+pub fn is_called(pid: u32, name: &str) -> bool {
+    pid != std::process::id() && comm(pid).is_some_and(|c| matches(name, &c, &cmdline(pid)))
+}
+
 /// Live processes called `name`, never scalpels-trace itself.
 pub fn find_by_name(name: &str) -> BTreeSet<u32> {
-    let me = std::process::id();
-    pids()
-        .filter(|&pid| pid != me)
-        .filter(|&pid| comm(pid).is_some_and(|c| matches(name, &c, &cmdline(pid))))
-        .collect()
+    pids().filter(|&pid| is_called(pid, name)).collect()
 }
 
 /// Names running processes go by, for suggestions.
