@@ -310,6 +310,8 @@ fn unit_started_later_is_traced_by_its_cgroup() {
     let stderr = stderr.join().unwrap();
     let pid = u64::from(service.pid());
     drop(service);
+    // Before any assertion, so that a failing run leaves no cgroup behind.
+    fs::remove_dir(&cgroup).unwrap();
     assert!(output.status.success(), "stderr:\n{stderr}");
     let run = run_dir(&output);
     let totals = syscall_totals(&run, |p, _| p == pid);
@@ -321,7 +323,6 @@ fn unit_started_later_is_traced_by_its_cgroup() {
     let manifest = manifest(&run);
     assert_eq!(manifest["target"]["resolved_as"], "systemd unit cgroup");
     assert_eq!(manifest["target"]["cgroup"], cgroup.display().to_string());
-    fs::remove_dir(&cgroup).unwrap();
 }
 
 #[test]
