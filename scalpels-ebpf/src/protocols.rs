@@ -29,7 +29,7 @@ use crate::{
     fd::{self, read},
     python,
     target::{self, is_target},
-    task_storage::TaskStorage,
+    task_storage::{Slot, TaskStorage},
     wakeup,
 };
 
@@ -291,24 +291,19 @@ fn send_close(key: &ConnKey, state: &ConnState, now: u64) {
     entry.submit(wakeup::flags(&PROTO_EVENTS, EVENTS_BYTES));
 }
 
-/// Remembers the socket syscall the thread is in.
-#[inline(always)]
-fn start(inflight: &Inflight) {
-    match PROTO_INFLIGHT.current_or_zeroed() {
-        // SAFETY: the storage of the thread running this program.
-        Some(slot) => unsafe { *slot = *inflight },
-        None => bump(Counter::ProtocolsInflightMapFull),
-    }
-}
-
 /// Entry of a traced socket syscall by a target thread: follow the socket, remember the call.
 #[tracepoint(category = "syscalls", name = "sys_enter_write")]
 pub fn protocols_enter(ctx: TracePointContext) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // A thread with storage is a target seen before: no hash lookup for the target test.
-    if PROTO_INFLIGHT.current().is_none() && !is_target(tgid) {
-        return 0;
-    }
+    // Where the call is remembered, if the thread is a target.
+    let slot = match PROTO_INFLIGHT.of_target(|| is_target(tgid)) {
+        Slot::Value(slot) => slot,
+        Slot::NotTarget => return 0,
+        Slot::NoMemory => {
+            bump(Counter::ProtocolsInflightMapFull);
+            return 0;
+        }
+    };
     let config = config();
     let Some(syscall) = syscall(&ctx, &config) else {
         return 0;
@@ -336,7 +331,8 @@ pub fn protocols_enter(ctx: TracePointContext) -> u32 {
             return 0;
         }
         op::CONNECT | op::ACCEPT => {
-            start(&inflight);
+            // SAFETY: the storage of the thread running this program.
+            unsafe { *slot = inflight };
             return 0;
         }
         _ => {}
@@ -370,7 +366,8 @@ pub fn protocols_enter(ctx: TracePointContext) -> u32 {
     };
     inflight.buf = field(&ctx, syscall.buf_offset).unwrap_or(0);
     inflight.count = field(&ctx, syscall.count_offset).unwrap_or(0);
-    start(&inflight);
+    // SAFETY: as above.
+    unsafe { *slot = inflight };
     0
 }
 

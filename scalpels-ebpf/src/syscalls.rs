@@ -20,7 +20,13 @@ use tracers::{
     },
 };
 
-use crate::{counters::bump, python, target::is_target, task_storage::TaskStorage, wakeup};
+use crate::{
+    counters::bump,
+    python,
+    target::is_target,
+    task_storage::{Slot, TaskStorage},
+    wakeup,
+};
 
 #[map]
 static SYSCALL_STATS: HashMap<SyscallKey, SyscallStats> = HashMap::with_max_entries(STATS_MAX, 0);
@@ -67,20 +73,15 @@ fn config() -> SyscallsConfig {
 /// raw_syscalls:sys_enter(struct pt_regs *regs, long id): remember when the call started.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn syscalls_enter(ctx: RawTracePointContext) -> i32 {
-    // A thread with storage is a target seen before: no hash lookup for the target test.
-    let inflight = match SYSCALL_INFLIGHT.current() {
-        Some(inflight) => inflight,
-        None => {
-            if !is_target((bpf_get_current_pid_tgid() >> 32) as u32) {
-                return 0;
-            }
-            let Some(inflight) = SYSCALL_INFLIGHT.current_or_zeroed() else {
+    let inflight =
+        match SYSCALL_INFLIGHT.of_target(|| is_target((bpf_get_current_pid_tgid() >> 32) as u32)) {
+            Slot::Value(inflight) => inflight,
+            Slot::NotTarget => return 0,
+            Slot::NoMemory => {
                 bump(Counter::SyscallsInflightMapFull);
                 return 0;
-            };
-            inflight
-        }
-    };
+            }
+        };
     if config().python_off_cpu != 0 {
         python::syscall_entered();
     }

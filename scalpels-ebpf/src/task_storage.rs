@@ -3,7 +3,8 @@
 //! Per-thread state looked up on every system call costs a fraction of a hash-map lookup this
 //! way. aya-ebpf defines this kind of map for sockets, inodes and cgroups but not for tasks; the
 //! definition follows theirs: a BTF map, whose type, key and value the loader reads from the
-//! object's BTF.
+//! object's BTF. The kernel sizes these maps (a value per thread that has one): the catalogue's
+//! maps, which the loader shrinks for tracers that do not run, leave them out.
 
 use core::{ffi::c_void, ptr};
 
@@ -63,4 +64,29 @@ impl<T> TaskStorage<T> {
     pub fn current_or_zeroed(&self) -> Option<*mut T> {
         self.get(BPF_LOCAL_STORAGE_GET_F_CREATE)
     }
+
+    /// The value of the current thread if it is a target: one it has already (having storage
+    /// means it was a target before, so `is_target`, a hash lookup, is not asked), else a new
+    /// zeroed one when `is_target()` says so.
+    #[inline(always)]
+    pub fn of_target(&self, is_target: impl FnOnce() -> bool) -> Slot<T> {
+        if let Some(value) = self.current() {
+            return Slot::Value(value);
+        }
+        if !is_target() {
+            return Slot::NotTarget;
+        }
+        match self.current_or_zeroed() {
+            Some(value) => Slot::Value(value),
+            None => Slot::NoMemory,
+        }
+    }
+}
+
+/// What [`TaskStorage::of_target`] found.
+pub enum Slot<T> {
+    Value(*mut T),
+    NotTarget,
+    /// A target whose value the kernel could not allocate.
+    NoMemory,
 }

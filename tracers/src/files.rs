@@ -4,11 +4,6 @@
 
 /// Array indexed by syscall number: the [`FileSyscall`] each traced syscall is.
 pub const SYSCALLS_MAP: &str = "FILE_SYSCALLS";
-/// Task storage of [`FdInflight`]: the fd operation a target thread is in. This and the next
-/// are not in the catalogue's maps: their size is the kernel's.
-pub const FD_INFLIGHT_MAP: &str = "FILE_FD_INFLIGHT";
-/// Task storage of [`PathInflight`]: the path operation a target thread is in.
-pub const PATH_INFLIGHT_MAP: &str = "FILE_PATH_INFLIGHT";
 /// Per-CPU hash map [`FileKey`] -> [`FileStats`], cumulative since attach.
 pub const STATS_MAP: &str = "FILE_STATS";
 /// Array with one `u64`: the interval number userspace is collecting (resets `max_ns`).

@@ -9,9 +9,6 @@ pub mod sqlite;
 pub const SYSCALLS_MAP: &str = "PROTO_SYSCALLS";
 /// LRU hash map [`ConnKey`] -> [`ConnState`]: the sockets of target processes in use.
 pub const CONNS_MAP: &str = "PROTO_CONNS";
-/// Task storage of [`Inflight`]: the socket syscall a target thread is in. Not in the
-/// catalogue's maps: its size is the kernel's.
-pub const INFLIGHT_MAP: &str = "PROTO_INFLIGHT";
 /// Hash map `u32 tgid` -> `u8`: processes with connections, whose exit is streamed.
 pub const PROCS_MAP: &str = "PROTO_PROCS";
 /// Array of one [`DataScratch`] per CPU (index: CPU id), where a data record is assembled

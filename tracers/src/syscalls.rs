@@ -5,9 +5,6 @@ use crate::histogram::HIST_SLOTS;
 
 /// Hash map [`SyscallKey`] -> [`SyscallStats`], cumulative since attach.
 pub const STATS_MAP: &str = "SYSCALL_STATS";
-/// Task storage of [`SyscallInflight`]: the call each target thread is in. Not in the
-/// catalogue's maps: its size is the kernel's (one value per thread that has one).
-pub const INFLIGHT_MAP: &str = "SYSCALL_INFLIGHT";
 /// Ring buffer of [`SlowSyscallEvent`].
 pub const EVENTS_MAP: &str = "SYSCALL_EVENTS";
 /// Array with one `u64`: the interval number userspace is collecting, which resets `max_ns`.
