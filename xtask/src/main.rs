@@ -58,6 +58,17 @@ enum Chore {
         /// Reads made by the file I/O workload per run (writes: a tenth).
         #[arg(long, default_value_t = 500_000)]
         file_ops: u64,
+        /// Only these services (default: all): openstack, http.
+        #[arg(long, value_delimiter = ',')]
+        services: Vec<String>,
+        /// Only these ways of running each service (default: all): untraced, all, or a
+        /// tracer's name (that tracer alone).
+        #[arg(long, value_delimiter = ',')]
+        ways: Vec<String>,
+        /// More scalpels-trace options for every traced run of the service benchmarks, to
+        /// measure what an option costs (e.g. "--python-hz 19").
+        #[arg(long, allow_hyphen_values = true)]
+        trace_args: Option<String>,
     },
     /// Set up, check formatting and lints, build, and run every test (as root).
     Test {
@@ -108,6 +119,9 @@ fn main() -> Result<()> {
             calls,
             requests,
             file_ops,
+            services,
+            ways,
+            trace_args,
         } => bench::run(&bench::Options {
             repeats,
             calls,
@@ -115,6 +129,11 @@ fn main() -> Result<()> {
             file_ops,
             only,
             service_seconds,
+            services,
+            ways,
+            trace_args: trace_args
+                .map(|args| args.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
         }),
         Chore::Test { args } => {
             setup::require_root("the tests load eBPF programs")?;

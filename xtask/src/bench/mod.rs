@@ -29,6 +29,12 @@ pub struct Options {
     pub only: Option<Part>,
     /// How long the load generator saturates a service in each run.
     pub service_seconds: u64,
+    /// The services to measure (every one when empty), by their load mix's name.
+    pub services: Vec<String>,
+    /// The ways to run them (every one when empty): untraced, all, or a tracer's name.
+    pub ways: Vec<String>,
+    /// More scalpels-trace options for every traced run of a service.
+    pub trace_args: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -162,12 +162,15 @@ pub fn run(dir: &Path, mariadb: &TestServer, opts: &Options) -> Result<String> {
             rabbitmq.port()
         ),
     };
-    let mut ways = vec![Way::Untraced];
-    ways.extend(traced::available_tracers()?.into_iter().map(Way::Alone));
-    ways.push(Way::AllTracers);
+    let ways = chosen_ways(&opts.ways)?;
+    let benches = chosen_services(&opts.services)?;
+    let extra: Vec<&str> = opts.trace_args.iter().map(String::as_str).collect();
 
     let mut report = String::new();
-    for bench in &SERVICES {
+    if !extra.is_empty() {
+        writeln!(report, "\nEvery traced run with `{}`.", extra.join(" "))?;
+    }
+    for bench in benches {
         let dir = dir.join(format!("service-{}", bench.mix));
         let (shallowest, deepest) = stack_depth(bench, &backends, &dir)?;
         let runs = alternate(&ways, opts.repeats, |way, round| {
@@ -178,7 +181,14 @@ pub fn run(dir: &Path, mariadb: &TestServer, opts: &Options) -> Result<String> {
                 opts.repeats
             );
             let run_dir = dir.join(format!("{}-{round}", way.file_name()));
-            run_once(bench, &backends, way, &run_dir, opts.service_seconds)
+            run_once(
+                bench,
+                &backends,
+                way,
+                &extra,
+                &run_dir,
+                opts.service_seconds,
+            )
         })?;
         report += &format!(
             "\n### {}\n\n{}. Median of {} runs of {} s each (after {WARM_UP_SECONDS} s of \
@@ -196,11 +206,45 @@ pub fn run(dir: &Path, mariadb: &TestServer, opts: &Options) -> Result<String> {
         report += &kernel_costs(
             bench,
             &backends,
+            &extra,
             &dir.join("bpf-stats"),
             opts.service_seconds,
         )?;
     }
     Ok(report)
+}
+
+/// The ways named (every way when none is): untraced, each tracer alone, all tracers.
+fn chosen_ways(names: &[String]) -> Result<Vec<Way>> {
+    let tracers = traced::available_tracers()?;
+    let mut ways = vec![Way::Untraced];
+    ways.extend(tracers.iter().cloned().map(Way::Alone));
+    ways.push(Way::AllTracers);
+    if names.is_empty() {
+        return Ok(ways);
+    }
+    for name in names {
+        if !ways.iter().any(|way| way.file_name() == *name) {
+            bail!("no way {name:?}: untraced, all, or one of the tracers {tracers:?}");
+        }
+    }
+    Ok(ways
+        .into_iter()
+        .filter(|way| names.contains(&way.file_name()))
+        .collect())
+}
+
+/// The services named by their load mix (every service when none is).
+fn chosen_services(names: &[String]) -> Result<Vec<&'static ServiceBench>> {
+    for name in names {
+        if !SERVICES.iter().any(|bench| bench.mix == name) {
+            bail!("no service {name:?}: openstack or http");
+        }
+    }
+    Ok(SERVICES
+        .iter()
+        .filter(|bench| names.is_empty() || names.contains(&bench.mix.to_owned()))
+        .collect())
 }
 
 /// One more run with every tracer and `--bpf-stats`: what each eBPF program cost the kernel,
@@ -209,11 +253,13 @@ pub fn run(dir: &Path, mariadb: &TestServer, opts: &Options) -> Result<String> {
 fn kernel_costs(
     bench: &ServiceBench,
     backends: &Backends,
+    extra: &[&str],
     dir: &Path,
     seconds: u64,
 ) -> Result<String> {
     let service = Service::start(bench, backends, dir, None)?;
-    let tracing = Tracing::start(None, &["--bpf-stats"], &dir.join("runs"), &service.pids())?;
+    let extra: Vec<&str> = extra.iter().copied().chain(["--bpf-stats"]).collect();
+    let tracing = Tracing::start(None, &extra, &dir.join("runs"), &service.pids())?;
     load(bench, service.port, WARM_UP_SECONDS)?;
     let requests = load(bench, service.port, seconds)? * seconds as f64;
     let ended = tracing.stop()?;
@@ -264,6 +310,7 @@ fn run_once(
     bench: &ServiceBench,
     backends: &Backends,
     way: &Way,
+    extra: &[&str],
     dir: &Path,
     seconds: u64,
 ) -> Result<Measured> {
@@ -272,13 +319,13 @@ fn run_once(
         Way::Untraced => None,
         Way::Alone(tracer) => Some(Tracing::start(
             Some(tracer),
-            &[],
+            extra,
             &dir.join("runs"),
             &service.pids(),
         )?),
         Way::AllTracers => Some(Tracing::start(
             None,
-            &[],
+            extra,
             &dir.join("runs"),
             &service.pids(),
         )?),

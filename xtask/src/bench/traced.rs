@@ -104,6 +104,12 @@ impl Tracing {
             }
             thread::sleep(Duration::from_millis(20));
         }
+        // A tracer the kernel refused is left out with a warning: a benchmark of it would
+        // measure nothing.
+        let printed = fs::read_to_string(&log).unwrap_or_default();
+        if let Some(refused) = printed.lines().find(|line| line.contains("is unavailable")) {
+            bail!("{}", refused.chars().take(600).collect::<String>());
+        }
         Ok(tracing)
     }
 
