@@ -23,15 +23,20 @@ use aya_ebpf::{
 use tracers::{
     counters::Counter,
     python::{
-        FRAME_READ_MAX, KEPT_FRAMES, KEPT_OUTER, MAX_WALK, OFF_CPU_MAX, OffCpu, PROCS_MAX, PyFrame,
-        PyProcess, PySample, PyStackHeader, PythonConfig, SAMPLES_BYTES, STACKS_SENT_MAX,
-        StackScratch, kept_slot, kind, record, scratch, switch_arg,
+        DataStackChunk, FRAME_READ_MAX, KEPT_FRAMES, KEPT_OUTER, MAX_WALK, OFF_CPU_MAX, OffCpu,
+        PROCS_MAX, PyFrame, PyProcess, PySample, PyStackHeader, PythonConfig, SAMPLES_BYTES,
+        STACKS_SENT_MAX, StackScratch, WINDOW_BYTES, WalkCursor, kept_slot, kind, record, scratch,
+        switch_arg,
     },
 };
 
 use crate::{counters::bump, target::is_target, wakeup};
 
-const _: () = assert!(KEPT_OUTER.is_power_of_two() && FRAME_READ_MAX.is_power_of_two());
+const _: () = assert!(
+    KEPT_OUTER.is_power_of_two()
+        && FRAME_READ_MAX.is_power_of_two()
+        && WINDOW_BYTES.is_power_of_two()
+);
 
 /// Samples of waits or calls at least this long wake the loader at once.
 const PROMPT_AFTER_NS: u64 = 1_000_000;
@@ -89,17 +94,20 @@ fn thread_state(config: &PythonConfig, process: &PyProcess) -> Option<u64> {
     (tstate != 0).then_some(tstate)
 }
 
-/// A `T` at `offset` in the frame bytes just read (offsets below [`FRAME_READ_MAX`]).
+/// A `T` at `offset` (below [`FRAME_READ_MAX`]) in the frame that starts `at` bytes into the
+/// window.
 #[inline(always)]
-fn frame_field<T: Copy>(scratch: *const StackScratch, offset: u32) -> T {
-    // The mask keeps the read inside `frame` (twice FRAME_READ_MAX long) for the verifier.
+fn frame_field<T: Copy>(scratch: *const StackScratch, at: u64, offset: u32) -> T {
+    // The masks keep the read inside `window` (longer than WINDOW_BYTES by twice
+    // FRAME_READ_MAX) for the verifier.
+    let at = at as usize & (WINDOW_BYTES as usize - 1);
     let offset = offset as usize & (FRAME_READ_MAX as usize - 1);
     // SAFETY: within this CPU's scratch, which no other program uses while we run.
     unsafe {
         (*scratch)
-            .frame
+            .window
             .as_ptr()
-            .add(offset)
+            .add(at + offset)
             .cast::<T>()
             .read_unaligned()
     }
@@ -141,9 +149,24 @@ fn walk(
         frame_previous: process.frame_previous,
         frame_owner: process.frame_owner,
         owner_c_stack: process.owner_c_stack,
+        chunk_previous: process.chunk_previous,
+        chunk_size: process.chunk_size,
+        chunk_data: process.chunk_data,
+    };
+    let newest = match process.tstate_datastack_chunk {
+        0 => 0,
+        offset => read_user::<u64>(tstate, offset).unwrap_or(0),
     };
     // SAFETY: this CPU's scratch is ours until the program returns.
-    unsafe { (*scratch).header.walked = 0 };
+    unsafe {
+        (*scratch).header.walked = 0;
+        (*scratch).cursor = WalkCursor {
+            window_start: 0,
+            window_end: 0,
+            chunk: chunk_at(&walk, newest),
+            older: DataStackChunk::NONE,
+        };
+    }
     // bpf_loop: the verifier checks one step, not MAX_WALK copies of it in every program that
     // takes stacks (an unrolled or bounded loop of 1024 steps took a minute to load).
     // SAFETY: the callback is a BPF function of this object; `walk` outlives the call.
@@ -165,7 +188,8 @@ fn walk(
     Some(mix(walk.key, u64::from(walked)))
 }
 
-/// The state of a stack walk, shared with each of its steps.
+/// The state of a stack walk, shared with each of its steps (what changes as it reads memory
+/// is in the scratch's [`WalkCursor`]).
 #[repr(C)]
 struct Walk {
     /// The next frame to read; 0 past the outermost.
@@ -179,40 +203,106 @@ struct Walk {
     frame_previous: u32,
     frame_owner: u32,
     owner_c_stack: u32,
+    chunk_previous: u32,
+    chunk_size: u32,
+    chunk_data: u32,
+}
+
+/// The chunk at `address` (`DataStackChunk::NONE` for 0 or an unreadable one).
+#[inline(always)]
+fn chunk_at(walk: &Walk, address: u64) -> DataStackChunk {
+    if address == 0 {
+        return DataStackChunk::NONE;
+    }
+    match (
+        read_user::<u64>(address, walk.chunk_previous),
+        read_user::<u64>(address, walk.chunk_size),
+    ) {
+        // CPython's chunks are tens of KiB; a size past 1 GiB is not a chunk.
+        (Some(previous), Some(size)) if size < 1 << 30 => DataStackChunk {
+            frames: address + u64::from(walk.chunk_data),
+            end: address + size,
+            previous,
+        },
+        _ => DataStackChunk::NONE,
+    }
+}
+
+/// Reads user memory holding the frame `[frame, end)` into the window: up to [`WINDOW_BYTES`]
+/// of its data-stack chunk ending with it (its callers are below it), or the frame alone
+/// (frames of CPython before 3.11, of generators, C-stack shims). Whether it could be read.
+#[inline(always)]
+fn load_window(w: &Walk, frame: u64, end: u64) -> bool {
+    // SAFETY: this CPU's scratch is ours until the program returns.
+    let cursor = unsafe { &mut (*w.scratch).cursor };
+    if !cursor.chunk.holds(frame, end) && cursor.chunk.previous != 0 {
+        // Past the chunk's oldest frame, the callers go on in the older chunk; a frame of
+        // no chunk (a generator's, a shim) leaves the walk in the chunk it was in.
+        if cursor.older.end == 0 {
+            cursor.older = chunk_at(w, cursor.chunk.previous);
+        }
+        if cursor.older.holds(frame, end) {
+            cursor.chunk = cursor.older;
+            cursor.older = DataStackChunk::NONE;
+        }
+    }
+    // SAFETY: as above.
+    let window = unsafe { (*w.scratch).window.as_mut_ptr() };
+    if cursor.chunk.holds(frame, end) {
+        let start = end
+            .saturating_sub(u64::from(WINDOW_BYTES))
+            .max(cursor.chunk.frames);
+        // 1 to WINDOW_BYTES (end > start), bounded in the register the helper is given: the
+        // verifier does not carry a comparison over to LLVM's copies of a value.
+        let len = ((end - start) as u32).wrapping_sub(1) & (WINDOW_BYTES - 1);
+        let len = len + 1;
+        // SAFETY: a checked read of at most WINDOW_BYTES into the window.
+        if unsafe { generated::bpf_probe_read_user(window.cast(), len, start as *const _) } == 0 {
+            cursor.window_start = start;
+            cursor.window_end = end;
+            return true;
+        }
+    }
+    let len = w.read_bytes & (2 * FRAME_READ_MAX - 1);
+    // SAFETY: a checked read of at most 2 * FRAME_READ_MAX bytes into the window.
+    if unsafe { generated::bpf_probe_read_user(window.cast(), len, frame as *const _) } != 0 {
+        return false;
+    }
+    cursor.window_start = frame;
+    cursor.window_end = frame + u64::from(len);
+    true
 }
 
 /// One step of a walk: reads one frame; 1 (stop) past the outermost frame, at the depth asked
 /// for, or at a frame that cannot be read.
 #[inline(never)]
 extern "C" fn walk_step(_index: u64, walk: *mut c_void) -> i64 {
-    let walk = walk.cast::<Walk>();
     // SAFETY: bpf_loop passes the Walk of the walk running on this CPU.
-    let (frame, scratch) = unsafe { ((*walk).frame, (*walk).scratch) };
+    let w = unsafe { &mut *walk.cast::<Walk>() };
+    let (frame, scratch) = (w.frame, w.scratch);
     // SAFETY: as above.
-    let walked = unsafe { (*scratch).header.walked };
-    // SAFETY: as above.
-    if frame == 0 || walked >= unsafe { (*walk).depth } {
-        return 1;
-    }
-    // One read per frame: every field the walk needs lies in its first `frame_bytes`.
-    // SAFETY: a checked read of at most 2 * FRAME_READ_MAX bytes into a buffer that long.
-    let read = unsafe {
-        generated::bpf_probe_read_user(
-            (*scratch).frame.as_mut_ptr().cast(),
-            (*walk).read_bytes & (2 * FRAME_READ_MAX - 1),
-            frame as *const _,
+    let (walked, window_start, window_end) = unsafe {
+        (
+            (*scratch).header.walked,
+            (*scratch).cursor.window_start,
+            (*scratch).cursor.window_end,
         )
     };
-    if read != 0 {
+    if frame == 0 || walked >= w.depth {
+        return 1;
+    }
+    // Every field the walk needs lies in a frame's first `read_bytes`.
+    let end = frame + u64::from(w.read_bytes);
+    if (frame < window_start || end > window_end) && !load_window(w, frame, end) {
         return 1;
     }
     // SAFETY: as above.
-    let w = unsafe { &mut *walk };
+    let at = frame - unsafe { (*scratch).cursor.window_start };
     let c_shim = w.frame_owner != 0
-        && u32::from(frame_field::<u8>(scratch, w.frame_owner - 1)) == w.owner_c_stack;
+        && u32::from(frame_field::<u8>(scratch, at, w.frame_owner - 1)) == w.owner_c_stack;
     if !c_shim {
-        let code = frame_field::<u64>(scratch, w.frame_code);
-        let instr = frame_field::<u64>(scratch, w.frame_instr);
+        let code = frame_field::<u64>(scratch, at, w.frame_code);
+        let instr = frame_field::<u64>(scratch, at, w.frame_instr);
         w.key = mix(mix(w.key, code), instr);
         // SAFETY: as above; the slot is below KEPT_FRAMES by construction.
         unsafe {
@@ -220,7 +310,7 @@ extern "C" fn walk_step(_index: u64, walk: *mut c_void) -> i64 {
             (*scratch).header.walked = walked + 1;
         }
     }
-    w.frame = frame_field(scratch, w.frame_previous);
+    w.frame = frame_field(scratch, at, w.frame_previous);
     0
 }
 

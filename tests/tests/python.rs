@@ -479,7 +479,7 @@ fn python_calls_leaves_no_probe_armed_in_forked_workers() {
 
 /// The stack most on-CPU samples landed in while `deep_stacks.py` ran `depth` nested calls,
 /// with whether its samples were marked truncated, and the frames the workload counted.
-fn deep_stack(test: &str, depth: &str, extra: &[&str]) -> (Frames, bool, u64) {
+fn deep_stack(test: &str, workload_args: &[&str], extra: &[&str]) -> (Frames, bool, u64) {
     let out = out_dir(test);
     let mut args = vec![
         "--out",
@@ -491,7 +491,8 @@ fn deep_stack(test: &str, depth: &str, extra: &[&str]) -> (Frames, bool, u64) {
     ];
     args.extend(extra);
     let script = workload("deep_stacks.py");
-    args.extend(["--", python(), &script, depth, "2"]);
+    args.extend(["--", python(), &script]);
+    args.extend(workload_args);
     let output = trace(&args, Duration::from_secs(60));
     let run = run_dir(&output);
     let pid = printed(&output.stdout, "pid")[0];
@@ -517,7 +518,7 @@ fn names(frames: &Frames) -> Vec<&str> {
 
 #[test]
 fn python_stacks_of_200_frames_are_whole_by_default() {
-    let (frames, truncated, depth) = deep_stack("deep-whole", "200", &[]);
+    let (frames, truncated, depth) = deep_stack("deep-whole", &["200", "2"], &[]);
     let names = names(&frames);
     assert!(!truncated, "{names:?}");
     assert_eq!(
@@ -530,9 +531,32 @@ fn python_stacks_of_200_frames_are_whole_by_default() {
     assert_eq!(names[202..], ["root", "<module>"]);
 }
 
+/// Frames of generators live outside the thread's data stack, whose windows the kernel reads
+/// the other frames from: the walk goes through them and back without losing a frame.
+#[test]
+fn python_stacks_through_generators_are_whole() {
+    let (frames, truncated, depth) = deep_stack("deep-generators", &["200", "2", "40"], &[]);
+    let names = names(&frames);
+    assert!(!truncated, "{names:?}");
+    assert_eq!(
+        names.len() as u64,
+        depth,
+        "every frame the workload counted"
+    );
+    assert_eq!(names[0], "leaf");
+    let generators = names.iter().filter(|&&n| n == "through_generator").count();
+    assert_eq!(generators, 5, "{names:?}");
+    assert_eq!(
+        names.iter().filter(|&&n| n == "level").count() + generators + 3,
+        names.len(),
+        "{names:?}"
+    );
+    assert_eq!(names[names.len() - 2..], ["root", "<module>"]);
+}
+
 #[test]
 fn python_stacks_deeper_than_256_frames_keep_their_root_around_one_cut() {
-    let (frames, truncated, depth) = deep_stack("deep-cut", "400", &[]);
+    let (frames, truncated, depth) = deep_stack("deep-cut", &["400", "2"], &[]);
     let names = names(&frames);
     assert!(depth > 400, "the workload ran {depth} frames deep");
     assert!(truncated, "{names:?}");
@@ -550,7 +574,8 @@ fn python_stacks_deeper_than_256_frames_keep_their_root_around_one_cut() {
 
 #[test]
 fn python_stacks_past_the_depth_asked_for_say_their_root_is_lost() {
-    let (frames, truncated, _) = deep_stack("deep-lost-root", "100", &["--python-depth", "50"]);
+    let (frames, truncated, _) =
+        deep_stack("deep-lost-root", &["100", "2"], &["--python-depth", "50"]);
     let names = names(&frames);
     assert!(truncated);
     assert_eq!(names.len(), 51, "{names:?}");

@@ -1,7 +1,9 @@
 """Deep Python stacks: the main thread burns CPU in `leaf`, called through DEPTH nested calls
-of `level` from `root`, called from the module.
+of `level` from `root`, called from the module. With GENERATOR_EVERY, every that many levels
+the next one is called from the body of a generator, `through_generator`, whose frame CPython
+(3.11+) keeps in the generator object rather than in the thread's data stack.
 
-usage: deep_stacks.py DEPTH SECONDS
+usage: deep_stacks.py DEPTH SECONDS [GENERATOR_EVERY]
 Prints pid= and depth= (the Python frames of the stack in `leaf`, as inspect counts them).
 """
 import inspect
@@ -20,9 +22,18 @@ def leaf(end):
     return total
 
 
+GENERATOR_EVERY = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+
+
+def through_generator(n, end):
+    yield level(n, end)
+
+
 def level(n, end):
     if n == 0:
         return leaf(end)
+    if GENERATOR_EVERY and n % GENERATOR_EVERY == 0:
+        return next(through_generator(n - 1, end))
     return level(n - 1, end)
 
 

@@ -41,6 +41,10 @@ pub const KEPT_OUTER: usize = 64;
 pub const KEPT_FRAMES: usize = KEPT_INNER + KEPT_OUTER;
 /// Most bytes of a frame read at once: every field the walk needs lies below this.
 pub const FRAME_READ_MAX: u32 = 128;
+/// Bytes of a thread's data stack read at once, ending at the frame the walk is at: one read
+/// instead of one per frame (each read of user memory costs a helper call and the kernel's
+/// check of the destination, more than copying the bytes).
+pub const WINDOW_BYTES: u32 = 16384;
 
 /// Ring-buffer record kinds (the first `u32` of each record).
 pub mod record {
@@ -111,7 +115,16 @@ pub struct PyProcess {
     pub owner_c_stack: u32,
     /// Bytes of a frame read at once, covering every field above (at most [`FRAME_READ_MAX`]).
     pub frame_bytes: u32,
-    pub _pad: u32,
+    /// Non-zero: frames lie next to each other in the chunks of the thread's data stack, each
+    /// one's caller below it (3.11+), and `tstate → datastack_chunk` is at this offset: the
+    /// walk reads up to [`WINDOW_BYTES`] of a chunk at once and finds the next frames in them.
+    /// Zero: frames are heap objects, read one at a time.
+    pub tstate_datastack_chunk: u32,
+    /// `_PyStackChunk` → `previous` (the older chunk), `size` (bytes, header included) and
+    /// `data` (where frames start).
+    pub chunk_previous: u32,
+    pub chunk_size: u32,
+    pub chunk_data: u32,
 }
 
 /// One frame as the kernel read it.
@@ -162,12 +175,55 @@ pub struct PySample {
 pub struct StackScratch {
     pub header: PyStackHeader,
     pub frames: [PyFrame; KEPT_FRAMES],
-    /// One frame's bytes (twice the most read, so a field read at any offset below
-    /// [`FRAME_READ_MAX`] stays inside).
-    pub frame: [u8; 2 * FRAME_READ_MAX as usize],
+    /// The bytes of user memory read last, from `window_start`: a window of a data stack or
+    /// one frame. Longer than the most read by twice [`FRAME_READ_MAX`], so that a field read
+    /// at any offset below it from any frame inside stays in the buffer.
+    pub window: [u8; (WINDOW_BYTES + 2 * FRAME_READ_MAX) as usize],
+    /// Where the walk is: kept here rather than on the program's stack, where the verifier
+    /// would follow every value it takes through every step of the loop.
+    pub cursor: WalkCursor,
     /// Non-zero while a walk uses this slot: a program that finds it set (it preempted
     /// another's walk) takes no stack rather than mix two.
     pub busy: u64,
+}
+
+/// What a stack walk has read: the user memory in [`StackScratch::window`], and the data-stack
+/// chunks it walks through.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WalkCursor {
+    /// The window holds the user memory `[window_start, window_end)`.
+    pub window_start: u64,
+    pub window_end: u64,
+    /// The chunk the walk is in, and the one older than it (read when a frame is found
+    /// outside the first).
+    pub chunk: DataStackChunk,
+    pub older: DataStackChunk,
+}
+
+/// Where one chunk of a thread's data stack keeps frames.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DataStackChunk {
+    /// `[frames, end)`; `end` 0: no chunk, or not read yet.
+    pub frames: u64,
+    pub end: u64,
+    /// The older chunk's address; 0 for the oldest.
+    pub previous: u64,
+}
+
+impl DataStackChunk {
+    pub const NONE: DataStackChunk = DataStackChunk {
+        frames: 0,
+        end: 0,
+        previous: 0,
+    };
+
+    /// Whether the chunk holds the bytes `[start, end)`.
+    #[inline(always)]
+    pub fn holds(&self, start: u64, end: u64) -> bool {
+        self.end != 0 && start >= self.frames && end <= self.end
+    }
 }
 
 /// The arguments of the raw `sched_switch` tracepoint since Linux 5.18, as BTF spells their

@@ -94,6 +94,60 @@ fn frames(mem: &ProcessMemory, layout: &Layout, tstate: u64) -> Vec<(u64, u64)> 
     frames
 }
 
+/// Addresses of the thread's frames, innermost first.
+fn frame_addresses(mem: &ProcessMemory, layout: &Layout, tstate: u64) -> Vec<u64> {
+    let field = |base: u64, offset: u32| mem.read_u64(base + u64::from(offset)).unwrap();
+    let mut frame = field(tstate, layout.tstate_frame);
+    if let Some(current_frame) = layout.cframe_current_frame {
+        frame = field(frame, current_frame);
+    }
+    let mut addresses = Vec::new();
+    while frame != 0 && addresses.len() < 64 {
+        addresses.push(frame);
+        frame = field(frame, layout.frame_previous);
+    }
+    addresses
+}
+
+/// From 3.11, the frames of a thread that runs no generator lie in its newest data-stack
+/// chunk, each caller below its callee: what the kernel's walk reads windows of.
+fn assert_frames_in_data_stack(mem: &ProcessMemory, layout: &Layout, tstate: u64, which: &str) {
+    let Some(datastack) = layout.datastack else {
+        return;
+    };
+    let field = |base: u64, offset: u32| mem.read_u64(base + u64::from(offset)).unwrap();
+    let chunk = field(tstate, datastack.tstate_chunk);
+    assert_ne!(chunk, 0, "{which}: no data-stack chunk");
+    let data = chunk + u64::from(datastack.chunk_data);
+    let end = chunk + field(chunk, datastack.chunk_size);
+    assert!(
+        end - data < 1 << 30,
+        "{which}: chunk of {} bytes",
+        end - data
+    );
+    // C-stack shims (3.12+) live in the C function that entered the interpreter.
+    let shim = |frame: u64| match layout.frame_owner {
+        Some(FrameOwner::OwnerByte { offset, c_stack }) => {
+            mem.read_u8(frame + u64::from(offset)).unwrap() == c_stack
+        }
+        _ => false,
+    };
+    let addresses: Vec<u64> = frame_addresses(mem, layout, tstate)
+        .into_iter()
+        .filter(|&frame| !shim(frame))
+        .collect();
+    assert!(!addresses.is_empty(), "{which}");
+    for pair in addresses.windows(2) {
+        assert!(pair[1] < pair[0], "{which}: caller above callee: {pair:x?}");
+    }
+    for address in addresses {
+        assert!(
+            (data..end).contains(&address),
+            "{which}: frame {address:#x} outside the chunk {data:#x}..{end:#x}"
+        );
+    }
+}
+
 /// glibc 2.36 x86_64: `struct pthread` (whose address is the `pthread_t`) keeps the values of
 /// keys below 32 in `specific_1stblock` at 784, 16 bytes each, the value 8 bytes in.
 fn tss_value(mem: &ProcessMemory, pthread: u64, key: u32) -> Option<u64> {
@@ -174,6 +228,7 @@ fn python_layouts_walk_live_interpreters() {
             thread::sleep(Duration::from_millis(100));
         }
         let top = top.unwrap_or_else(|| panic!("{which}: sleeper never reached its sleep"));
+        assert_frames_in_data_stack(&mem, &layout, main.tstate, &which);
         assert_eq!(top.function, "sleeper", "{which}");
         assert_eq!(top.file, script.to_str().unwrap(), "{which}");
     }

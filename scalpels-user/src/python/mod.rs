@@ -258,7 +258,10 @@ fn walk_of(interpreter: &Interpreter) -> PyProcess {
         frame_owner,
         owner_c_stack,
         frame_bytes: layout.frame_bytes(),
-        _pad: 0,
+        tstate_datastack_chunk: layout.datastack.map_or(0, |d| d.tstate_chunk),
+        chunk_previous: layout.datastack.map_or(0, |d| d.chunk_previous),
+        chunk_size: layout.datastack.map_or(0, |d| d.chunk_size),
+        chunk_data: layout.datastack.map_or(0, |d| d.chunk_data),
     }
 }
 

@@ -37,6 +37,8 @@ pub struct Layout {
     pub frame_instr: u32,
     pub instr: Instr,
     pub frame_owner: Option<FrameOwner>,
+    /// Where a thread's frames are carved out of (3.11+); before, frames were heap objects.
+    pub datastack: Option<DataStack>,
     pub code_filename: u32,
     pub code_name: u32,
     pub code_qualname: Option<u32>,
@@ -66,6 +68,29 @@ impl Layout {
             .max(word(self.frame_instr))
             .max(owner)
     }
+}
+
+/// From 3.11, `_PyThreadState_PushFrame` carves a thread's frames out of chunks of its data
+/// stack, each frame's caller at a lower address, in the same chunk or an older one (a
+/// generator's frame, kept in the generator, is the exception).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataStack {
+    /// `PyThreadState` → `datastack_chunk`, the newest chunk.
+    pub tstate_chunk: u32,
+    /// `_PyStackChunk` → `previous`, `size` (bytes, header included), `data`.
+    pub chunk_previous: u32,
+    pub chunk_size: u32,
+    pub chunk_data: u32,
+}
+
+/// `_PyStackChunk` of 3.11 to 3.13: `{ previous, size, top, data[] }`.
+const fn data_stack(tstate_chunk: u32) -> Option<DataStack> {
+    Some(DataStack {
+        tstate_chunk,
+        chunk_previous: 0,
+        chunk_size: 8,
+        chunk_data: 24,
+    })
 }
 
 /// What `frame_instr` holds.
@@ -121,6 +146,7 @@ pub fn layout(major: u8, minor: u8) -> Option<Layout> {
         frame_instr: 104,
         instr: Instr::LastiBytes,
         frame_owner: None,
+        datastack: None,
         code_filename: 104,
         code_name: 112,
         code_qualname: None,
@@ -146,6 +172,7 @@ pub fn layout(major: u8, minor: u8) -> Option<Layout> {
         frame_instr: 56,
         instr: Instr::Pointer,
         frame_owner: Some(FrameOwner::IsEntryByte { offset: 68 }),
+        datastack: data_stack(296),
         code_filename: 112,
         code_name: 120,
         code_qualname: Some(128),
@@ -182,6 +209,7 @@ pub fn layout(major: u8, minor: u8) -> Option<Layout> {
             frame_code: 0,
             frame_previous: 8,
             frame_owner: owned_by_c_stack,
+            datastack: data_stack(232),
             code_firstlineno: 68,
             code_adaptive: Some(192),
             ascii_data: 40,
@@ -197,6 +225,7 @@ pub fn layout(major: u8, minor: u8) -> Option<Layout> {
             frame_code: 0,
             frame_previous: 8,
             frame_owner: owned_by_c_stack,
+            datastack: data_stack(232),
             code_firstlineno: 68,
             code_adaptive: Some(200),
             ascii_data: 40,
@@ -221,6 +250,7 @@ mod debug_offsets {
     pub const TSTATE_CURRENT_FRAME: usize = 184;
     pub const TSTATE_THREAD_ID: usize = 192;
     pub const TSTATE_NATIVE_THREAD_ID: usize = 200;
+    pub const TSTATE_DATASTACK_CHUNK: usize = 208;
     pub const FRAME_PREVIOUS: usize = 232;
     pub const FRAME_EXECUTABLE: usize = 240;
     pub const FRAME_INSTR_PTR: usize = 248;
@@ -286,6 +316,13 @@ pub fn from_debug_offsets(runtime_prefix: &[u8]) -> Result<Layout> {
                 c_stack,
             }),
             other => other,
+        },
+        datastack: match table.datastack {
+            Some(datastack) => Some(DataStack {
+                tstate_chunk: at(d::TSTATE_DATASTACK_CHUNK)?,
+                ..datastack
+            }),
+            None => None,
         },
         code_filename: at(d::CODE_FILENAME)?,
         code_name: at(d::CODE_NAME)?,
@@ -389,6 +426,11 @@ mod tests {
             [cframe(10), cframe(11), cframe(12), cframe(13)],
             [None, Some(8), Some(0), None]
         );
+        let chunk = |minor| layout(3, minor).unwrap().datastack.map(|d| d.tstate_chunk);
+        assert_eq!(
+            [chunk(10), chunk(11), chunk(12), chunk(13)],
+            [None, Some(296), Some(232), Some(232)]
+        );
         let owner = |minor| layout(3, minor).unwrap().frame_owner;
         assert_eq!(owner(10), None);
         assert_eq!(owner(11), Some(FrameOwner::IsEntryByte { offset: 68 }));
@@ -425,6 +467,7 @@ mod tests {
             (d::TSTATE_CURRENT_FRAME, 72),
             (d::TSTATE_THREAD_ID, 152),
             (d::TSTATE_NATIVE_THREAD_ID, 160),
+            (d::TSTATE_DATASTACK_CHUNK, 232),
             (d::FRAME_PREVIOUS, 8),
             (d::FRAME_EXECUTABLE, 0),
             (d::FRAME_INSTR_PTR, 56),
