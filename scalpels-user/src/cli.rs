@@ -19,16 +19,58 @@ fn duration(s: &str) -> Result<Duration, String> {
     })
 }
 
+/// A [`duration`] from `min` to `max`: each option's range says what the tool can honour
+/// (a 0 s interval is no interval; a 1 ns one is a loop burning a CPU).
+fn duration_within(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let value = duration(s)?;
+    if value < min || value > max {
+        return Err(format!(
+            "{s} is out of range: from {} to {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(value)
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// `--duration`: 10 ms to a year.
+fn run_length(s: &str) -> Result<Duration, String> {
+    duration_within(s, Duration::from_millis(10), 365 * DAY)
+}
+
+/// `--interval`: 10 ms to an hour.
+fn interval(s: &str) -> Result<Duration, String> {
+    duration_within(s, Duration::from_millis(10), HOUR)
+}
+
+/// `--flush-interval`: 100 ms to an hour.
+fn flush_interval(s: &str) -> Result<Duration, String> {
+    duration_within(s, Duration::from_millis(100), HOUR)
+}
+
+/// `--wait-timeout`: 0 (fail at once) to a week.
+fn wait_timeout(s: &str) -> Result<Duration, String> {
+    duration_within(s, Duration::ZERO, 7 * DAY)
+}
+
+/// `--slow-syscall`, `--slow-file-io`: 1 µs to an hour (every call would be a firehose).
+fn slow_threshold(s: &str) -> Result<Duration, String> {
+    duration_within(s, Duration::from_micros(1), HOUR)
+}
+
 /// `--python-off-cpu-every`: a duration from 1 µs to 1 s (the kernel scales a 32-bit random
 /// draw by it).
 fn off_cpu_every(s: &str) -> Result<Duration, String> {
-    let every = duration(s)?;
     let max = Duration::from_nanos(tracers::python::OFF_CPU_EVERY_MAX_NS);
-    if every < Duration::from_micros(1) || every > max {
-        return Err(format!("{s} is not between 1us and {max:?}"));
-    }
-    Ok(every)
+    duration_within(s, Duration::from_micros(1), max)
 }
+
+/// Most `--python-hz`: each sample walks a stack of a few µs; 1000 per second per CPU is
+/// already a few tenths of a percent of every CPU.
+pub const PYTHON_HZ_MAX: u64 = 1000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Toggle {
@@ -139,8 +181,8 @@ pub struct Cli {
     pub service: Option<String>,
 
     /// With --service: how long to wait for a service that is not running yet, once the
-    /// tracers are attached (0: fail at once, naming close matches).
-    #[arg(long, value_parser = duration, default_value = "5m", value_name = "DURATION",
+    /// tracers are attached (0: fail at once, naming close matches; at most 7 days).
+    #[arg(long, value_parser = wait_timeout, default_value = "5m", value_name = "DURATION",
           conflicts_with_all = ["pid", "command"])]
     pub wait_timeout: Duration,
 
@@ -170,12 +212,13 @@ pub struct Cli {
     #[arg(long, env = "SCALPELS_HOST_LABEL", value_name = "NAME")]
     pub host_label: Option<String>,
 
-    /// Stop after this long (e.g. 30s, 5m); default: until Ctrl-C or the targets exit.
-    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    /// Stop after this long (e.g. 30s, 5m; 10ms to 365 days); default: until Ctrl-C or the
+    /// targets exit.
+    #[arg(long, value_parser = run_length, value_name = "DURATION")]
     pub duration: Option<Duration>,
 
-    /// How often in-kernel aggregates become rows.
-    #[arg(long, value_parser = duration, default_value = "1s", value_name = "DURATION")]
+    /// How often in-kernel aggregates become rows (10ms to 1h).
+    #[arg(long, value_parser = interval, default_value = "1s", value_name = "DURATION")]
     pub interval: Duration,
 
     /// Measure each eBPF program's runs and kernel time (written to the manifest's
@@ -184,20 +227,23 @@ pub struct Cli {
     #[arg(long)]
     pub bpf_stats: bool,
 
-    /// How often Parquet row groups are closed, so a killed run keeps them.
-    #[arg(long, value_parser = duration, default_value = "5s", value_name = "DURATION")]
+    /// How often Parquet row groups are closed, so a killed run keeps them (100ms to 1h).
+    #[arg(long, value_parser = flush_interval, default_value = "5s", value_name = "DURATION")]
     pub flush_interval: Duration,
 
-    /// System calls at least this long are recorded one by one in syscall_events.
-    #[arg(long, value_parser = duration, default_value = "10ms", value_name = "DURATION")]
+    /// System calls at least this long are recorded one by one in syscall_events (1us to 1h).
+    #[arg(long, value_parser = slow_threshold, default_value = "10ms", value_name = "DURATION")]
     pub slow_syscall: Duration,
 
-    /// files: operations at least this long are recorded one by one in file_io_events.
-    #[arg(long, value_parser = duration, default_value = "10ms", value_name = "DURATION")]
+    /// files: operations at least this long are recorded one by one in file_io_events (1us
+    /// to 1h).
+    #[arg(long, value_parser = slow_threshold, default_value = "10ms", value_name = "DURATION")]
     pub slow_file_io: Duration,
 
-    /// python: stack samples per second of CPU time, per CPU.
-    #[arg(long, default_value_t = 99, value_name = "HZ")]
+    /// python: stack samples per second of CPU time, per CPU (1 to 1000; for none, leave the
+    /// python tracer out of --tracers).
+    #[arg(long, default_value_t = 99, value_name = "HZ",
+          value_parser = clap::value_parser!(u64).range(1..=PYTHON_HZ_MAX))]
     pub python_hz: u64,
 
     /// python: frames walked per stack (1 to 1024). Of a stack deeper than 256 frames the
@@ -265,6 +311,57 @@ mod tests {
         assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(duration("-1").unwrap_err().contains("seconds"));
         assert!(duration("4 apples").unwrap_err().contains("30s, 5m"));
+    }
+
+    /// Every bounded option refuses what it cannot honour before anything is loaded.
+    #[test]
+    fn options_out_of_range_are_refused_with_their_range() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["scalpels-trace"];
+            argv.extend(args);
+            argv.extend(["--service", "svc"]);
+            Cli::try_parse_from(argv).map_err(|e| e.to_string())
+        };
+        for bad in [
+            &["--interval", "0s"][..],
+            &["--interval", "1ns"],
+            &["--interval", "2h"],
+            &["--flush-interval", "0"],
+            &["--duration", "0s"],
+            &["--duration", "400days"],
+            &["--wait-timeout", "8days"],
+            &["--slow-syscall", "0s"],
+            &["--slow-file-io", "0s"],
+            &["--python-off-cpu-every", "0s"],
+            &["--python-hz", "0"],
+            &["--python-hz", "100000"],
+            &["--python-depth", "0"],
+            &["--python-depth", "5000"],
+            &["--payload-bytes", "0"],
+            &["--payload-bytes", "16385"],
+        ] {
+            let error = parse(bad).expect_err(&format!("{bad:?} accepted"));
+            assert!(
+                error.contains("range") || error.contains("not in"),
+                "{bad:?}: {error}"
+            );
+        }
+        let ok = parse(&[
+            "--interval",
+            "10ms",
+            "--duration",
+            "1h",
+            "--wait-timeout",
+            "0",
+            "--python-hz",
+            "1000",
+            "--slow-syscall",
+            "1us",
+        ])
+        .unwrap();
+        assert_eq!(ok.interval, Duration::from_millis(10));
+        assert_eq!(ok.python_hz, PYTHON_HZ_MAX);
+        assert!(ok.wait_timeout.is_zero());
     }
 
     #[test]

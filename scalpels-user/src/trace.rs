@@ -48,15 +48,18 @@ fn selected_tracers(cli: &Cli) -> Result<Vec<&'static str>> {
     if cli.tracers.is_empty() {
         return Ok(catalogue::TRACERS.iter().map(|t| t.name).collect());
     }
-    cli.tracers
-        .iter()
-        .map(|name| {
-            catalogue::find(name).map(|t| t.name).with_context(|| {
-                let known: Vec<_> = catalogue::TRACERS.iter().map(|t| t.name).collect();
-                format!("unknown tracer {name:?} (available: {})", known.join(", "))
-            })
-        })
-        .collect()
+    let mut selected = Vec::new();
+    for name in &cli.tracers {
+        let tracer = catalogue::find(name).map(|t| t.name).with_context(|| {
+            let known: Vec<_> = catalogue::TRACERS.iter().map(|t| t.name).collect();
+            format!("unknown tracer {name:?} (available: {})", known.join(", "))
+        })?;
+        // A tracer named twice runs once.
+        if !selected.contains(&tracer) {
+            selected.push(tracer);
+        }
+    }
+    Ok(selected)
 }
 
 fn spec(cli: &Cli) -> TargetSpec {
@@ -113,7 +116,11 @@ pub fn run(cli: Cli) -> Result<u8> {
             target::check_pids(pids)?;
             None
         }
-        TargetSpec::Command(_) => None,
+        // Found now, not after seconds of loading the tracers.
+        TargetSpec::Command(argv) => {
+            target::spawn::resolve(argv.first().context("no command given after --")?)?;
+            None
+        }
     };
 
     let started_ns = utc_now_ns();

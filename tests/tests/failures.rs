@@ -70,6 +70,55 @@ fn unknown_tracer_lists_the_available_ones() {
     );
 }
 
+/// A command that cannot run is refused before the tracers are loaded: no run is started.
+#[test]
+fn a_missing_command_is_refused_before_anything_is_loaded() {
+    let out = out_dir("missing-command");
+    fails_with(
+        &["--out", out.to_str().unwrap(), "--", "/nonexistent/command"],
+        "cannot run \"/nonexistent/command\": no such executable file",
+    );
+    let runs = fs::read_dir(&out).map_or(0, |entries| entries.count());
+    assert_eq!(
+        runs,
+        0,
+        "a refused run left a run directory in {}",
+        out.display()
+    );
+}
+
+#[test]
+fn a_tracer_named_twice_runs_once() {
+    let out = out_dir("tracer-twice");
+    let output = trace(
+        &[
+            "--out",
+            out.to_str().unwrap(),
+            "--tracers",
+            "syscalls,syscalls",
+            "--",
+            "/bin/true",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let run = run_dir(&output);
+    let names: Vec<String> = manifest(&run)["tracers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["syscalls"]);
+    let calls: u64 = u64s(&read_table(&run.join("syscalls.parquet")), "calls")
+        .iter()
+        .sum();
+    assert!(
+        calls > 0,
+        "the one syscalls tracer counted the command's calls"
+    );
+}
+
 #[test]
 fn unprivileged_user_is_told_to_use_root() {
     let output = Command::new("setpriv")

@@ -16,7 +16,7 @@ pub struct GatedChild {
 }
 
 /// Finds `program` like a shell would: as given when it has a slash, else in PATH.
-fn resolve(program: &str) -> Result<PathBuf> {
+pub fn resolve(program: &str) -> Result<PathBuf> {
     let executable = |p: &Path| {
         CString::new(p.as_os_str().as_encoded_bytes())
             // SAFETY: valid NUL-terminated path.
