@@ -27,14 +27,23 @@ pub struct Mapped {
     pub end: u64,
 }
 
+/// The start of the library's file names.
+const LIBRARY: &[u8] = b"libsqlite3.so";
+
 fn is_libsqlite3(path: &Path) -> bool {
     path.file_name()
-        .and_then(|name| name.to_str())
-        .is_some_and(|name| name.starts_with("libsqlite3.so"))
+        .is_some_and(|name| name.as_encoded_bytes().starts_with(LIBRARY))
 }
 
 /// The libsqlite3 process `pid` has mapped, if any.
 pub fn find(pid: u32) -> Result<Option<Mapped>> {
+    // Asked again every interval of a process that has none: the text is searched before it
+    // is parsed into a mapping per line.
+    let text = fs::read(format!("/proc/{pid}/maps"))
+        .with_context(|| format!("reading the mappings of process {pid}"))?;
+    if !text.windows(LIBRARY.len()).any(|window| window == LIBRARY) {
+        return Ok(None);
+    }
     let maps = Process::new(pid as i32)
         .and_then(|process| process.maps())
         .with_context(|| format!("reading the mappings of process {pid}"))?;
