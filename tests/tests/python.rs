@@ -516,10 +516,8 @@ fn names(frames: &Frames) -> Vec<&str> {
     frames.iter().map(|f| f.0.as_str()).collect()
 }
 
-#[test]
-fn python_stacks_of_200_frames_are_whole_by_default() {
-    let (frames, truncated, depth) = deep_stack("deep-whole", &["200", "2"], &[]);
-    let names = names(&frames);
+/// The stack is whole: every frame the workload counted, from `leaf` in.
+fn assert_whole(names: &[&str], truncated: bool, depth: u64) {
     assert!(!truncated, "{names:?}");
     assert_eq!(
         names.len() as u64,
@@ -527,6 +525,13 @@ fn python_stacks_of_200_frames_are_whole_by_default() {
         "every frame the workload counted"
     );
     assert_eq!(names[0], "leaf");
+}
+
+#[test]
+fn python_stacks_of_200_frames_are_whole_by_default() {
+    let (frames, truncated, depth) = deep_stack("deep-whole", &["200", "2"], &[]);
+    let names = names(&frames);
+    assert_whole(&names, truncated, depth);
     assert!(names[1..202].iter().all(|&n| n == "level"), "{names:?}");
     assert_eq!(names[202..], ["root", "<module>"]);
 }
@@ -537,13 +542,7 @@ fn python_stacks_of_200_frames_are_whole_by_default() {
 fn python_stacks_through_generators_are_whole() {
     let (frames, truncated, depth) = deep_stack("deep-generators", &["200", "2", "40"], &[]);
     let names = names(&frames);
-    assert!(!truncated, "{names:?}");
-    assert_eq!(
-        names.len() as u64,
-        depth,
-        "every frame the workload counted"
-    );
-    assert_eq!(names[0], "leaf");
+    assert_whole(&names, truncated, depth);
     let generators = names.iter().filter(|&&n| n == "through_generator").count();
     assert_eq!(generators, 5, "{names:?}");
     assert_eq!(

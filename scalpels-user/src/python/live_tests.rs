@@ -65,36 +65,18 @@ fn threads(mem: &ProcessMemory, layout: &Layout, runtime: u64) -> Vec<Thread> {
     threads
 }
 
-/// (code object, raw instruction) of each Python frame, innermost first.
-fn frames(mem: &ProcessMemory, layout: &Layout, tstate: u64) -> Vec<(u64, u64)> {
-    let field = |base: u64, offset: u32| mem.read_u64(base + u64::from(offset)).unwrap();
-    let mut frame = field(tstate, layout.tstate_frame);
-    if let Some(current_frame) = layout.cframe_current_frame {
-        frame = field(frame, current_frame);
-    }
-    let mut frames = Vec::new();
-    while frame != 0 && frames.len() < 64 {
-        let shim = match layout.frame_owner {
-            Some(FrameOwner::OwnerByte { offset, c_stack }) => {
-                mem.read_u8(frame + u64::from(offset)).unwrap() == c_stack
-            }
-            _ => false,
-        };
-        if !shim {
-            let instr = match layout.instr {
-                Instr::Pointer => field(frame, layout.frame_instr),
-                Instr::LastiBytes | Instr::LastiCodeUnits => {
-                    mem.read_i32(frame + u64::from(layout.frame_instr)).unwrap() as i64 as u64
-                }
-            };
-            frames.push((field(frame, layout.frame_code), instr));
+/// Whether the frame is a C-stack shim (3.12+): the C function that entered the interpreter,
+/// not Python code.
+fn is_shim(mem: &ProcessMemory, layout: &Layout, frame: u64) -> bool {
+    match layout.frame_owner {
+        Some(FrameOwner::OwnerByte { offset, c_stack }) => {
+            mem.read_u8(frame + u64::from(offset)).unwrap() == c_stack
         }
-        frame = field(frame, layout.frame_previous);
+        _ => false,
     }
-    frames
 }
 
-/// Addresses of the thread's frames, innermost first.
+/// Addresses of the thread's Python frames, innermost first (shims left out).
 fn frame_addresses(mem: &ProcessMemory, layout: &Layout, tstate: u64) -> Vec<u64> {
     let field = |base: u64, offset: u32| mem.read_u64(base + u64::from(offset)).unwrap();
     let mut frame = field(tstate, layout.tstate_frame);
@@ -103,10 +85,29 @@ fn frame_addresses(mem: &ProcessMemory, layout: &Layout, tstate: u64) -> Vec<u64
     }
     let mut addresses = Vec::new();
     while frame != 0 && addresses.len() < 64 {
-        addresses.push(frame);
+        if !is_shim(mem, layout, frame) {
+            addresses.push(frame);
+        }
         frame = field(frame, layout.frame_previous);
     }
     addresses
+}
+
+/// (code object, raw instruction) of each Python frame, innermost first.
+fn frames(mem: &ProcessMemory, layout: &Layout, tstate: u64) -> Vec<(u64, u64)> {
+    let field = |base: u64, offset: u32| mem.read_u64(base + u64::from(offset)).unwrap();
+    frame_addresses(mem, layout, tstate)
+        .into_iter()
+        .map(|frame| {
+            let instr = match layout.instr {
+                Instr::Pointer => field(frame, layout.frame_instr),
+                Instr::LastiBytes | Instr::LastiCodeUnits => {
+                    mem.read_i32(frame + u64::from(layout.frame_instr)).unwrap() as i64 as u64
+                }
+            };
+            (field(frame, layout.frame_code), instr)
+        })
+        .collect()
 }
 
 /// From 3.11, the frames of a thread that runs no generator lie in its newest data-stack
@@ -125,17 +126,7 @@ fn assert_frames_in_data_stack(mem: &ProcessMemory, layout: &Layout, tstate: u64
         "{which}: chunk of {} bytes",
         end - data
     );
-    // C-stack shims (3.12+) live in the C function that entered the interpreter.
-    let shim = |frame: u64| match layout.frame_owner {
-        Some(FrameOwner::OwnerByte { offset, c_stack }) => {
-            mem.read_u8(frame + u64::from(offset)).unwrap() == c_stack
-        }
-        _ => false,
-    };
-    let addresses: Vec<u64> = frame_addresses(mem, layout, tstate)
-        .into_iter()
-        .filter(|&frame| !shim(frame))
-        .collect();
+    let addresses = frame_addresses(mem, layout, tstate);
     assert!(!addresses.is_empty(), "{which}");
     for pair in addresses.windows(2) {
         assert!(pair[1] < pair[0], "{which}: caller above callee: {pair:x?}");
