@@ -82,6 +82,27 @@ pub fn cpu_seconds_so_far(pid: u32) -> Result<f64> {
     Ok((ticks(11)? + ticks(12)?) / hz)
 }
 
+/// CPU seconds the whole machine has been busy (every CPU, every state but idle and iowait),
+/// from the first line of /proc/stat.
+pub fn machine_busy_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("cpu "))
+        .context("no cpu line in /proc/stat")?
+        .split_whitespace()
+        .map(|field| field.parse().context("a field of /proc/stat's cpu line"))
+        .collect::<Result<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is within user and nice).
+    let busy: u64 = ticks.iter().take(8).sum::<u64>()
+        - ticks.get(3).copied().unwrap_or(0)
+        - ticks.get(4).copied().unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(busy as f64 / hz)
+}
+
 /// The processes whose parent is `pid`.
 pub fn children(pid: u32) -> Vec<u32> {
     let parent_of = |child: u32| -> Option<u32> {

@@ -135,6 +135,11 @@ struct Backends {
 /// One run of a way.
 struct Measured {
     requests_per_second: f64,
+    /// CPU time per request of the window: of the service's processes (tracing work in their
+    /// threads included), and of the whole machine (the loader, the database and the load
+    /// generator included). Steadier than throughput on a machine whose speed drifts.
+    service_cpu_ms: f64,
+    machine_cpu_ms: f64,
     loader: Option<LoaderCost>,
 }
 
@@ -331,9 +336,18 @@ fn run_once(
         )?),
     };
     load(bench, service.port, WARM_UP_SECONDS)?;
+    let pids = service.pids();
+    let service_cpu = || -> Result<f64> {
+        pids.iter()
+            .map(|&pid| process::cpu_seconds_so_far(pid))
+            .sum()
+    };
+    let (service_before, machine_before) = (service_cpu()?, process::machine_busy_seconds()?);
     let cpu_before = tracing.as_ref().map(Tracing::cpu_seconds).transpose()?;
     let requests_per_second = load(bench, service.port, seconds)?;
     let cpu_after = tracing.as_ref().map(Tracing::cpu_seconds).transpose()?;
+    let (service_after, machine_after) = (service_cpu()?, process::machine_busy_seconds()?);
+    let requests = (requests_per_second * seconds as f64).max(1.0);
     let ended = tracing.map(Tracing::stop).transpose()?;
     drop(service);
     let loader = match (ended, cpu_before, cpu_after) {
@@ -351,6 +365,8 @@ fn run_once(
     };
     Ok(Measured {
         requests_per_second,
+        service_cpu_ms: (service_after - service_before) * 1e3 / requests,
+        machine_cpu_ms: (machine_after - machine_before) * 1e3 / requests,
         loader,
     })
 }
@@ -520,12 +536,17 @@ fn load(bench: &ServiceBench, port: u16, seconds: u64) -> Result<f64> {
 /// The report's table: medians per way, loader costs, and truncated stacks summed over runs.
 fn table(ways: &[Way], runs: &[Vec<Measured>], seconds: u64) -> String {
     let mut out = String::from(
-        "| way | req/s | runs' req/s (min–max) | throughput lost | loader CPU s (window) | loader CPU s (whole run) | \
+        "| way | req/s | runs' req/s (min–max) | throughput lost | service CPU ms per request \
+         | machine CPU ms per request | loader CPU s (window) | loader CPU s (whole run) | \
          loader CPU: % of a core per 100 req/s | loader peak RSS | stacks truncated: on-CPU \
          | off-CPU | SQL/RPC rows |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     let base = median(runs[0].iter().map(|m| m.requests_per_second));
+    let base_service = median(runs[0].iter().map(|m| m.service_cpu_ms));
+    let base_machine = median(runs[0].iter().map(|m| m.machine_cpu_ms));
+    // A way's CPU per request, and what it adds to the first way's.
+    let cpu = |ms: f64, base: f64| format!("{ms:.2} ({:+.1}%)", (ms / base - 1.0) * 100.0);
     let mut all_stacks = Stacks::default();
     for (way, runs) in ways.iter().zip(runs) {
         let rps = median(runs.iter().map(|m| m.requests_per_second));
@@ -539,9 +560,11 @@ fn table(ways: &[Way], runs: &[Vec<Measured>], seconds: u64) -> String {
         let loader: Vec<&LoaderCost> = runs.iter().filter_map(|m| m.loader.as_ref()).collect();
         let _ = write!(
             out,
-            "| {} | {rps:.0} | {slowest:.0}–{fastest:.0} | {:.1}% |",
+            "| {} | {rps:.0} | {slowest:.0}–{fastest:.0} | {:.1}% | {} | {} |",
             way.label(),
-            (1.0 - rps / base) * 100.0
+            (1.0 - rps / base) * 100.0,
+            cpu(median(runs.iter().map(|m| m.service_cpu_ms)), base_service),
+            cpu(median(runs.iter().map(|m| m.machine_cpu_ms)), base_machine),
         );
         if loader.is_empty() {
             out += " | | | | | | |\n";
@@ -568,7 +591,10 @@ fn table(ways: &[Way], runs: &[Vec<Measured>], seconds: u64) -> String {
             stacks.rows.percent(),
         );
     }
-    out += "\nLoader CPU and RSS are of scalpels-trace (medians; RSS: the largest of the runs); \
+    out += "\nCPU per request: of the service's processes, and of the whole machine (busy time \
+            of every CPU: the loader, the database and the load generator included), in the \
+            window, medians, with what each adds to the first way's. \
+            Loader CPU and RSS are of scalpels-trace (medians; RSS: the largest of the runs); \
             truncated stacks are those marked `truncated` at the default `--python-depth`, \
             summed over the runs of the ways with the python tracer; SQL/RPC rows are those \
             with a Python stack (`python_stack_id`).";
