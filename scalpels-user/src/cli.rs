@@ -56,9 +56,10 @@ fn wait_timeout(s: &str) -> Result<Duration, String> {
     duration_within(s, Duration::ZERO, 7 * DAY)
 }
 
-/// `--slow-syscall`, `--slow-file-io`: 1 µs to an hour (every call would be a firehose).
+/// `--slow-syscall`, `--slow-file-io`: 0 (every call, a firehose for short debugging runs) to
+/// an hour.
 fn slow_threshold(s: &str) -> Result<Duration, String> {
-    duration_within(s, Duration::from_micros(1), HOUR)
+    duration_within(s, Duration::ZERO, HOUR)
 }
 
 /// `--python-off-cpu-every`: a duration from 1 µs to 1 s (the kernel scales a 32-bit random
@@ -203,6 +204,12 @@ pub struct Cli {
     #[arg(long, default_value = "scalpels-runs", value_parser = Location::parse, value_name = "DIR|s3://BUCKET/PREFIX")]
     pub out: Location,
 
+    /// Write runs under an --out (or --staging) that users other than root, you and the user
+    /// who ran sudo own or can write to. Refused by default: such a user could swap the run's
+    /// directory for a link to a file of root's while the run writes it.
+    #[arg(long)]
+    pub allow_shared_out: bool,
+
     /// With --out s3://...: where the run is written before its files are uploaded (removed
     /// once all are; kept if any upload failed).
     #[arg(long, default_value = "/var/tmp/scalpels-staging", value_name = "DIR")]
@@ -231,12 +238,13 @@ pub struct Cli {
     #[arg(long, value_parser = flush_interval, default_value = "5s", value_name = "DURATION")]
     pub flush_interval: Duration,
 
-    /// System calls at least this long are recorded one by one in syscall_events (1us to 1h).
+    /// System calls at least this long are recorded one by one in syscall_events (0, every
+    /// call, to 1h).
     #[arg(long, value_parser = slow_threshold, default_value = "10ms", value_name = "DURATION")]
     pub slow_syscall: Duration,
 
-    /// files: operations at least this long are recorded one by one in file_io_events (1us
-    /// to 1h).
+    /// files: operations at least this long are recorded one by one in file_io_events (0,
+    /// every operation, to 1h).
     #[arg(long, value_parser = slow_threshold, default_value = "10ms", value_name = "DURATION")]
     pub slow_file_io: Duration,
 
@@ -330,8 +338,8 @@ mod tests {
             &["--duration", "0s"],
             &["--duration", "400days"],
             &["--wait-timeout", "8days"],
-            &["--slow-syscall", "0s"],
-            &["--slow-file-io", "0s"],
+            &["--slow-syscall", "2h"],
+            &["--slow-file-io", "2h"],
             &["--python-off-cpu-every", "0s"],
             &["--python-hz", "0"],
             &["--python-hz", "100000"],

@@ -130,7 +130,11 @@ pub fn run(cli: Cli) -> Result<u8> {
         Location::Dir(dir) => (dir, None),
         Location::S3 { .. } => (&cli.staging, Some(&cli.out)),
     };
-    let run_dir = run_dir::create(root, &run_dir::run_id(start, &label(&spec)))?;
+    let run_dir = run_dir::create(
+        root,
+        &run_dir::run_id(start, &label(&spec)),
+        cli.allow_shared_out,
+    )?;
     // The directory's name, which has a suffix when a run of the same second exists.
     let run_id = run_dir
         .file_name()
@@ -676,6 +680,7 @@ impl Session<'_> {
             }
         }
         keep(&mut failure, manifest.write(&self.run_dir));
+        crate::run::release_room(&self.run_dir);
         let uploaded = self.live.take().map(|live| {
             live.manifest(&self.run_dir);
             live.finish(&self.run_dir)

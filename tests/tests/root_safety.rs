@@ -79,3 +79,46 @@ fn runs_are_private_under_any_umask_and_the_command_keeps_the_callers() {
         0o666
     );
 }
+
+/// An --out that another user could rename or redirect is refused before anything is created
+/// or loaded; a sticky directory is fine; --allow-shared-out writes there anyway.
+#[test]
+fn an_out_other_users_could_redirect_is_refused() {
+    let dir = out_dir("shared-out");
+    let theirs = dir.join("theirs");
+    fs::create_dir_all(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let open = dir.join("open");
+    fs::create_dir_all(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    let sticky = dir.join("sticky");
+    fs::create_dir_all(&sticky).unwrap();
+    fs::set_permissions(&sticky, fs::Permissions::from_mode(0o1777)).unwrap();
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["--out", out.to_str().unwrap(), "--tracers", "proc"];
+        args.extend(extra);
+        args.extend(["--", "/bin/true"]);
+        trace(&args, Duration::from_secs(60))
+    };
+
+    for (parent, why) in [
+        (&theirs, "is owned by user 65534".to_owned()),
+        (&open, "can be written by other users (mode 777)".to_owned()),
+    ] {
+        let out = parent.join("runs");
+        let output = run(&out, &[]);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("refusing to write runs under") && err.contains(&why),
+            "{err}"
+        );
+        assert!(!out.exists(), "a refused run created {}", out.display());
+    }
+
+    let output = run(&sticky.join("runs"), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = run(&open.join("runs"), &["--allow-shared-out"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(run_dir(&output).starts_with(open.join("runs")));
+}

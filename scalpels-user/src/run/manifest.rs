@@ -102,12 +102,27 @@ pub struct TableRecord {
 }
 
 impl Manifest {
-    /// Writes `manifest.json` atomically (temporary file, then rename).
+    /// Writes `manifest.json` atomically (temporary file, then rename). On a full disk the
+    /// room the run set aside is given back and the write tried again.
     pub fn write(&self, run_dir: &Path) -> Result<()> {
         let json = serde_json::to_vec_pretty(self).context("serializing the manifest")?;
         let partial = run_dir.join("manifest.json.partial");
-        super::write_then_rename(&partial, &run_dir.join("manifest.json"), |partial| {
-            fs::write(partial, json).with_context(|| format!("writing {}", partial.display()))
+        let write = || {
+            super::write_then_rename(&partial, &run_dir.join("manifest.json"), |partial| {
+                fs::write(partial, &json).with_context(|| format!("writing {}", partial.display()))
+            })
+        };
+        write().or_else(|e| {
+            let full = e.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
+            });
+            if !full {
+                return Err(e);
+            }
+            super::release_room(run_dir);
+            write()
         })
     }
 }

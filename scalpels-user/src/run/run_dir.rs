@@ -2,6 +2,7 @@
 
 use std::{
     fs,
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
 
@@ -30,9 +31,19 @@ pub fn file_safe(text: &str) -> String {
 
 /// Creates `out/<run-id>` (with a numeric suffix if a run of the same second exists) and checks
 /// that it can be written, so an unwritable output fails before anything is attached.
-pub fn create(out: &Path, run_id: &str) -> Result<PathBuf> {
+/// Unless `shared_out`, refuses an `out` that another user could redirect (see [`private`]),
+/// and writes under its canonical path.
+pub fn create(out: &Path, run_id: &str, shared_out: bool) -> Result<PathBuf> {
+    if !shared_out {
+        private(out)?;
+    }
     fs::create_dir_all(out)
         .with_context(|| format!("cannot create output directory {}", out.display()))?;
+    // Written under the path as it resolved once checked: a link on the way is not followed
+    // again.
+    let out = out
+        .canonicalize()
+        .with_context(|| format!("resolving {}", out.display()))?;
     let mut dir = out.join(run_id);
     let mut suffix = 2;
     loop {
@@ -48,11 +59,73 @@ pub fn create(out: &Path, run_id: &str) -> Result<PathBuf> {
             }
         }
     }
-    let probe = dir.join(".write-test");
-    fs::write(&probe, b"ok")
+    super::reserve_room(&dir)
         .with_context(|| format!("run directory {} is not writable", dir.display()))?;
-    fs::remove_file(&probe).ok();
     Ok(dir)
+}
+
+/// Users whose directories runs may be written under: root, the user we run as, and the one
+/// who ran us through sudo (who may write anywhere as root already).
+fn trusted_owners() -> Vec<u32> {
+    // SAFETY: no arguments.
+    let mut owners = vec![0, unsafe { libc::geteuid() }];
+    if let Some(uid) = std::env::var("SUDO_UID").ok().and_then(|v| v.parse().ok()) {
+        owners.push(uid);
+    }
+    owners
+}
+
+/// Refuses an `out` that another user could rename or redirect while a run as root writes
+/// under it: every existing directory from `/` to it must be owned by a trusted user
+/// ([`trusted_owners`]) and writable by no one else unless sticky (as /tmp: there an entry can
+/// only be renamed by its owner), and no symbolic link on the way may be owned by another
+/// user. Otherwise such a user could swap the run directory for a link to a file of root's,
+/// which root would then overwrite. The parts of `out` that do not exist yet are created by
+/// us, private.
+pub fn private(out: &Path) -> Result<()> {
+    let trusted = trusted_owners();
+    let refuse = |path: &Path, why: String| {
+        anyhow::anyhow!(
+            "refusing to write runs under {}: {} {why}, who could redirect the run's files \
+             (choose another --out, or pass --allow-shared-out to write there anyway)",
+            out.display(),
+            path.display()
+        )
+    };
+    let absolute =
+        std::path::absolute(out).with_context(|| format!("resolving {}", out.display()))?;
+    let mut walked = PathBuf::new();
+    let mut existing = PathBuf::from("/");
+    for part in absolute.components() {
+        walked.push(part);
+        let Ok(meta) = fs::symlink_metadata(&walked) else {
+            break;
+        };
+        if meta.file_type().is_symlink() && !trusted.contains(&meta.uid()) {
+            return Err(refuse(
+                &walked,
+                format!("is a link owned by user {}", meta.uid()),
+            ));
+        }
+        existing.clone_from(&walked);
+    }
+    let canonical = existing
+        .canonicalize()
+        .with_context(|| format!("resolving {}", existing.display()))?;
+    for dir in canonical.ancestors() {
+        let meta = fs::metadata(dir).with_context(|| format!("checking {}", dir.display()))?;
+        if !trusted.contains(&meta.uid()) {
+            return Err(refuse(dir, format!("is owned by user {}", meta.uid())));
+        }
+        let mode = meta.mode();
+        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+            return Err(refuse(
+                dir,
+                format!("can be written by other users (mode {:o})", mode & 0o7777),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -74,8 +147,8 @@ mod tests {
     #[test]
     fn same_second_runs_get_distinct_directories() {
         let out = std::env::temp_dir().join(format!("scalpels-run-dir-{}", std::process::id()));
-        let a = create(&out, "r").unwrap();
-        let b = create(&out, "r").unwrap();
+        let a = create(&out, "r", false).unwrap();
+        let b = create(&out, "r", false).unwrap();
         assert_ne!(a, b);
         assert!(b.ends_with("r-2"));
         fs::remove_dir_all(&out).unwrap();
