@@ -154,6 +154,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Some(location) => match LiveUpload::start(location, partition.clone()) {
             Ok(live) => Some(live),
             Err(e) => {
+                crate::run::release_room(&run_dir);
                 let _ = std::fs::remove_dir(&run_dir);
                 return Err(e);
             }
