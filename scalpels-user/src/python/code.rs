@@ -2,8 +2,6 @@
 //! sampler saw (code object address, instruction) into function, file and line, reading each
 //! code object once per process.
 
-use std::time::{Duration, Instant};
-
 use anyhow::{Context as _, Result};
 use rustc_hash::FxHashMap;
 
@@ -102,22 +100,13 @@ enum Cached {
     Failed(u32),
 }
 
-/// How often a code object read before is checked again (still the same object at its
-/// address) before its frames are named by what was read. The loader reads the samples every
-/// 50 ms: checking every batch cost two reads of the process per code object of every new
-/// stack, an eighth of the loader's time on a busy service. A code object freed and its
-/// address taken by another within this time after a check is named as the first.
-const RECHECK_EVERY: Duration = Duration::from_secs(1);
-
 /// Symbolizes frames, reading each (process, code object) once: code objects of running code
 /// stay alive and unchanged; one that could not be read is tried a few times, then given up.
 #[derive(Debug, Default)]
 pub struct Symbolizer {
     codes: FxHashMap<(u32, u64), Cached>,
-    /// Counts checks: each code object is checked once per check.
+    /// Counts batches of samples: each code object is checked once per batch.
     check: u64,
-    /// When `check` last moved on.
-    checked_at: Option<Instant>,
 }
 
 impl Symbolizer {
@@ -163,17 +152,9 @@ impl Symbolizer {
         }
     }
 
-    /// Starts a new batch of samples: code objects are checked again before they are trusted,
-    /// if the last check is [`RECHECK_EVERY`] old.
+    /// Starts a new batch of samples: code objects are checked again before they are trusted.
     pub fn next_batch(&mut self) {
-        let now = Instant::now();
-        if self
-            .checked_at
-            .is_none_or(|at| now.duration_since(at) >= RECHECK_EVERY)
-        {
-            self.check += 1;
-            self.checked_at = Some(now);
-        }
+        self.check += 1;
     }
 
     /// Drops what was read from `pid` (it exited: its addresses may be reused by another).
