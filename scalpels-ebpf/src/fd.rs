@@ -1,11 +1,7 @@
 //! What the `files` and `protocols` tracers share: checked kernel reads, the walk from an fd
-//! of the current task to its `struct file` (offsets from BTF, passed in by the loader), and
-//! the syscall number of a `syscalls:*` record.
+//! of the current task to its `struct file` (offsets from BTF, passed in by the loader).
 
-use aya_ebpf::{
-    helpers::{bpf_get_current_task, bpf_probe_read_kernel},
-    programs::TracePointContext,
-};
+use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
 
 /// Reads a `T` at `base + offset` in kernel memory.
 #[inline(always)]
@@ -36,12 +32,4 @@ pub fn file(
     let fd_array: u64 = read(fdt, fdtable_fd)?;
     let file: u64 = read(fd_array, fd.checked_mul(8)?)?;
     (file != 0).then_some(file)
-}
-
-/// The syscall number of a `syscalls:*` record; `offset` comes from the format file.
-#[inline(always)]
-pub fn syscall_nr(ctx: &TracePointContext, offset: u32) -> Option<u32> {
-    // SAFETY: the offset comes from the format file.
-    let nr: i32 = unsafe { ctx.read_at(offset as usize) }.ok()?;
-    Some(nr as u32)
 }

@@ -1,16 +1,15 @@
-//! The `files` tracer: one entry and one exit program attached to the `syscalls:sys_enter_*` and
-//! `sys_exit_*` tracepoints of file syscalls (only those pay, not every syscall). Fd operations
-//! count only when the fd is a regular file, found by walking task -> files -> fdtable -> file
-//! -> inode with offsets from BTF.
+//! The `files` tracer: the hooks (`crate::hooks`) run its entry and exit work for the file
+//! syscalls of target threads, found by number in `FILE_SYSCALLS`. Fd operations count only
+//! when the fd is a regular file, found by walking task -> files -> fdtable -> file -> inode
+//! with offsets from BTF.
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
-        bpf_probe_read_kernel_buf, bpf_probe_read_user_str_bytes,
+        bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_kernel_buf,
+        bpf_probe_read_user_str_bytes,
     },
-    macros::{btf_map, map, tracepoint},
+    macros::{btf_map, map},
     maps::{Array, PerCpuHashMap, RingBuf},
-    programs::TracePointContext,
 };
 use tracers::{
     counters::Counter,
@@ -25,19 +24,14 @@ use tracers::{
 use crate::{
     counters::bump,
     fd::{self, read},
+    hooks::Regs,
     python,
-    target::is_target,
     task_storage::TaskStorage,
     wakeup,
 };
 
 #[map]
 static FILE_SYSCALLS: Array<FileSyscall> = Array::with_max_entries(SYSCALLS_MAX, 0);
-
-/// The fd operation each target thread is in (`op` NONE between calls): task-local, found
-/// without hashing and freed with the thread.
-#[btf_map]
-static FILE_FD_INFLIGHT: TaskStorage<FdInflight> = TaskStorage::new();
 
 /// The path operation each target thread is in (`op` NONE between calls).
 #[btf_map]
@@ -69,8 +63,6 @@ const NO_WALK: FileWalk = FileWalk {
 #[unsafe(no_mangle)]
 static FILES_CONFIG: FilesConfig = FilesConfig {
     slow_ns: u64::MAX,
-    nr_offset: 0,
-    ret_offset: 0,
     walk: NO_WALK,
 };
 
@@ -117,53 +109,41 @@ fn regular_file(fd: u32, walk: &FileWalk) -> Option<FileId> {
     })
 }
 
-/// The traced syscall a `syscalls:*` record is about.
+/// The traced file syscall numbered `nr`.
 #[inline(always)]
-fn syscall(ctx: &TracePointContext, config: &FilesConfig) -> Option<FileSyscall> {
-    let syscall = FILE_SYSCALLS
-        .get(fd::syscall_nr(ctx, config.nr_offset)?)
-        .copied()?;
+fn syscall(nr: u32) -> Option<FileSyscall> {
+    let syscall = FILE_SYSCALLS.get(nr).copied()?;
     (syscall.op != op::NONE).then_some(syscall)
 }
 
-/// Entry of a traced file syscall by a target thread.
-#[tracepoint(category = "syscalls", name = "sys_enter_read")]
-pub fn files_enter(ctx: TracePointContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_target((pid_tgid >> 32) as u32) {
-        return 0;
-    }
-    let config = config();
-    let Some(syscall) = syscall(&ctx, &config) else {
-        return 0;
+/// Entry of a target thread's system call (run by the hooks): a traced file operation is
+/// remembered in `fd_call` (fd operations) or the thread's path storage.
+#[inline(always)]
+pub fn entered(nr: u32, regs: Regs, fd_call: &mut FdInflight) {
+    // A call that never returned (the thread exec'd or was killed in it) is not this one.
+    fd_call.op = op::NONE;
+    let Some(syscall) = syscall(nr) else {
+        return;
     };
     // SAFETY: helper without arguments.
     let start_ns = unsafe { bpf_ktime_get_ns() };
     if op::on_fd(syscall.op) {
-        // SAFETY: the offset comes from the format file.
-        let Ok(fd) = (unsafe { ctx.read_at::<u64>(syscall.fd_offset as usize) }) else {
-            return 0;
+        let Some(fd) = regs.arg(syscall.fd_arg) else {
+            return;
         };
-        let Some(file) = regular_file(fd as u32, &config.walk) else {
-            return 0;
-        };
-        match FILE_FD_INFLIGHT.current_or_zeroed() {
-            // SAFETY: the storage of the thread running this program.
-            Some(inflight) => unsafe {
-                *inflight = FdInflight {
-                    start_ns,
-                    op: syscall.op,
-                    fd: fd as u32,
-                    file,
-                }
-            },
-            None => bump(Counter::FilesInflightMapFull),
+        if let Some(file) = regular_file(fd as u32, &config().walk) {
+            *fd_call = FdInflight {
+                start_ns,
+                op: syscall.op,
+                fd: fd as u32,
+                file,
+            };
         }
-        return 0;
+        return;
     }
     let Some(inflight) = FILE_PATH_INFLIGHT.current_or_zeroed() else {
         bump(Counter::FilesInflightMapFull);
-        return 0;
+        return;
     };
     // SAFETY: the storage of this thread; the pointers are the syscall's arguments in user
     // memory, read with checked helpers. The paths of its previous call are cleared first.
@@ -172,64 +152,34 @@ pub fn files_enter(ctx: TracePointContext) -> u32 {
         (*inflight).op = syscall.op;
         (*inflight).path[0] = 0;
         (*inflight).path2[0] = 0;
-        if let Ok(path) = ctx.read_at::<u64>(syscall.path_offset as usize) {
+        if let Some(path) = regs.arg(syscall.path_arg) {
             let _ = bpf_probe_read_user_str_bytes(path as *const u8, &mut (*inflight).path);
         }
-        if syscall.path2_offset != 0
-            && let Ok(path) = ctx.read_at::<u64>(syscall.path2_offset as usize)
+        if syscall.path2_arg != 0
+            && let Some(path) = regs.arg(syscall.path2_arg)
         {
             let _ = bpf_probe_read_user_str_bytes(path as *const u8, &mut (*inflight).path2);
         }
     }
-    0
 }
 
-/// Exit of a traced file syscall: account it, and send what userspace must see.
-#[tracepoint(category = "syscalls", name = "sys_exit_read")]
-pub fn files_exit(ctx: TracePointContext) -> u32 {
-    let config = config();
-    let Some(syscall) = syscall(&ctx, &config) else {
-        return 0;
+/// Exit of a target thread's system call numbered `nr` (run by the hooks): account a traced
+/// file operation, and send what userspace must see.
+#[inline(always)]
+pub fn exited(nr: u32, ret: i64, pid_tgid: u64, fd_call: &mut FdInflight) {
+    let Some(syscall) = syscall(nr) else {
+        return;
     };
-    // Only target threads in a call have an operation in their storage: that is the target
-    // test, made before anything else so that the machine's other threads pay for nothing more.
-    let inflight_fd = if op::on_fd(syscall.op) {
-        let Some(slot) = FILE_FD_INFLIGHT.current() else {
-            return 0;
-        };
-        // SAFETY: the storage of the thread running this program.
-        let inflight = unsafe { *slot };
-        if inflight.op == op::NONE {
-            return 0;
-        }
-        // SAFETY: as above: the call is accounted now.
-        unsafe { (*slot).op = op::NONE };
-        Some(inflight)
-    } else {
-        None
-    };
-    let inflight_path = if inflight_fd.is_none() {
-        let Some(slot) = FILE_PATH_INFLIGHT.current() else {
-            return 0;
-        };
-        // SAFETY: the storage of the thread running this program.
-        if unsafe { (*slot).op } == op::NONE {
-            return 0;
-        }
-        slot
-    } else {
-        core::ptr::null_mut()
-    };
-    let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
-    // SAFETY: helper without arguments; the offset comes from the format file.
-    let (end_ns, ret) = unsafe {
-        (
-            bpf_ktime_get_ns(),
-            ctx.read_at::<i64>(config.ret_offset as usize).unwrap_or(0),
-        )
-    };
-    if let Some(inflight) = inflight_fd {
+    if op::on_fd(syscall.op) {
+        let inflight = *fd_call;
+        if inflight.op == op::NONE {
+            return;
+        }
+        // Accounted now.
+        fd_call.op = op::NONE;
+        // SAFETY: helper without arguments.
+        let end_ns = unsafe { bpf_ktime_get_ns() };
         let duration_ns = end_ns.saturating_sub(inflight.start_ns);
         let key = FileKey {
             tgid,
@@ -239,18 +189,26 @@ pub fn files_exit(ctx: TracePointContext) -> u32 {
             file: inflight.file,
         };
         account(&key, duration_ns, ret);
-        if duration_ns >= config.slow_ns {
+        if duration_ns >= config().slow_ns {
             send_slow(&key, tid, end_ns, duration_ns, ret);
         }
-        return 0;
+        return;
     }
-    let inflight = inflight_path;
-    // SAFETY: the storage of this thread, until its operation is cleared below.
+    let Some(inflight) = FILE_PATH_INFLIGHT.current() else {
+        return;
+    };
+    // SAFETY: the storage of the thread running this program.
     let start_ns = unsafe { (*inflight).start_ns };
+    // SAFETY: as above.
+    if unsafe { (*inflight).op } == op::NONE {
+        return;
+    }
+    // SAFETY: helper without arguments.
+    let end_ns = unsafe { bpf_ktime_get_ns() };
     let duration_ns = end_ns.saturating_sub(start_ns);
     if syscall.op == op::OPEN {
         if ret >= 0
-            && let Some(file) = regular_file(ret as u32, &config.walk)
+            && let Some(file) = regular_file(ret as u32, &config().walk)
         {
             let key = FileKey {
                 tgid,
@@ -267,7 +225,6 @@ pub fn files_exit(ctx: TracePointContext) -> u32 {
     }
     // SAFETY: as above.
     unsafe { (*inflight).op = op::NONE };
-    0
 }
 
 /// Adds one call to this CPU's statistics of `key`.

@@ -6,6 +6,7 @@ mod block;
 mod counters;
 mod fd;
 mod files;
+mod hooks;
 mod protocols;
 mod python;
 mod python_calls;

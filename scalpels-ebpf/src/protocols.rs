@@ -1,6 +1,6 @@
-//! The `protocols` tracer: one entry and two exit programs attached to the
-//! `syscalls:sys_enter_*`/`sys_exit_*` tracepoints of socket syscalls. An fd counts only when it
-//! is a socket of a target (task -> files -> fdtable -> file -> inode mode, offsets from BTF),
+//! The `protocols` tracer: the hooks (`crate::hooks`) run its entry and exit work for the
+//! socket syscalls of target threads, found by number in `PROTO_SYSCALLS`. An fd counts only
+//! when it is a socket of a target (task -> files -> fdtable -> file -> inode mode, offsets from BTF),
 //! so regular files never pay for a payload copy. Each connection is an entry of a per-(process,
 //! fd) table, announced once with both ends' addresses read from its `struct sock`; each
 //! payload is streamed as a header and a bounded prefix of the bytes, at their true length.
@@ -10,7 +10,7 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_user,
         generated,
     },
-    macros::{btf_map, map, tracepoint},
+    macros::{map, tracepoint},
     maps::{Array, HashMap, LruHashMap, RingBuf},
     programs::TracePointContext,
 };
@@ -27,10 +27,8 @@ use tracers::{
 use crate::{
     counters::bump,
     fd::{self, read},
-    python,
-    target::{self, is_target},
-    task_storage::{Slot, TaskStorage},
-    wakeup,
+    hooks::Regs,
+    python, target, wakeup,
 };
 
 mod sqlite;
@@ -40,11 +38,6 @@ static PROTO_SYSCALLS: Array<SocketSyscall> = Array::with_max_entries(SYSCALLS_M
 
 #[map]
 static PROTO_CONNS: LruHashMap<ConnKey, ConnState> = LruHashMap::with_max_entries(CONNS_MAX, 0);
-
-/// The socket call each target thread is in (`op` NONE between calls): task-local, found
-/// without hashing and freed with the thread.
-#[btf_map]
-static PROTO_INFLIGHT: TaskStorage<Inflight> = TaskStorage::new();
 
 #[map]
 static PROTO_PROCS: HashMap<u32, u8> = HashMap::with_max_entries(PROCS_MAX, 0);
@@ -87,8 +80,6 @@ const NO_WALK: SocketWalk = SocketWalk {
 
 #[unsafe(no_mangle)]
 static PROTOCOLS_CONFIG: ProtocolsConfig = ProtocolsConfig {
-    nr_offset: 0,
-    ret_offset: 0,
     payload_bytes: 0,
     _pad: 0,
     walk: NO_WALK,
@@ -112,19 +103,10 @@ fn read_user<T>(base: u64, offset: u32) -> Option<T> {
     unsafe { bpf_probe_read_user((base + u64::from(offset)) as *const T) }.ok()
 }
 
-/// A `u64` field of a `syscalls:*` record.
+/// The traced socket syscall numbered `nr`.
 #[inline(always)]
-fn field(ctx: &TracePointContext, offset: u32) -> Option<u64> {
-    // SAFETY: the offset comes from the format file.
-    unsafe { ctx.read_at::<u64>(offset as usize) }.ok()
-}
-
-/// The traced syscall a `syscalls:*` record is about.
-#[inline(always)]
-fn syscall(ctx: &TracePointContext, config: &ProtocolsConfig) -> Option<SocketSyscall> {
-    let syscall = PROTO_SYSCALLS
-        .get(fd::syscall_nr(ctx, config.nr_offset)?)
-        .copied()?;
+fn syscall(nr: u32) -> Option<SocketSyscall> {
+    let syscall = PROTO_SYSCALLS.get(nr).copied()?;
     (syscall.op != op::NONE).then_some(syscall)
 }
 
@@ -291,25 +273,17 @@ fn send_close(key: &ConnKey, state: &ConnState, now: u64) {
     entry.submit(wakeup::flags(&PROTO_EVENTS, EVENTS_BYTES));
 }
 
-/// Entry of a traced socket syscall by a target thread: follow the socket, remember the call.
-#[tracepoint(category = "syscalls", name = "sys_enter_write")]
-pub fn protocols_enter(ctx: TracePointContext) -> u32 {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // Where the call is remembered, if the thread is a target.
-    let slot = match PROTO_INFLIGHT.of_target(|| is_target(tgid)) {
-        Slot::Value(slot) => slot,
-        Slot::NotTarget => return 0,
-        Slot::NoMemory => {
-            bump(Counter::ProtocolsInflightMapFull);
-            return 0;
-        }
+/// Entry of a target thread's system call (run by the hooks): a socket call on an fd worth
+/// following is remembered in `call`.
+#[inline(always)]
+pub fn entered(nr: u32, regs: Regs, tgid: u32, call: &mut Inflight) {
+    // A call that never returned (the thread exec'd or was killed in it) is not this one.
+    call.op = op::NONE;
+    let Some(syscall) = syscall(nr) else {
+        return;
     };
-    let config = config();
-    let Some(syscall) = syscall(&ctx, &config) else {
-        return 0;
-    };
-    let Some(fd) = field(&ctx, syscall.fd_offset) else {
-        return 0;
+    let Some(fd) = regs.arg(syscall.fd_arg) else {
+        return;
     };
     let key = ConnKey {
         tgid,
@@ -328,22 +302,24 @@ pub fn protocols_enter(ctx: TracePointContext) -> u32 {
     match syscall.op {
         op::CLOSE => {
             forget(&key, now);
-            return 0;
+            return;
         }
         op::CONNECT | op::ACCEPT => {
-            // SAFETY: the storage of the thread running this program.
-            unsafe { *slot = inflight };
-            return 0;
+            *call = inflight;
+            return;
         }
         _ => {}
     }
-    if syscall.flags_offset != 0
-        && field(&ctx, syscall.flags_offset).is_some_and(|flags| flags & MSG_PEEK != 0)
+    if syscall.flags_arg != 0
+        && regs
+            .arg(syscall.flags_arg)
+            .is_some_and(|flags| flags & MSG_PEEK != 0)
     {
-        return 0;
+        return;
     }
+    let config = config();
     let Some(file) = fd_file(key.fd, &config.walk) else {
-        return 0;
+        return;
     };
     // SAFETY: copied out of the map.
     let known = unsafe { PROTO_CONNS.get(&key) }.copied();
@@ -355,91 +331,78 @@ pub fn protocols_enter(ctx: TracePointContext) -> u32 {
                 if known.is_some() {
                     forget(&key, now);
                 }
-                return 0;
+                return;
             };
             // A socket older than the trace, inherited, or behind a reused fd.
             let Some(conn) = follow(&key, file, sk, role::UNKNOWN, now) else {
-                return 0;
+                return;
             };
             conn
         }
     };
-    inflight.buf = field(&ctx, syscall.buf_offset).unwrap_or(0);
-    inflight.count = field(&ctx, syscall.count_offset).unwrap_or(0);
-    // SAFETY: as above.
-    unsafe { *slot = inflight };
-    0
+    inflight.buf = regs.arg(syscall.buf_arg).unwrap_or(0);
+    inflight.count = regs.arg(syscall.count_arg).unwrap_or(0);
+    *call = inflight;
 }
 
-/// The in-flight call of the current thread, if it is the syscall of this `sys_exit_*` record.
-/// Only target threads that made a socket call have an entry: the lookup comes first, as the
-/// cheapest test for the other threads of the machine.
+/// Exit of a target thread's system call numbered `nr` (run by the hooks): a new connection,
+/// or a followed socket's payload.
 #[inline(always)]
-fn finish(ctx: &TracePointContext, config: &ProtocolsConfig) -> Option<Inflight> {
-    let slot = PROTO_INFLIGHT.current()?;
-    // SAFETY: the entry of the thread running this program.
-    let inflight = unsafe { *slot };
+pub fn exited(nr: u32, ret: i64, pid_tgid: u64, call: &mut Inflight) {
+    let inflight = *call;
     if inflight.op == op::NONE {
-        return None;
+        return;
     }
-    // SAFETY: as above.
-    unsafe { (*slot).op = op::NONE };
-    let syscall = syscall(ctx, config)?;
-    (inflight.op == syscall.op).then_some(inflight)
+    call.op = op::NONE;
+    if syscall(nr).is_none_or(|syscall| syscall.op != inflight.op) {
+        return;
+    }
+    match inflight.op {
+        op::CONNECT | op::ACCEPT => opened(&inflight, ret, (pid_tgid >> 32) as u32),
+        _ => moved_data(&inflight, ret, pid_tgid),
+    }
 }
 
 /// Exit of `connect`/`accept`/`accept4`: a new connection, client or server side.
-#[tracepoint(category = "syscalls", name = "sys_exit_connect")]
-pub fn protocols_open_exit(ctx: TracePointContext) -> u32 {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let config = config();
-    let Some(inflight) = finish(&ctx, &config) else {
-        return 0;
-    };
-    let ret = field(&ctx, config.ret_offset).unwrap_or(0) as i64;
+#[inline(always)]
+fn opened(inflight: &Inflight, ret: i64, tgid: u32) {
     let (fd, conn_role) = match inflight.op {
         // A non-blocking connect is in progress: the connection is made, whatever comes of it.
         op::CONNECT if ret == 0 || ret == -EINPROGRESS => (inflight.fd, role::CLIENT),
         op::ACCEPT if ret >= 0 => (ret as u32, role::SERVER),
-        _ => return 0,
+        _ => return,
     };
-    let Some(file) = fd_file(fd, &config.walk) else {
-        return 0;
+    let walk = config().walk;
+    let Some(file) = fd_file(fd, &walk) else {
+        return;
     };
-    let Some(sk) = socket_sock(file, &config.walk) else {
-        return 0;
+    let Some(sk) = socket_sock(file, &walk) else {
+        return;
     };
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     follow(&ConnKey { tgid, fd }, file, sk, conn_role, now);
-    0
 }
 
 /// Exit of a data syscall on a followed socket: stream the payload.
-#[tracepoint(category = "syscalls", name = "sys_exit_write")]
-pub fn protocols_exit(ctx: TracePointContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
+#[inline(always)]
+fn moved_data(inflight: &Inflight, ret: i64, pid_tgid: u64) {
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
-    let config = config();
-    let Some(inflight) = finish(&ctx, &config) else {
-        return 0;
-    };
-    let ret = field(&ctx, config.ret_offset).unwrap_or(0) as i64;
     if ret <= 0 {
-        return 0;
+        return;
     }
     let key = ConnKey {
         tgid,
         fd: inflight.fd,
     };
     let Some(state) = PROTO_CONNS.get_ptr_mut(&key) else {
-        return 0;
+        return;
     };
     // SAFETY: the entry may be replaced by another thread of the process; a torn read only
     // misattributes one payload of a connection being reused, which the id check catches.
     let current = unsafe { *state };
     if current.conn != inflight.conn {
-        return 0;
+        return;
     }
     let data_direction = op::direction(inflight.op);
     // SAFETY: helper without arguments.
@@ -466,7 +429,7 @@ pub fn protocols_exit(ctx: TracePointContext) -> u32 {
         python_stack: u32::from(python_stack),
         _pad: 0,
     };
-    let sent = send_data(&header, &inflight, &config);
+    let sent = send_data(&header, inflight, &config());
     // SAFETY: as above.
     unsafe {
         (*state).last_direction = data_direction;
@@ -478,7 +441,6 @@ pub fn protocols_exit(ctx: TracePointContext) -> u32 {
             }
         }
     }
-    0
 }
 
 /// Copies the payload's prefix after `header` in this CPU's scratch, then the record at its

@@ -462,9 +462,8 @@ pub fn python_switch(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// Entering a system call: a period left by a block outside system calls (a page fault) is
-/// not this call's, and is dropped. Run by `python_syscall_enter`, or by the syscalls
-/// tracer's program when it runs: one program per system call instead of two.
+/// Entering a system call (run by the hooks): a period left by a block outside system calls
+/// (a page fault) is not this call's, and is dropped.
 #[inline(always)]
 pub fn syscall_entered() {
     // SAFETY: helper without arguments.
@@ -475,8 +474,8 @@ pub fn syscall_entered() {
     }
 }
 
-/// Returning from a system call that blocked: its Python stack, weighted by the time off CPU.
-/// Run by `python_syscall_exit`, or by the syscalls tracer's program.
+/// Returning from a system call that blocked (run by the hooks): its Python stack, weighted
+/// by the time off CPU.
 #[inline(always)]
 pub fn syscall_returned(pid_tgid: u64) {
     // SAFETY: helper without arguments.
@@ -503,16 +502,4 @@ pub fn syscall_returned(pid_tgid: u64) {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     send_stack(pid_tgid, kind::OFF_CPU, weight, now);
-}
-
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn python_syscall_enter(_ctx: RawTracePointContext) -> i32 {
-    syscall_entered();
-    0
-}
-
-#[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn python_syscall_exit(_ctx: RawTracePointContext) -> i32 {
-    syscall_returned(bpf_get_current_pid_tgid());
-    0
 }

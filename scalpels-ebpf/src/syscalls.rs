@@ -1,12 +1,11 @@
 //! The `syscalls` tracer: times every system call of target threads, aggregates count, errors,
 //! total/max latency and a log2 histogram per (tgid, tid, syscall) in the kernel, and sends
-//! calls slower than a threshold, with their arguments, through a ring buffer.
+//! calls slower than a threshold, with their arguments, through a ring buffer. Its work on
+//! system calls runs in the hooks' programs (`crate::hooks`).
 
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
-    },
-    macros::{btf_map, map, raw_tracepoint},
+    helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
+    macros::{map, raw_tracepoint},
     maps::{Array, HashMap, RingBuf},
     programs::RawTracePointContext,
 };
@@ -22,19 +21,12 @@ use tracers::{
 
 use crate::{
     counters::bump,
-    python,
-    target::is_target,
-    task_storage::{Slot, TaskStorage},
-    wakeup,
+    hooks::{HOOKS_THREADS, Regs},
+    python, wakeup,
 };
 
 #[map]
 static SYSCALL_STATS: HashMap<SyscallKey, SyscallStats> = HashMap::with_max_entries(STATS_MAX, 0);
-
-/// The call each target thread is in: task-local, so that the two lookups of every system call
-/// cost no hashing, and freed with the thread.
-#[btf_map]
-static SYSCALL_INFLIGHT: TaskStorage<SyscallInflight> = TaskStorage::new();
 
 #[map]
 static SYSCALL_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
@@ -43,12 +35,7 @@ static SYSCALL_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 static SYSCALL_INTERVAL: Array<u64> = Array::with_max_entries(1, 0);
 
 #[unsafe(no_mangle)]
-static SYSCALLS_CONFIG: SyscallsConfig = SyscallsConfig {
-    slow_ns: u64::MAX,
-    arg_offsets: [0; ARGS],
-    python_off_cpu: 0,
-    _pad: 0,
-};
+static SYSCALLS_CONFIG: SyscallsConfig = SyscallsConfig { slow_ns: u64::MAX };
 
 /// Initial value of a new statistics entry (lives in .rodata, not on the 512-byte stack).
 static ZERO_STATS: SyscallStats = SyscallStats {
@@ -70,66 +57,35 @@ fn config() -> SyscallsConfig {
     unsafe { core::ptr::read_volatile(&SYSCALLS_CONFIG) }
 }
 
-/// raw_syscalls:sys_enter(struct pt_regs *regs, long id): remember when the call started.
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn syscalls_enter(ctx: RawTracePointContext) -> i32 {
-    let inflight =
-        match SYSCALL_INFLIGHT.of_target(|| is_target((bpf_get_current_pid_tgid() >> 32) as u32)) {
-            Slot::Value(inflight) => inflight,
-            Slot::NotTarget => return 0,
-            Slot::NoMemory => {
-                bump(Counter::SyscallsInflightMapFull);
-                return 0;
-            }
-        };
-    if config().python_off_cpu != 0 {
-        python::syscall_entered();
-    }
-    let nr = ctx.arg::<u64>(1) as u32;
+/// Entry of a target thread's system call (run by the hooks): remember when it started.
+#[inline(always)]
+pub fn entered(inflight: &mut SyscallInflight) {
     // SAFETY: helper without arguments.
-    let start_ns = unsafe { bpf_ktime_get_ns() };
-    // SAFETY: the storage of the thread running this program.
-    unsafe {
-        (*inflight).start_ns = start_ns;
-        (*inflight).nr = nr;
-    }
-    0
+    inflight.start_ns = unsafe { bpf_ktime_get_ns() };
 }
 
-/// raw_syscalls:sys_exit(struct pt_regs *regs, long ret): account the call.
-#[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn syscalls_exit(ctx: RawTracePointContext) -> i32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tid = pid_tgid as u32;
-    // Only target threads have an in-flight entry: this lookup is also the target test.
-    let Some(inflight) = SYSCALL_INFLIGHT.current() else {
-        return 0;
-    };
-    if config().python_off_cpu != 0 {
-        python::syscall_returned(pid_tgid);
-    }
-    // SAFETY: the entry belongs to this thread.
-    let SyscallInflight { start_ns, nr, exec } = unsafe { *inflight };
+/// Exit of a target thread's system call (run by the hooks): account it.
+#[inline(always)]
+pub fn exited(inflight: &mut SyscallInflight, regs: Regs, ret: i64, pid_tgid: u64) {
+    let SyscallInflight { start_ns, nr, exec } = *inflight;
     if start_ns == 0 {
-        return 0;
+        return;
     }
-    // SAFETY: as above; marks the call as accounted.
-    unsafe { (*inflight).start_ns = 0 };
+    // Accounted.
+    inflight.start_ns = 0;
     // SAFETY: helper without arguments.
     let end_ns = unsafe { bpf_ktime_get_ns() };
     let duration_ns = end_ns.saturating_sub(start_ns);
-    let ret: i64 = ctx.arg(1);
     let key = SyscallKey {
         tgid: (pid_tgid >> 32) as u32,
-        tid,
+        tid: pid_tgid as u32,
         nr,
         exec,
     };
     account(&key, duration_ns, ret);
     if duration_ns >= config().slow_ns {
-        send_slow_event(&ctx, &key, end_ns, duration_ns, ret);
+        send_slow_event(regs, &key, end_ns, duration_ns, ret);
     }
-    0
 }
 
 /// Adds one call to the key's cumulative statistics, creating the entry on first use.
@@ -171,13 +127,7 @@ fn account(key: &SyscallKey, duration_ns: u64, ret: i64) {
 
 /// Sends a slow call with its arguments, read from the saved registers.
 #[inline(always)]
-fn send_slow_event(
-    ctx: &RawTracePointContext,
-    key: &SyscallKey,
-    end_ns: u64,
-    duration_ns: u64,
-    ret: i64,
-) {
+fn send_slow_event(regs: Regs, key: &SyscallKey, end_ns: u64, duration_ns: u64, ret: i64) {
     // The Python code that made the call, when the caller runs CPython and the python tracer
     // knows it.
     let pid_tgid = (u64::from(key.tgid) << 32) | u64::from(key.tid);
@@ -186,13 +136,9 @@ fn send_slow_event(
         bump(Counter::SyscallEventsDropped);
         return;
     };
-    let regs: u64 = ctx.arg(0);
-    let offsets = config().arg_offsets;
     let mut args = [0u64; ARGS];
-    for (arg, offset) in args.iter_mut().zip(offsets) {
-        // SAFETY: reads of the saved user registers at offsets learned from BTF.
-        *arg =
-            unsafe { bpf_probe_read_kernel((regs + u64::from(offset)) as *const u64) }.unwrap_or(0);
+    for (index, arg) in (1..).zip(args.iter_mut()) {
+        *arg = regs.arg(index).unwrap_or(0);
     }
     entry.write(SlowSyscallEvent {
         end_ns,
@@ -211,9 +157,9 @@ fn send_slow_event(
 /// A target thread ran a new program: its next calls go to entries named after it.
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn syscalls_exec(_ctx: RawTracePointContext) -> i32 {
-    if let Some(inflight) = SYSCALL_INFLIGHT.current() {
+    if let Some(calls) = HOOKS_THREADS.current() {
         // SAFETY: the storage of the thread running this program.
-        unsafe { (*inflight).exec += 1 };
+        unsafe { (*calls).syscall.exec += 1 };
     }
     0
 }

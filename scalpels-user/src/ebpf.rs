@@ -71,12 +71,6 @@ pub fn attach_raw_tracepoints(ebpf: &mut Ebpf, programs: &[(&str, &str)]) -> Res
     Ok(())
 }
 
-/// Whether `program` is loaded (and so attached: a tracer that fails to attach unloads its
-/// programs).
-pub fn is_loaded(ebpf: &Ebpf, program: &str) -> bool {
-    ebpf.program(program).is_some_and(|p| p.fd().is_ok())
-}
-
 /// Detaches and unloads the programs of `tracer`, after it failed to attach some of them.
 pub fn unload_programs(ebpf: &mut Ebpf, tracer: &str) {
     let Some(info) = catalogue::find(tracer) else {

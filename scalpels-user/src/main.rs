@@ -11,6 +11,7 @@ mod ebpf;
 mod events_ready;
 mod files;
 mod fleet;
+mod hooks;
 mod preflight;
 mod proc;
 mod program_stats;

@@ -16,7 +16,7 @@ use aya::{
     sys::{Stats, enable_stats},
 };
 use serde::Serialize;
-use tracers::catalogue;
+use tracers::{catalogue, hooks};
 
 /// Kernel statistics of every program, enabled while this lives.
 pub struct ProgramStats {
@@ -44,23 +44,37 @@ impl ProgramStats {
     pub fn of(&self, ebpf: &Ebpf, tracer: &str) -> BTreeMap<&'static str, ProgramCost> {
         costs(ebpf, tracer)
     }
+
+    /// The cost of each loaded program that several tracers share (the system-call hooks).
+    pub fn shared(&self, ebpf: &Ebpf) -> BTreeMap<&'static str, ProgramCost> {
+        costs_of(ebpf, hooks::program::ALL)
+    }
 }
 
 /// Runs of `tracer`'s programs the kernel skipped because the program was already running on
 /// that CPU: events they never saw. The kernel counts these whether statistics are on or not.
-pub fn runs_skipped(ebpf: &Ebpf, tracer: &str) -> u64 {
+/// A tracer that works through the system-call hooks (`hooked`) missed theirs too.
+pub fn runs_skipped(ebpf: &Ebpf, tracer: &str, hooked: bool) -> u64 {
+    let shared = if hooked {
+        costs_of(ebpf, hooks::program::ALL)
+    } else {
+        BTreeMap::new()
+    };
     costs(ebpf, tracer)
         .values()
+        .chain(shared.values())
         .map(|cost| cost.recursion_misses)
         .sum()
 }
 
 /// What the kernel counted for each loaded program of `tracer`.
 fn costs(ebpf: &Ebpf, tracer: &str) -> BTreeMap<&'static str, ProgramCost> {
-    let Some(info) = catalogue::find(tracer) else {
-        return BTreeMap::new();
-    };
-    info.programs
+    catalogue::find(tracer).map_or_else(BTreeMap::new, |info| costs_of(ebpf, info.programs))
+}
+
+/// What the kernel counted for each of `programs` that is loaded.
+fn costs_of(ebpf: &Ebpf, programs: &[&'static str]) -> BTreeMap<&'static str, ProgramCost> {
+    programs
         .iter()
         .filter_map(|&name| {
             let fd = ebpf.program(name)?.fd().ok()?;

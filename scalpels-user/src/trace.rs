@@ -23,6 +23,7 @@ use crate::{
     ebpf,
     events_ready::EventsReady,
     fleet::{Partition, destination::Location, live::LiveUpload},
+    hooks::{self, Hooks},
     preflight,
     program_stats::{self, ProgramStats},
     python::StackIndex,
@@ -213,6 +214,8 @@ struct Attached {
     counters: Counters,
     /// With `--bpf-stats`: the kernel times every program while this lives.
     program_stats: Option<ProgramStats>,
+    /// The tracers that work through the system-call hooks.
+    hooked: Vec<&'static str>,
     // Programs stay attached while the object lives.
     ebpf: aya::Ebpf,
 }
@@ -221,14 +224,36 @@ impl Attached {
     /// The tracer's loss counters, with the runs of its programs the kernel skipped.
     fn drops(&self, tracer: &str) -> BTreeMap<&'static str, u64> {
         let mut drops = self.counters.of(tracer);
-        if catalogue::find(tracer).is_some_and(|info| !info.programs.is_empty()) {
+        let hooked = self.hooked.contains(&tracer);
+        if hooked || catalogue::find(tracer).is_some_and(|info| !info.programs.is_empty()) {
             drops.insert(
                 "runs_skipped",
-                program_stats::runs_skipped(&self.ebpf, tracer),
+                program_stats::runs_skipped(&self.ebpf, tracer, hooked),
             );
         }
         drops
     }
+}
+
+/// The tracers that work on system calls cannot run without the hooks, which failed (`error`):
+/// they move from `prepared` to `unavailable`.
+fn without_hooks(
+    prepared: &mut Vec<(&'static str, Box<dyn tracer::Prepared>)>,
+    unavailable: &mut Vec<Unavailable>,
+    error: &anyhow::Error,
+    cli: &Cli,
+) {
+    let reason = format!("system-call hooks: {error:#}");
+    prepared.retain(|(name, _)| {
+        let hooked = hooks::serves(name, cli);
+        if hooked {
+            unavailable.push(Unavailable {
+                name,
+                reason: reason.clone(),
+            });
+        }
+        !hooked
+    });
 }
 
 impl Session<'_> {
@@ -264,6 +289,11 @@ impl Session<'_> {
                 }),
             }
         }
+        let names: Vec<&str> = prepared.iter().map(|(name, _)| *name).collect();
+        let hooks = Hooks::prepare(&names, self.cli).unwrap_or_else(|e| {
+            without_hooks(&mut prepared, &mut unavailable, &e, self.cli);
+            None
+        });
         let mut loader = EbpfLoader::new();
         // aya creates task-storage maps but has no type for them; the kernel side alone uses
         // them.
@@ -282,12 +312,20 @@ impl Session<'_> {
         for (_, p) in &prepared {
             p.set_globals(&mut loader);
         }
+        if let Some(hooks) = &hooks {
+            hooks.set_globals(&mut loader);
+        }
         // Enabled before anything is attached, so that every run of every program counts.
         let program_stats = self.cli.bpf_stats.then(ProgramStats::enable).transpose()?;
         let mut ebpf = loader
             .load(ebpf::OBJECT)
             .context("loading the eBPF object into the kernel")?;
         ebpf::attach_target_programs(&mut ebpf)?;
+        if let Some(hooks) = &hooks
+            && let Err(e) = hooks.attach(&mut ebpf)
+        {
+            without_hooks(&mut prepared, &mut unavailable, &e, self.cli);
+        }
         let mut tracers = Vec::new();
         for (name, p) in prepared {
             match p.attach(&mut ebpf, &env) {
@@ -300,6 +338,17 @@ impl Session<'_> {
                     });
                 }
             }
+        }
+        let mut hooked = Vec::new();
+        if let Some(hooks) = &hooks {
+            hooked = tracers
+                .iter()
+                .map(|t| t.name())
+                .filter(|name| hooks::serves(name, self.cli))
+                .collect();
+            hooks
+                .switch_on(&mut ebpf, &hooked, self.cli)
+                .context("system-call hooks")?;
         }
         if tracers.is_empty() {
             let reasons: Vec<_> = unavailable
@@ -320,6 +369,7 @@ impl Session<'_> {
             targets: TargetSet::take(&mut ebpf)?,
             counters: Counters::take(&mut ebpf)?,
             program_stats,
+            hooked,
             ebpf,
         })
     }
@@ -440,6 +490,11 @@ impl Session<'_> {
                 keep_cmdline: self.cli.keep_cmdline,
             },
             tracers: records,
+            shared_programs: attached
+                .program_stats
+                .as_ref()
+                .map(|stats| stats.shared(&attached.ebpf))
+                .unwrap_or_default(),
             tables,
             upload: None,
         }
@@ -716,6 +771,9 @@ impl Session<'_> {
             if let Some(line) = program_stats::summary_line(&record.programs) {
                 println!("{line}");
             }
+        }
+        if let Some(line) = program_stats::summary_line(&manifest.shared_programs) {
+            println!("system-call hooks (shared by the tracers above):\n{line}");
         }
         for (name, lines) in summaries {
             println!("{name}:");

@@ -80,13 +80,18 @@ pub fn syscall_format(tracefs: &Path, event: &str) -> Result<Vec<Field>> {
     Ok(parse_format(&text))
 }
 
-/// The offset of the first of `names` that `fields` has (syscalls name the same argument
-/// differently), 0 when it has none.
-pub fn offset_of_any(fields: &[Field], names: &[&str]) -> u32 {
+/// Which argument (1 to 6) of a system call is the first of `names` its `sys_enter_*` record
+/// has (syscalls name the same argument differently), 0 when it has none. The record lists
+/// the arguments in order after `__syscall_nr`.
+pub fn arg_of_any(fields: &[Field], names: &[&str]) -> u32 {
+    let Some(nr) = fields.iter().position(|f| f.name == "__syscall_nr") else {
+        return 0;
+    };
+    let args = &fields[nr + 1..];
     names
         .iter()
-        .find_map(|name| fields.iter().find(|f| f.name == *name))
-        .map_or(0, |f| f.offset)
+        .find_map(|name| args.iter().position(|f| f.name == *name))
+        .map_or(0, |index| index as u32 + 1)
 }
 
 /// Parses the `field:` lines of a tracepoint format file.
@@ -134,6 +139,34 @@ format:
 
 print fmt: \"comm=%s pid=%d\", __get_str(parent_comm), REC->parent_pid
 ";
+
+    const SENDTO: &str = "name: sys_enter_sendto
+ID: 1541
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;
+\tfield:int fd;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:void * buff;\toffset:24;\tsize:8;\tsigned:0;
+\tfield:size_t len;\toffset:32;\tsize:8;\tsigned:0;
+\tfield:unsigned int flags;\toffset:40;\tsize:8;\tsigned:0;
+\tfield:struct sockaddr * addr;\toffset:48;\tsize:8;\tsigned:0;
+\tfield:int addr_len;\toffset:56;\tsize:8;\tsigned:0;
+";
+
+    #[test]
+    fn syscall_arguments_are_numbered_from_one_in_record_order() {
+        let fields = parse_format(SENDTO);
+        assert_eq!(arg_of_any(&fields, &["fd"]), 1);
+        assert_eq!(arg_of_any(&fields, &["buf", "buff"]), 2);
+        assert_eq!(arg_of_any(&fields, &["count", "len"]), 3);
+        assert_eq!(arg_of_any(&fields, &["addr_len"]), 6);
+        assert_eq!(arg_of_any(&fields, &["filename"]), 0);
+        assert_eq!(arg_of_any(&parse_format(FORK), &["args"]), 0);
+    }
 
     #[test]
     fn parses_fields_with_offsets_and_sizes() {

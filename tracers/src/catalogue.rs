@@ -19,7 +19,8 @@ pub struct TracerInfo {
     /// Those of its maps that are ring buffers (their smallest size is a page).
     pub ring_buffers: &'static [&'static str],
     /// Its eBPF programs: unloaded (and so detached) if the tracer fails half-way through
-    /// attaching, so an unavailable tracer costs nothing.
+    /// attaching, so an unavailable tracer costs nothing. Its system-call work, if any, runs in
+    /// the programs of [`crate::hooks`], which it shares.
     pub programs: &'static [&'static str],
 }
 
@@ -30,11 +31,7 @@ pub const TRACERS: &[TracerInfo] = &[
         tables: &["syscalls", "syscall_events"],
         maps: &[syscalls::STATS_MAP, syscalls::INTERVAL_MAP],
         ring_buffers: &[syscalls::EVENTS_MAP],
-        programs: &[
-            syscalls::program::ENTER,
-            syscalls::program::EXIT,
-            syscalls::program::EXEC,
-        ],
+        programs: &[syscalls::program::EXEC],
     },
     TracerInfo {
         name: "block",
@@ -50,7 +47,7 @@ pub const TRACERS: &[TracerInfo] = &[
         tables: &["file_io", "file_io_events"],
         maps: &[files::SYSCALLS_MAP, files::STATS_MAP, files::INTERVAL_MAP],
         ring_buffers: &[files::EVENTS_MAP],
-        programs: &["files_enter", "files_exit"],
+        programs: &[],
     },
     TracerInfo {
         name: "protocols",
@@ -68,9 +65,6 @@ pub const TRACERS: &[TracerInfo] = &[
         ],
         ring_buffers: &[protocols::EVENTS_MAP, sqlite::EVENTS_MAP],
         programs: &[
-            "protocols_enter",
-            "protocols_exit",
-            "protocols_open_exit",
             "protocols_process_exit",
             sqlite::program::PREPARE_V2,
             sqlite::program::PREPARE_V3,
@@ -107,8 +101,6 @@ pub const TRACERS: &[TracerInfo] = &[
         programs: &[
             "python_sample",
             "python_switch",
-            "python_syscall_enter",
-            "python_syscall_exit",
             "python_call_entry",
             "python_call_return",
         ],

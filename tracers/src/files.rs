@@ -56,16 +56,16 @@ pub mod kind {
     pub const PATH: u32 = 3;
 }
 
-/// How to read one traced syscall's records: its operation, and where its fd or paths are in
-/// its `syscalls:sys_enter_*` record (from tracefs format files; 0 when absent).
+/// How the hooks read one traced syscall: its operation, and which of its arguments (1 to 6,
+/// from its tracefs format file; 0 when it has none) is the fd or a path.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FileSyscall {
     pub op: u32,
-    pub fd_offset: u32,
-    pub path_offset: u32,
+    pub fd_arg: u32,
+    pub path_arg: u32,
     /// Second path (renames' new name).
-    pub path2_offset: u32,
+    pub path2_arg: u32,
 }
 
 /// A file as the kernel names it: its file system's device and its inode.
@@ -193,10 +193,6 @@ pub struct FileWalk {
 pub struct FilesConfig {
     /// Operations at least this long (ns) are also sent as events.
     pub slow_ns: u64,
-    /// Offset of `__syscall_nr` in `syscalls:sys_enter_*`/`sys_exit_*` records.
-    pub nr_offset: u32,
-    /// Offset of `ret` in `syscalls:sys_exit_*` records.
-    pub ret_offset: u32,
     pub walk: FileWalk,
 }
 

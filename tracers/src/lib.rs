@@ -10,6 +10,7 @@ pub mod catalogue;
 pub mod counters;
 pub mod files;
 pub mod histogram;
+pub mod hooks;
 pub mod protocols;
 pub mod python;
 pub mod python_calls;

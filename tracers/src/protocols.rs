@@ -88,19 +88,19 @@ pub mod family {
     pub const INET6: u16 = 10;
 }
 
-/// How to read one traced syscall's `syscalls:sys_enter_*` record (from tracefs format files;
-/// 0 when absent).
+/// How the hooks read one traced socket syscall: its operation, and which of its arguments
+/// (1 to 6, from its tracefs format file; 0 when it has none) holds what.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SocketSyscall {
     pub op: u32,
-    pub fd_offset: u32,
+    pub fd_arg: u32,
     /// The buffer, iovec array or `user_msghdr` pointer.
-    pub buf_offset: u32,
+    pub buf_arg: u32,
     /// The buffer's size or the iovec count.
-    pub count_offset: u32,
+    pub count_arg: u32,
     /// `flags` of recvfrom/recvmsg (peeks are not data read).
-    pub flags_offset: u32,
+    pub flags_arg: u32,
     pub _pad: u32,
 }
 
@@ -267,10 +267,6 @@ pub struct SocketWalk {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProtocolsConfig {
-    /// Offset of `__syscall_nr` in `syscalls:sys_enter_*`/`sys_exit_*` records.
-    pub nr_offset: u32,
-    /// Offset of `ret` in `syscalls:sys_exit_*` records.
-    pub ret_offset: u32,
     /// Payload bytes copied per syscall, at most [`MAX_PAYLOAD`].
     pub payload_bytes: u32,
     pub _pad: u32,

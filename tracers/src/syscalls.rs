@@ -9,10 +9,9 @@ pub const STATS_MAP: &str = "SYSCALL_STATS";
 pub const EVENTS_MAP: &str = "SYSCALL_EVENTS";
 /// Array with one `u64`: the interval number userspace is collecting, which resets `max_ns`.
 pub const INTERVAL_MAP: &str = "SYSCALL_INTERVAL";
-/// The tracer's programs: raw tracepoints `sys_enter`, `sys_exit` and `sched_process_exec`.
+/// The tracer's own program (its system-call work runs in the [`crate::hooks`]): raw
+/// tracepoint `sched_process_exec`.
 pub mod program {
-    pub const ENTER: &str = "syscalls_enter";
-    pub const EXIT: &str = "syscalls_exit";
     pub const EXEC: &str = "syscalls_exec";
 }
 /// Global (read-only after load) holding a [`SyscallsConfig`].
@@ -22,7 +21,7 @@ pub const STATS_MAX: u32 = 32768;
 pub const EVENTS_BYTES: u32 = 1 << 20;
 
 /// Number of syscall arguments recorded for slow calls.
-pub const ARGS: usize = 6;
+pub const ARGS: usize = crate::hooks::ARGS;
 
 /// Aggregation key: one row per interval per key.
 #[repr(C)]
@@ -99,13 +98,6 @@ pub struct SlowSyscallEvent {
 pub struct SyscallsConfig {
     /// Calls at least this long (ns) are also sent as [`SlowSyscallEvent`]s.
     pub slow_ns: u64,
-    /// Byte offsets in `struct pt_regs` of the registers holding syscall arguments 1..=6
-    /// (learned from BTF; on x86_64 di, si, dx, r10, r8, r9).
-    pub arg_offsets: [u32; ARGS],
-    /// Non-zero: the python tracer samples off-CPU stacks, and these programs run its
-    /// system-call hooks (`python_syscall_enter`/`_exit` stay detached).
-    pub python_off_cpu: u32,
-    pub _pad: u32,
 }
 
 crate::user_pod!(

@@ -103,22 +103,18 @@ pub fn prepare(env: &Env) -> Result<PreparedFiles> {
             name,
             spec: FileSyscall {
                 op: operation,
-                fd_offset: tracefs::offset_of_any(&fields, &["fd"]),
-                path_offset: tracefs::offset_of_any(&fields, &["filename", "pathname", "oldname"]),
-                path2_offset: tracefs::offset_of_any(&fields, &["newname"]),
+                fd_arg: tracefs::arg_of_any(&fields, &["fd"]),
+                path_arg: tracefs::arg_of_any(&fields, &["filename", "pathname", "oldname"]),
+                path2_arg: tracefs::arg_of_any(&fields, &["newname"]),
             },
         });
     }
     if traced.is_empty() {
         bail!("this kernel has none of the syscalls:sys_enter_* tracepoints the files tracer uses");
     }
-    let enter = tracefs::syscall_format(env.tracefs, "sys_enter_read")?;
-    let exit = tracefs::syscall_format(env.tracefs, "sys_exit_read")?;
     Ok(PreparedFiles {
         config: FilesConfig {
             slow_ns: u64::try_from(env.cli.slow_file_io.as_nanos()).unwrap_or(u64::MAX),
-            nr_offset: tracefs::offset_of_any(&enter, &["__syscall_nr"]),
-            ret_offset: tracefs::offset_of_any(&exit, &["ret"]),
             walk,
         },
         traced,
@@ -137,13 +133,6 @@ impl Prepared for PreparedFiles {
             specs
                 .set(t.nr, t.spec, 0)
                 .with_context(|| format!("configuring syscall {}", t.name))?;
-        }
-        for (program, phase) in [("files_enter", "enter"), ("files_exit", "exit")] {
-            let events = self
-                .traced
-                .iter()
-                .map(|t| ("syscalls", format!("sys_{phase}_{}", t.name)));
-            crate::ebpf::attach_tracepoint(ebpf, program, events)?;
         }
         Ok(Box::new(FilesTracer {
             stats: PerCpuHashMap::try_from(take(ebpf, STATS_MAP)?)?,

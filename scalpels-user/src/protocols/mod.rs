@@ -136,11 +136,11 @@ pub fn prepare(env: &Env) -> Result<PreparedProtocols> {
             name,
             spec: SocketSyscall {
                 op: operation,
-                fd_offset: tracefs::offset_of_any(&fields, &["fd"]),
-                buf_offset: tracefs::offset_of_any(&fields, &["buf", "buff", "ubuf", "vec", "msg"]),
-                count_offset: tracefs::offset_of_any(&fields, &["count", "len", "size", "vlen"]),
-                flags_offset: if receives {
-                    tracefs::offset_of_any(&fields, &["flags"])
+                fd_arg: tracefs::arg_of_any(&fields, &["fd"]),
+                buf_arg: tracefs::arg_of_any(&fields, &["buf", "buff", "ubuf", "vec", "msg"]),
+                count_arg: tracefs::arg_of_any(&fields, &["count", "len", "size", "vlen"]),
+                flags_arg: if receives {
+                    tracefs::arg_of_any(&fields, &["flags"])
                 } else {
                     0
                 },
@@ -151,13 +151,9 @@ pub fn prepare(env: &Env) -> Result<PreparedProtocols> {
     if !traced.iter().any(|t| op::direction(t.spec.op) != 0) {
         bail!("this kernel has none of the socket syscalls' syscalls:sys_enter_* tracepoints");
     }
-    let enter = tracefs::syscall_format(env.tracefs, "sys_enter_read")?;
-    let exit = tracefs::syscall_format(env.tracefs, "sys_exit_read")?;
     let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
     Ok(PreparedProtocols {
         config: ProtocolsConfig {
-            nr_offset: tracefs::offset_of_any(&enter, &["__syscall_nr"]),
-            ret_offset: tracefs::offset_of_any(&exit, &["ret"]),
             payload_bytes: env.cli.payload_bytes.min(MAX_PAYLOAD as u32),
             _pad: 0,
             walk,
@@ -187,18 +183,6 @@ impl Prepared for PreparedProtocols {
                 .set(t.nr, t.spec, 0)
                 .with_context(|| format!("configuring syscall {}", t.name))?;
         }
-        let opens = |t: &&Traced| matches!(t.spec.op, op::CONNECT | op::ACCEPT);
-        let moves_data = |t: &&Traced| op::direction(t.spec.op) != 0;
-        let events = |phase: &'static str, keep: &dyn Fn(&&Traced) -> bool| {
-            self.traced
-                .iter()
-                .filter(keep)
-                .map(move |t| ("syscalls", format!("sys_{phase}_{}", t.name)))
-                .collect::<Vec<_>>()
-        };
-        crate::ebpf::attach_tracepoint(ebpf, "protocols_enter", events("enter", &|_| true))?;
-        crate::ebpf::attach_tracepoint(ebpf, "protocols_exit", events("exit", &moves_data))?;
-        crate::ebpf::attach_tracepoint(ebpf, "protocols_open_exit", events("exit", &opens))?;
         crate::ebpf::attach_tracepoint(
             ebpf,
             "protocols_process_exit",

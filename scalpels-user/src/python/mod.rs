@@ -184,19 +184,8 @@ impl Prepared for PreparedPython {
 
 /// The programs that take stacks of threads back from blocking.
 fn attach_off_cpu(ebpf: &mut Ebpf) -> Result<()> {
-    crate::ebpf::attach_raw_tracepoints(ebpf, &[("python_switch", "sched_switch")])?;
-    if crate::ebpf::is_loaded(ebpf, tracers::syscalls::program::EXIT) {
-        // The syscalls tracer's programs run this tracer's system-call hooks: one program
-        // per system call of the machine instead of two.
-        return Ok(());
-    }
-    crate::ebpf::attach_raw_tracepoints(
-        ebpf,
-        &[
-            ("python_syscall_enter", "sys_enter"),
-            ("python_syscall_exit", "sys_exit"),
-        ],
-    )
+    // Its system-call work runs in the hooks (`crate::hooks`).
+    crate::ebpf::attach_raw_tracepoints(ebpf, &[("python_switch", "sched_switch")])
 }
 
 pub struct PythonTracer {

@@ -31,6 +31,11 @@ pub struct Manifest {
     pub ended_at: Option<String>,
     pub options: Options,
     pub tracers: Vec<TracerRecord>,
+    /// With `--bpf-stats`: the runs and kernel time of the programs several tracers share
+    /// (the system-call hooks, which run the syscalls, files, protocols and python tracers'
+    /// work on system calls).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub shared_programs: BTreeMap<&'static str, crate::program_stats::ProgramCost>,
     pub tables: BTreeMap<String, TableRecord>,
     /// With `--out s3://...`: what was uploaded before the manifest itself.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -17,14 +17,12 @@ use aya::{
 use tracers::{
     histogram::HIST_SLOTS,
     syscalls::{
-        ARGS, CONFIG_GLOBAL, EVENTS_MAP, INTERVAL_MAP, STATS_MAP, SlowSyscallEvent, SyscallKey,
+        CONFIG_GLOBAL, EVENTS_MAP, INTERVAL_MAP, STATS_MAP, SlowSyscallEvent, SyscallKey,
         SyscallStats, SyscallsConfig, program,
     },
 };
 
 use crate::{
-    btf,
-    cli::{Cli, Toggle},
     clock::Clock,
     python::AwaitingStacks,
     run::{columns, table::TableWriter},
@@ -32,35 +30,17 @@ use crate::{
 };
 use tables::StatsRow;
 
-/// Registers holding syscall arguments 1..=6 in x86_64's `struct pt_regs` (the only
-/// architecture Scalpels supports so far).
-const ARG_REGISTERS: [&str; ARGS] = ["di", "si", "dx", "r10", "r8", "r9"];
-
 pub struct PreparedSyscalls {
     config: SyscallsConfig,
 }
 
-/// Learns the pt_regs layout from BTF and sets the slow-call threshold.
+/// Sets the slow-call threshold.
 pub fn prepare(env: &Env) -> Result<PreparedSyscalls> {
-    let vmlinux = btf::load_vmlinux()?;
-    let mut arg_offsets = [0u32; ARGS];
-    for (offset, register) in arg_offsets.iter_mut().zip(ARG_REGISTERS) {
-        *offset = btf::member_offset(&vmlinux, "pt_regs", register)?;
-    }
     Ok(PreparedSyscalls {
         config: SyscallsConfig {
             slow_ns: u64::try_from(env.cli.slow_syscall.as_nanos()).unwrap_or(u64::MAX),
-            arg_offsets,
-            python_off_cpu: u32::from(python_off_cpu(env.cli)),
-            _pad: 0,
         },
     })
-}
-
-/// Whether the python tracer is asked for with off-CPU stacks.
-fn python_off_cpu(cli: &Cli) -> bool {
-    let python = cli.tracers.is_empty() || cli.tracers.iter().any(|name| name == "python");
-    python && cli.python_off_cpu == Toggle::On
 }
 
 impl Prepared for PreparedSyscalls {
@@ -69,14 +49,8 @@ impl Prepared for PreparedSyscalls {
     }
 
     fn attach(self: Box<Self>, ebpf: &mut Ebpf, env: &Env) -> Result<Box<dyn Tracer>> {
-        crate::ebpf::attach_raw_tracepoints(
-            ebpf,
-            &[
-                (program::ENTER, "sys_enter"),
-                (program::EXIT, "sys_exit"),
-                (program::EXEC, "sched_process_exec"),
-            ],
-        )?;
+        // Its system-call work runs in the hooks (`crate::hooks`).
+        crate::ebpf::attach_raw_tracepoints(ebpf, &[(program::EXEC, "sched_process_exec")])?;
         let take = crate::ebpf::take_map;
         Ok(Box::new(SyscallsTracer {
             stats: BpfHashMap::try_from(take(ebpf, STATS_MAP)?)?,

@@ -272,19 +272,20 @@ fn kernel_costs(
     let manifest = fs::read_to_string(ended.run.join("manifest.json"))
         .with_context(|| format!("reading the manifest of {}", ended.run.display()))?;
     let manifest: serde_json::Value = serde_json::from_str(&manifest)?;
+    // Each tracer's own programs, and those they share (the system-call hooks).
+    let owned = manifest["tracers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|tracer| (tracer["name"].as_str().unwrap_or("?"), &tracer["programs"]));
+    let shared = std::iter::once(("shared", &manifest["shared_programs"]));
     let mut rows = Vec::new();
-    for tracer in manifest["tracers"].as_array().into_iter().flatten() {
-        let programs = tracer["programs"].as_object().into_iter().flatten();
-        for (program, cost) in programs {
+    for (owner, programs) in owned.chain(shared) {
+        for (program, cost) in programs.as_object().into_iter().flatten() {
             let runs = cost["runs"].as_u64().unwrap_or(0);
             let ns = cost["run_time_ns"].as_u64().unwrap_or(0);
             if runs > 0 {
-                rows.push((
-                    ns,
-                    tracer["name"].as_str().unwrap_or("?"),
-                    program.clone(),
-                    runs,
-                ));
+                rows.push((ns, owner, program.clone(), runs));
             }
         }
     }
