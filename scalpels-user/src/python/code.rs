@@ -123,7 +123,13 @@ impl Symbolizer {
         if let Cached::Read(code, checked, _) = cached
             && *checked != check
         {
-            if still_the_same(&memory, code_addr, layout, code) {
+            let name = layout.code_qualname.unwrap_or(layout.code_name);
+            let identity = [name, layout.code_linetable].map(|offset| {
+                memory
+                    .read_u64(code_addr.wrapping_add(u64::from(offset)))
+                    .ok()
+            });
+            if still_the_same(code, &identity) {
                 *checked = check;
             } else {
                 *cached = Cached::Failed(0);
@@ -152,6 +158,39 @@ impl Symbolizer {
         }
     }
 
+    /// Checks, in one read of `pid`'s memory, the code objects among `code_addrs` read before
+    /// and not yet checked in this batch, so that naming their frames reads nothing.
+    pub fn check(&mut self, pid: u32, layout: &Layout, code_addrs: impl Iterator<Item = u64>) {
+        let name = layout.code_qualname.unwrap_or(layout.code_name);
+        let mut unchecked: Vec<u64> = code_addrs
+            .filter(|&addr| {
+                matches!(self.codes.get(&(pid, addr)),
+                    Some(Cached::Read(_, checked, _)) if *checked != self.check)
+            })
+            .collect();
+        unchecked.sort_unstable();
+        unchecked.dedup();
+        let addresses: Vec<u64> = unchecked
+            .iter()
+            .flat_map(|&addr| {
+                [name, layout.code_linetable].map(|offset| addr.wrapping_add(u64::from(offset)))
+            })
+            .collect();
+        let words = ProcessMemory::new(pid).read_words(&addresses);
+        for (addr, identity) in unchecked.iter().zip(words.chunks_exact(2)) {
+            let Some(cached) = self.codes.get_mut(&(pid, *addr)) else {
+                continue;
+            };
+            if let Cached::Read(code, checked, _) = cached {
+                if still_the_same(code, identity) {
+                    *checked = self.check;
+                } else {
+                    *cached = Cached::Failed(0);
+                }
+            }
+        }
+    }
+
     /// Starts a new batch of samples: code objects are checked again before they are trusted.
     pub fn next_batch(&mut self) {
         self.check += 1;
@@ -163,24 +202,14 @@ impl Symbolizer {
     }
 }
 
-/// Whether the code object read at `code_addr` is still there (same name and line table).
-/// Memory that cannot be read shows no other object there: the process has exited (its
-/// last samples are often handled after that, and their code was read while it ran) or the
-/// object's pages are gone, so what was read stands.
-fn still_the_same(
-    memory: &ProcessMemory,
-    code_addr: u64,
-    layout: &Layout,
-    code: &CodeInfo,
-) -> bool {
-    let name = layout.code_qualname.unwrap_or(layout.code_name);
-    let read = |offset: u32| {
-        memory
-            .read_u64(code_addr.wrapping_add(u64::from(offset)))
-            .ok()
-    };
-    match (read(name), read(layout.code_linetable)) {
-        (Some(name), Some(table)) => [name, table] == code.identity,
+/// Whether a code object read before is still there: `identity` is what its address now
+/// holds where its name and line table were (`None`: not readable). Memory that cannot be read
+/// shows no other object there: the process has exited (its last samples are often handled
+/// after that, and their code was read while it ran) or the object's pages are gone, so what
+/// was read stands.
+fn still_the_same(code: &CodeInfo, identity: &[Option<u64>]) -> bool {
+    match identity {
+        [Some(name), Some(table)] => [*name, *table] == code.identity,
         _ => true,
     }
 }

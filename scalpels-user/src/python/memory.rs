@@ -22,6 +22,10 @@ const MAX_STR_CHARS: u64 = 64 * 1024;
 /// Line tables grow with the function: a 64 KiB cap would refuse huge generated functions.
 const MAX_BYTES_LEN: u64 = 1024 * 1024;
 
+/// Most iovecs `process_vm_readv` takes in one call (Linux's `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
+const WORD: usize = size_of::<u64>();
+
 /// The memory of process `pid`, read without stopping it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcessMemory {
@@ -55,6 +59,56 @@ impl ProcessMemory {
                 format!("read {n} of {} bytes at {addr:#x}", buf.len()),
             )),
         }
+    }
+
+    /// The words at `addresses`, read with as few system calls as the kernel allows (one per
+    /// [`IOV_MAX`] words, and one more after each word that cannot be read); `None` for those.
+    pub fn read_words(&self, addresses: &[u64]) -> Vec<Option<u64>> {
+        let mut words = vec![0u64; addresses.len()];
+        let mut read = vec![false; addresses.len()];
+        let mut at = 0;
+        while at < addresses.len() {
+            let end = (at + IOV_MAX).min(addresses.len());
+            let local: Vec<libc::iovec> = words[at..end]
+                .iter_mut()
+                .map(|word| libc::iovec {
+                    iov_base: std::ptr::from_mut(word).cast(),
+                    iov_len: WORD,
+                })
+                .collect();
+            let remote: Vec<libc::iovec> = addresses[at..end]
+                .iter()
+                .map(|&addr| libc::iovec {
+                    iov_base: addr as *mut libc::c_void,
+                    iov_len: WORD,
+                })
+                .collect();
+            // SAFETY: each local iovec covers one element of `words`, writable for the call;
+            // the remote ones are only read, by the kernel, in the other process.
+            let bytes = unsafe {
+                libc::process_vm_readv(
+                    self.pid as libc::pid_t,
+                    local.as_ptr(),
+                    local.len() as libc::c_ulong,
+                    remote.as_ptr(),
+                    remote.len() as libc::c_ulong,
+                    0,
+                )
+            };
+            if bytes < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+                break;
+            }
+            // The kernel stops at the first word it cannot read: those before it are read,
+            // that one is not, and the rest are asked again.
+            let done = usize::try_from(bytes).map_or(0, |bytes| bytes / WORD);
+            read[at..at + done].fill(true);
+            at += done + 1;
+        }
+        words
+            .into_iter()
+            .zip(read)
+            .map(|(word, read)| read.then_some(word))
+            .collect()
     }
 
     fn read_array<const N: usize>(&self, addr: u64) -> io::Result<[u8; N]> {
@@ -187,6 +241,23 @@ mod tests {
         assert!(mem.read_u64(0).is_err());
         let text = c"counted";
         assert_eq!(mem.read_c_str(text.as_ptr() as u64).unwrap(), "counted");
+    }
+
+    #[test]
+    fn python_words_are_read_together_and_unreadable_ones_are_none() {
+        let values: Vec<u64> = (1..=1500).collect();
+        let mem = ProcessMemory::new(std::process::id());
+        let mut addresses: Vec<u64> = values.iter().map(|v| v as *const u64 as u64).collect();
+        // An unmapped word in the middle, and one at the end: the others are still read,
+        // across more than one call's worth of iovecs.
+        addresses.insert(700, 8);
+        addresses.push(16);
+        let words = mem.read_words(&addresses);
+        assert_eq!(words.len(), 1502);
+        assert_eq!(words[700], None);
+        assert_eq!(words[1501], None);
+        let read: Vec<u64> = words.iter().flatten().copied().collect();
+        assert_eq!(read, values);
     }
 
     #[test]

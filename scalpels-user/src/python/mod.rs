@@ -364,6 +364,8 @@ impl PythonTracer {
     fn add_stack(&mut self, header: &PyStackHeader, frames: &[PyFrame]) {
         let (known, named) = match self.interpreters.get(&header.tgid) {
             Some(layout) => {
+                let codes = frames.iter().map(|frame| frame.code);
+                self.symbolizer.check(header.tgid, layout, codes);
                 let name = stacks::namer(&mut self.symbolizer, header.tgid, layout);
                 self.stacks.add(header, frames, name)
             }
