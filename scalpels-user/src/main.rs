@@ -12,6 +12,7 @@ mod events_ready;
 mod files;
 mod fleet;
 mod hooks;
+mod map_batch;
 mod preflight;
 mod proc;
 mod program_stats;

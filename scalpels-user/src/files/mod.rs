@@ -15,7 +15,7 @@ use std::os::fd::{AsFd as _, BorrowedFd};
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuHashMap, RingBuf},
+    maps::{Array, IterableMap as _, MapData, PerCpuHashMap, RingBuf},
 };
 use syscalls::Sysno;
 use tracers::files::{
@@ -27,6 +27,7 @@ use crate::{
     block::devices,
     btf,
     clock::Clock,
+    map_batch,
     python::AwaitingStacks,
     run::{columns::comm, table::TableWriter},
     tracefs,
@@ -136,6 +137,7 @@ impl Prepared for PreparedFiles {
         }
         Ok(Box::new(FilesTracer {
             stats: PerCpuHashMap::try_from(take(ebpf, STATS_MAP)?)?,
+            cpus: aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?,
             interval_map: Array::try_from(take(ebpf, INTERVAL_MAP)?)?,
             events: RingBuf::try_from(take(ebpf, EVENTS_MAP)?)?,
             previous: BTreeMap::new(),
@@ -178,6 +180,8 @@ fn sum_cpus(per_cpu: &[FileStats], interval: u64) -> Summed {
 
 pub struct FilesTracer {
     stats: PerCpuHashMap<MapData, FileKey, FileStats>,
+    /// Possible CPUs: the values each statistics entry has.
+    cpus: usize,
     interval_map: Array<MapData, u64>,
     events: RingBuf<MapData>,
     previous: BTreeMap<FileKey, Summed>,
@@ -350,8 +354,10 @@ impl Tracer for FilesTracer {
             .set(0, self.interval, 0)
             .context("advancing the files interval")?;
         let mut rows = Vec::new();
-        for entry in self.stats.iter() {
-            let (key, per_cpu) = entry.context("reading the files statistics map")?;
+        let entries =
+            map_batch::lookup_all::<FileKey, FileStats>(self.stats.map(), self.cpus, true)
+                .context("reading the files statistics map")?;
+        for (key, per_cpu) in entries {
             let now = sum_cpus(&per_cpu, number);
             let before = self.previous.insert(key, now).unwrap_or_default();
             let Some(calls) = now.calls.checked_sub(before.calls).filter(|&c| c > 0) else {

@@ -12,7 +12,7 @@ use std::os::fd::{AsFd as _, BorrowedFd};
 use anyhow::{Context as _, Result};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap as BpfHashMap, MapData, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, IterableMap as _, MapData, RingBuf},
 };
 use tracers::{
     histogram::HIST_SLOTS,
@@ -24,6 +24,7 @@ use tracers::{
 
 use crate::{
     clock::Clock,
+    map_batch,
     python::AwaitingStacks,
     run::{columns, table::TableWriter},
     tracer::{Env, Interval, Prepared, Tracer},
@@ -171,8 +172,10 @@ impl Tracer for SyscallsTracer {
 
         let mut rows = Vec::new();
         let mut gone = Vec::new();
-        for entry in self.stats.iter() {
-            let (key, now) = entry.context("reading the syscalls statistics map")?;
+        let entries = map_batch::lookup_all::<SyscallKey, SyscallStats>(self.stats.map(), 1, false)
+            .context("reading the syscalls statistics map")?;
+        for (key, now) in entries {
+            let now = now[0];
             match self.delta(&key, &now, number) {
                 Some(row) => {
                     self.processes.insert(key.tgid);
