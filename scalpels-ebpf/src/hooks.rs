@@ -122,7 +122,7 @@ pub fn hooks_enter(ctx: RawTracePointContext) -> i32 {
     let calls = unsafe { &mut *calls };
     calls.syscall.nr = nr;
     if running.runs(tracer::PYTHON_OFF_CPU) {
-        python::syscall_entered();
+        python::syscall_entered(calls);
     }
     if running.runs(tracer::SYSCALLS) {
         syscalls::entered(&mut calls.syscall);
@@ -150,7 +150,7 @@ pub fn hooks_exit(ctx: RawTracePointContext) -> i32 {
     let calls = unsafe { &mut *calls };
     let nr = calls.syscall.nr;
     if running.runs(tracer::PYTHON_OFF_CPU) {
-        python::syscall_returned(pid_tgid);
+        python::syscall_returned(calls, pid_tgid);
     }
     if running.runs(tracer::SYSCALLS) {
         syscalls::exited(&mut calls.syscall, regs, ret, pid_tgid);

@@ -22,6 +22,7 @@ use aya_ebpf::{
 };
 use tracers::{
     counters::Counter,
+    hooks::ThreadCalls,
     python::{
         DataStackChunk, FRAME_READ_MAX, KEPT_FRAMES, KEPT_OUTER, MAX_WALK, OFF_CPU_MAX, OffCpu,
         PROCS_MAX, PyFrame, PyProcess, PySample, PyStackHeader, PythonConfig, SAMPLES_BYTES,
@@ -30,7 +31,7 @@ use tracers::{
     },
 };
 
-use crate::{counters::bump, target::is_target, wakeup};
+use crate::{counters::bump, hooks::HOOKS_THREADS, target::is_target, wakeup};
 
 const _: () = assert!(
     KEPT_OUTER.is_power_of_two()
@@ -442,15 +443,21 @@ pub fn python_switch(ctx: RawTracePointContext) -> i32 {
     if preempt & 0xff != 0 || prev_state as u32 == 0 {
         return 0;
     }
+    // The leaving task is the current one. Every target thread, not only those of processes
+    // known to run CPython yet (a wait that began before the loader found the interpreter is
+    // still sampled when it ends), has the hooks' storage once it made a system call: its
+    // lookup is the target test, cheaper than hashing the pid.
+    let Some(calls) = HOOKS_THREADS.current() else {
+        return 0;
+    };
+    // SAFETY: the current thread's own storage.
+    let calls = unsafe { &mut *calls };
     let prev: u64 = ctx.arg(switch_arg::PREV);
-    if let Some(period) = PYTHON_OFF_CPU.get_ptr_mut(&prev) {
+    if calls.python_blocked != 0
+        && let Some(period) = PYTHON_OFF_CPU.get_ptr_mut(&prev)
+    {
         // SAFETY: the current thread's own entry; helper without arguments.
         unsafe { (*period).start_ns = bpf_ktime_get_ns() };
-        return 0;
-    }
-    // Every target thread, not only those of processes known to run CPython yet: a wait that
-    // began before the loader found the interpreter is still sampled when it ends.
-    if !is_target((bpf_get_current_pid_tgid() >> 32) as u32) {
         return 0;
     }
     let period = OffCpu {
@@ -458,26 +465,32 @@ pub fn python_switch(ctx: RawTracePointContext) -> i32 {
         start_ns: unsafe { bpf_ktime_get_ns() },
         total_ns: 0,
     };
-    let _ = PYTHON_OFF_CPU.insert(&prev, &period, 0);
+    if PYTHON_OFF_CPU.insert(&prev, &period, 0).is_ok() {
+        calls.python_blocked = 1;
+    }
     0
 }
 
 /// Entering a system call (run by the hooks): a period left by a block outside system calls
 /// (a page fault) is not this call's, and is dropped.
 #[inline(always)]
-pub fn syscall_entered() {
-    // SAFETY: helper without arguments.
-    let task = unsafe { bpf_get_current_task() };
-    // SAFETY: presence test only.
-    if unsafe { PYTHON_OFF_CPU.get(&task) }.is_some() {
-        let _ = PYTHON_OFF_CPU.remove(&task);
+pub fn syscall_entered(calls: &mut ThreadCalls) {
+    if calls.python_blocked == 0 {
+        return;
     }
+    calls.python_blocked = 0;
+    // SAFETY: helper without arguments.
+    let _ = PYTHON_OFF_CPU.remove(&unsafe { bpf_get_current_task() });
 }
 
 /// Returning from a system call that blocked (run by the hooks): its Python stack, weighted
 /// by the time off CPU.
 #[inline(always)]
-pub fn syscall_returned(pid_tgid: u64) {
+pub fn syscall_returned(calls: &mut ThreadCalls, pid_tgid: u64) {
+    if calls.python_blocked == 0 {
+        return;
+    }
+    calls.python_blocked = 0;
     // SAFETY: helper without arguments.
     let task = unsafe { bpf_get_current_task() };
     // SAFETY: copied out before removal.

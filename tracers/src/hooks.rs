@@ -63,6 +63,10 @@ pub struct ThreadCalls {
     pub syscall: SyscallInflight,
     pub file: FdInflight,
     pub socket: Inflight,
+    /// Non-zero: the python tracer has an off-CPU period of this thread (it blocked since its
+    /// last system-call entry), so the hooks look it up only then.
+    pub python_blocked: u32,
+    pub _pad: u32,
 }
 
 crate::user_pod!(HooksConfig, ThreadCalls);

@@ -79,7 +79,7 @@ pub mod kind {
 
 /// Hash map `u64 task_struct pointer` -> [`OffCpu`]: target threads that blocked and have not
 /// returned to user space since (keyed by task: sched_switch passes the incoming task, not its
-/// pid).
+/// pid). The hooks' `ThreadCalls::python_blocked` says which threads have an entry.
 pub const OFF_CPU_MAP: &str = "PYTHON_OFF_CPU";
 pub const OFF_CPU_MAX: u32 = 16384;
 
