@@ -285,15 +285,18 @@ fn a_full_disk_ends_the_run_keeping_what_was_written() {
         "getppid",
         "300000",
     ]);
-    // The burst starts once a segment of per-interval rows is on disk, so the test knows what
-    // was written before the disk filled.
+    // The burst starts once a segment of each table is on disk (the waiting loop's calls are
+    // events too), so the test knows something was written before the disk filled, however
+    // fast the burst fills it.
     let start = Instant::now();
-    while !closed_segment_exists(&disk.0, "syscalls") {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no syscalls segment"
-        );
-        thread::sleep(Duration::from_millis(20));
+    for table in ["syscalls", "syscall_events"] {
+        while !closed_segment_exists(&disk.0, table) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no {table} segment"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
     }
     std::fs::write(&go, b"go").unwrap();
     let output = wait_with_limit(tracer, Duration::from_secs(60));
@@ -319,7 +322,7 @@ fn a_full_disk_ends_the_run_keeping_what_was_written() {
     );
     // What was flushed before the disk filled is readable, and no half-written file is left.
     let events = read_table(&run.join("syscall_events.parts"));
-    assert!(events.num_rows() > 1000, "{} rows", events.num_rows());
+    assert!(events.num_rows() > 0);
     let syscalls = run.join("syscalls.parquet");
     let syscalls = if syscalls.exists() {
         syscalls
