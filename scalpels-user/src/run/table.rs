@@ -29,11 +29,6 @@ use parquet::{
 /// Rows of one row group at most; segments are usually closed before reaching it.
 const MAX_ROW_GROUP_ROWS: usize = 1 << 20;
 
-/// Rows kept as Arrow batches before they are encoded together: the tracers hand over the
-/// few rows of each poll (every 50 ms), and encoding costs the Parquet writer per call and
-/// per column as well as per row.
-const ENCODE_ROWS: usize = 4096;
-
 pub struct TableWriter {
     name: &'static str,
     schema: SchemaRef,
@@ -42,9 +37,6 @@ pub struct TableWriter {
     segment: Option<Segment>,
     closed_segments: Vec<PathBuf>,
     rows: u64,
-    /// Batches of the open segment not yet encoded, and their rows.
-    pending: Vec<RecordBatch>,
-    pending_rows: usize,
 }
 
 struct Segment {
@@ -69,8 +61,6 @@ impl TableWriter {
             segment: None,
             closed_segments: Vec::new(),
             rows: 0,
-            pending: Vec::new(),
-            pending_rows: 0,
         }
     }
 
@@ -99,28 +89,13 @@ impl TableWriter {
         if self.segment.is_none() {
             self.segment = Some(self.open_segment()?);
         }
-        self.rows += batch.num_rows() as u64;
-        self.pending_rows += batch.num_rows();
-        self.pending.push(batch.clone());
-        if self.pending_rows >= ENCODE_ROWS {
-            self.encode_pending()?;
-        }
-        Ok(())
-    }
-
-    /// Encodes the rows kept so far into the open segment.
-    fn encode_pending(&mut self) -> Result<()> {
-        let (Some(segment), false) = (self.segment.as_mut(), self.pending.is_empty()) else {
-            return Ok(());
-        };
-        let batch = arrow::compute::concat_batches(&self.schema, &self.pending)
-            .with_context(|| format!("gathering rows of {}", self.name))?;
-        self.pending.clear();
-        self.pending_rows = 0;
+        let segment = self.segment.as_mut().expect("segment opened above");
         segment
             .writer
-            .write(&batch)
-            .with_context(|| format!("writing rows to {}", segment.writing.display()))
+            .write(batch)
+            .with_context(|| format!("writing rows to {}", segment.writing.display()))?;
+        self.rows += batch.num_rows() as u64;
+        Ok(())
     }
 
     /// Closes the open segment when it is older than the flush interval.
@@ -150,7 +125,6 @@ impl TableWriter {
     }
 
     fn close_segment(&mut self) -> Result<()> {
-        self.encode_pending()?;
         let Some(segment) = self.segment.take() else {
             return Ok(());
         };
