@@ -98,8 +98,10 @@ impl Running {
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn hooks_enter(ctx: RawTracePointContext) -> i32 {
     let pid_tgid = bpf_get_current_pid_tgid();
+    // The target test first: the machine's other threads pay for nothing more.
+    let slot = HOOKS_THREADS.of_target(|| is_target((pid_tgid >> 32) as u32));
     let running = Running::now();
-    let calls = match HOOKS_THREADS.of_target(|| is_target((pid_tgid >> 32) as u32)) {
+    let calls = match slot {
         Slot::Value(calls) => calls,
         Slot::NotTarget => return 0,
         Slot::NoMemory => {
