@@ -3,7 +3,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -27,7 +26,7 @@ use crate::{
     preflight,
     program_stats::{self, ProgramStats},
     python::StackIndex,
-    run::{SCHEMA_VERSION, manifest, run_dir, status::StatusLine},
+    run::{SCHEMA_VERSION, dir::Dir, manifest, pending, run_dir, status::StatusLine},
     target::{self, Members, ServiceMatch, TargetSpec, set::TargetSet, spawn::GatedChild},
     tracefs,
     tracer::{self, Env, Interval, Tracer},
@@ -138,6 +137,7 @@ pub fn run(cli: Cli) -> Result<u8> {
     )?;
     // The directory's name, which has a suffix when a run of the same second exists.
     let run_id = run_dir
+        .path()
         .file_name()
         .context("a run directory has a name")?
         .to_string_lossy()
@@ -156,7 +156,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(live) => Some(live),
             Err(e) => {
                 crate::run::release_room(&run_dir);
-                let _ = std::fs::remove_dir(&run_dir);
+                let _ = std::fs::remove_dir(run_dir.path());
                 return Err(e);
             }
         },
@@ -194,7 +194,7 @@ struct Session<'a> {
     spec: TargetSpec,
     /// `None` for a service until it is found.
     service: Option<ServiceMatch>,
-    run_dir: PathBuf,
+    run_dir: Dir,
     run_id: String,
     started_ns: i64,
     /// Set once the tracers are attached and the targets known.
@@ -428,6 +428,7 @@ impl Session<'_> {
                         file: format!("{table}.parquet"),
                         tracer: info.name,
                         rows: 0,
+                        rows_lost: 0,
                     },
                 );
             }
@@ -545,10 +546,10 @@ impl Session<'_> {
                 .await;
             if !matches!(waited, Ok(Some(_))) {
                 // The run never began: nothing in its directory is a trace of the service.
-                if let Err(e) = std::fs::remove_dir_all(&self.run_dir) {
+                if let Err(e) = std::fs::remove_dir_all(self.run_dir.path()) {
                     eprintln!(
                         "scalpels-trace: warning: cannot remove {}: {e}",
-                        self.run_dir.display()
+                        self.run_dir.path().display()
                     );
                 }
             }
@@ -581,16 +582,19 @@ impl Session<'_> {
         self.manifest(&attached, &pids_seen, None)
             .write(&self.run_dir)?;
         if let Some(live) = &self.live {
-            live.manifest(&self.run_dir);
+            live.manifest(self.run_dir.path());
         }
         if let Some(child) = &mut child {
             child.release()?;
         }
         match &self.live {
-            None => eprintln!("scalpels-trace: tracing into {}", self.run_dir.display()),
+            None => eprintln!(
+                "scalpels-trace: tracing into {}",
+                self.run_dir.path().display()
+            ),
             Some(_) => eprintln!(
                 "scalpels-trace: tracing into {}, uploaded to {} as it is written",
-                self.run_dir.display(),
+                self.run_dir.path().display(),
                 self.cli.out
             ),
         }
@@ -605,6 +609,8 @@ impl Session<'_> {
         let events_ready = EventsReady::new(&sources)?;
         drop(sources);
         let mut poll = tokio::time::interval(POLL_EVERY);
+        let write_every = pending::write_every(self.cli.flush_interval);
+        let mut last_write = Instant::now();
         let mut collect = tokio::time::interval(self.cli.interval);
         collect.tick().await;
         let mut status = StatusLine::new();
@@ -622,12 +628,16 @@ impl Session<'_> {
                 _ = sigterm.recv() => break "SIGTERM".to_owned(),
                 _ = &mut deadline, if self.cli.duration.is_some() => break "duration".to_owned(),
                 ready = events_ready.wait() => {
-                    if let Err(e) = ready.and_then(|()| poll_all(&mut attached.tracers, false, None)) {
+                    if let Err(e) = ready.and_then(|()| poll_all(&mut attached.tracers, None, None)) {
                         break stopped_by(&mut failure, e);
                     }
                 }
                 _ = poll.tick() => {
-                    if let Err(e) = poll_all(&mut attached.tracers, true, self.live.as_mut()) {
+                    let due = last_write.elapsed() >= write_every;
+                    if due {
+                        last_write = Instant::now();
+                    }
+                    if let Err(e) = poll_all(&mut attached.tracers, Some(due), self.live.as_mut()) {
                         break stopped_by(&mut failure, e);
                     }
                     if let Some(code) = child.as_mut().and_then(GatedChild::try_wait) {
@@ -688,10 +698,10 @@ impl Session<'_> {
         // point at another's records (Python stacks) find them. After a failure each step is
         // still tried: whatever can be saved is.
         for t in &mut attached.tracers {
-            keep(&mut failure, t.poll_events());
+            keep(&mut failure, t.poll_events(true));
         }
         for t in &mut attached.tracers {
-            keep(&mut failure, t.poll_events());
+            keep(&mut failure, t.poll_events(true));
             keep(&mut failure, t.collect_interval(&interval));
             keep(&mut failure, t.finish());
         }
@@ -708,8 +718,9 @@ impl Session<'_> {
             .map(|t| (t.name(), t.summary()))
             .collect();
         for t in attached.tracers.drain(..) {
-            for table in t.into_tables() {
-                let rows = table.rows();
+            let tracer = t.name();
+            let mut tracer_rows = 0;
+            for mut table in t.into_tables() {
                 let name = table.name();
                 match &mut self.live {
                     None => keep(&mut failure, table.finish().map(drop)),
@@ -717,12 +728,18 @@ impl Session<'_> {
                         &mut failure,
                         table
                             .finish_as_segments()
-                            .map(|segments| live.segments(name, &segments)),
+                            .map(|segments| live.segments(name, segments)),
                     ),
                 }
+                tracer_rows += table.rows();
                 if let Some(record) = manifest.tables.get_mut(name) {
-                    record.rows = rows;
+                    record.rows = table.rows();
+                    record.rows_lost = table.rows_lost();
                 }
+            }
+            // Counted once the tables are closed: rows on disk, not rows meant to be.
+            if let Some(record) = manifest.tracers.iter_mut().find(|r| r.name == tracer) {
+                record.events = tracer_rows;
             }
         }
         if let Some(e) = &failure {
@@ -738,12 +755,12 @@ impl Session<'_> {
         keep(&mut failure, manifest.write(&self.run_dir));
         crate::run::release_room(&self.run_dir);
         let uploaded = self.live.take().map(|live| {
-            live.manifest(&self.run_dir);
-            live.finish(&self.run_dir)
+            live.manifest(self.run_dir.path());
+            live.finish(self.run_dir.path())
         });
 
         match &uploaded {
-            None => println!("run: {}", self.run_dir.display()),
+            None => println!("run: {}", self.run_dir.path().display()),
             Some(tally) => {
                 let p = &self.partition;
                 println!(
@@ -768,6 +785,15 @@ impl Session<'_> {
                     record.name, record.events
                 ),
             }
+            let lost: Vec<String> = manifest
+                .tables
+                .iter()
+                .filter(|(_, t)| t.tracer == record.name && t.rows_lost > 0)
+                .map(|(name, t)| format!("{name} {}", t.rows_lost))
+                .collect();
+            if !lost.is_empty() {
+                println!("  rows lost to write errors: {}", lost.join(", "));
+            }
             if let Some(line) = program_stats::summary_line(&record.programs) {
                 println!("{line}");
             }
@@ -784,7 +810,7 @@ impl Session<'_> {
         match (failure, uploaded) {
             (Some(e), _) => Err(e.context(format!(
                 "the run stopped; what was written before is in {}",
-                self.run_dir.display()
+                self.run_dir.path().display()
             ))),
             (None, Some(Err(e))) => Err(e),
             (None, _) => Ok(0),
@@ -792,16 +818,17 @@ impl Session<'_> {
     }
 }
 
-/// Reads every tracer's ring buffer and, with `flush`, closes the segments that are due (and
-/// queues their upload when the run goes to an object store).
+/// Reads every tracer's ring buffer. On the poll tick (`tick` is `Some(due)`), writes the
+/// gathered rows when `due` and closes the segments that are due (and queues their upload when
+/// the run goes to an object store).
 fn poll_all(
     tracers: &mut [Box<dyn Tracer>],
-    flush: bool,
+    tick: Option<bool>,
     mut live: Option<&mut LiveUpload>,
 ) -> Result<()> {
     for t in tracers {
-        t.poll_events()?;
-        if flush {
+        t.poll_events(tick == Some(true))?;
+        if tick.is_some() {
             for table in t.tables() {
                 table.flush_if_due()?;
                 if let Some(live) = live.as_deref_mut() {

@@ -17,13 +17,13 @@ use crate::{
     clock::Clock,
     files, proc, protocols,
     python::{self, StackIndex},
-    run::table::TableWriter,
+    run::{dir::Dir, table::TableWriter},
     syscalls,
 };
 
 /// Options and facts a tracer needs to configure and attach itself.
 pub struct Env<'a> {
-    pub run_dir: &'a Path,
+    pub run_dir: &'a Dir,
     pub tracefs: &'a Path,
     pub clock: Clock,
     /// Tracer options (`--slow-syscall`, `--block-all`, ...).
@@ -65,8 +65,9 @@ pub trait Tracer {
     fn event_source(&self) -> Option<BorrowedFd<'_>> {
         None
     }
-    /// Reads what the kernel streamed (ring buffers); called many times a second.
-    fn poll_events(&mut self) -> Result<()>;
+    /// Reads what the kernel streamed (ring buffers); called many times a second. Rows
+    /// gather between writes ([`crate::run::pending`]): `due` writes all of them now.
+    fn poll_events(&mut self, due: bool) -> Result<()>;
     /// Drains in-kernel aggregates (or samples /proc) into one interval's rows.
     fn collect_interval(&mut self, interval: &Interval<'_>) -> Result<()>;
     /// Records produced so far (rows of all its tables).

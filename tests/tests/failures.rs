@@ -329,7 +329,19 @@ fn a_full_disk_ends_the_run_keeping_what_was_written() {
     } else {
         run.join("syscalls.parts")
     };
-    assert!(read_table(&syscalls).num_rows() > 0);
+    let syscalls = read_table(&syscalls);
+    assert!(syscalls.num_rows() > 0);
+    // Rows are counted when they reach the disk; those a write error kept off it, as lost.
+    let tables = &manifest["tables"];
+    assert_eq!(tables["syscall_events"]["rows"], events.num_rows() as u64);
+    assert_eq!(tables["syscalls"]["rows"], syscalls.num_rows() as u64);
+    let lost = tables["syscall_events"]["rows_lost"].as_u64().unwrap();
+    assert!(lost > 0, "{tables}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("rows lost to write errors: syscall_events {lost}")),
+        "{stdout}"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(&run)
         .unwrap()
         .chain(std::fs::read_dir(run.join("syscall_events.parts")).unwrap())

@@ -122,3 +122,63 @@ fn an_out_other_users_could_redirect_is_refused() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(run_dir(&output).starts_with(open.join("runs")));
 }
+
+/// With --allow-shared-out, another user who can write the output directory swaps the run
+/// directory mid-run for one of their own, holding links to a file of root's where the run's
+/// files will go: the run still writes into its own directory and follows no link.
+#[test]
+fn a_run_directory_swapped_mid_run_is_not_followed() {
+    let dir = out_dir("swapped");
+    let open = dir.join("open");
+    fs::create_dir_all(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    let victim = dir.join("root-only");
+    fs::write(&victim, b"root's").unwrap();
+    let go = dir.join("go");
+    let tracer = spawn_trace(&[
+        "--out",
+        open.to_str().unwrap(),
+        "--allow-shared-out",
+        "--tracers",
+        "syscalls",
+        "--",
+        python(),
+        &workload("wait_then.py"),
+        go.to_str().unwrap(),
+        "getppid",
+        "1000",
+    ]);
+    // Once the run has written its first manifest, its directory is swapped.
+    release_when_attached(&open, &dir.join("attached"));
+    let run = fs::read_dir(&open).unwrap().next().unwrap().unwrap().path();
+    let moved = dir.join("moved");
+    fs::rename(&run, &moved).unwrap();
+    fs::create_dir(&run).unwrap();
+    for name in [
+        "manifest.json.partial",
+        "manifest.json",
+        "syscalls.parquet.partial",
+        "syscalls.parts",
+    ] {
+        std::os::unix::fs::symlink(&victim, run.join(name)).unwrap();
+    }
+    fs::write(&go, b"go").unwrap();
+    let output = wait_with_limit(tracer, Duration::from_secs(60));
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    assert_eq!(fs::read(&victim).unwrap(), b"root's");
+    let manifest = manifest(&moved);
+    assert_eq!(manifest["status"], "complete");
+    let rows = read_table(&moved.join("syscalls.parquet"));
+    assert!(rows.num_rows() > 0);
+    assert_eq!(
+        manifest["tables"]["syscalls"]["rows"],
+        rows.num_rows() as u64
+    );
+    // Nothing was created through the links of the swapped-in directory.
+    let planted: Vec<_> = fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(planted.len(), 4, "{planted:?}");
+}

@@ -28,7 +28,7 @@ use tracers::{
 use crate::{
     cli::Toggle,
     clock::Clock,
-    run::table::TableWriter,
+    run::{pending::Pending, table::TableWriter},
     tracefs,
     tracer::{Env, Interval, Prepared, Tracer},
 };
@@ -108,6 +108,7 @@ impl Prepared for PreparedBlock {
             all: self.config.all != 0,
             stats: PerCpuHashMap::try_from(take(ebpf, STATS_MAP)?)?,
             events: RingBuf::try_from(take(ebpf, EVENTS_MAP)?)?,
+            pending: Pending::default(),
             previous: BTreeMap::new(),
             clock: env.clock,
             names: DeviceNames::default(),
@@ -123,6 +124,8 @@ pub struct BlockTracer {
     all: bool,
     stats: PerCpuHashMap<MapData, BlockStatsKey, BlockStats>,
     events: RingBuf<MapData>,
+    /// Requests read, not yet written.
+    pending: Pending<BlockIoEvent>,
     /// Cumulative values (summed over CPUs) at the previous collection.
     previous: BTreeMap<BlockStatsKey, BlockStats>,
     clock: Clock,
@@ -167,10 +170,9 @@ fn delta(key: &BlockStatsKey, now: &BlockStats, before: &BlockStats) -> Option<S
 }
 
 impl BlockTracer {
-    /// Writes the requests in the ring buffer to `block_io`; those of tasks that are not
-    /// targets only with `others`.
-    fn read_events(&mut self, others: bool) -> Result<()> {
-        let mut batch = Vec::new();
+    /// Gathers the requests in the ring buffer for `block_io` (those of tasks that are not
+    /// targets only with `others`) and writes those gathered when `due` or a whole batch.
+    fn read_events(&mut self, others: bool, due: bool) -> Result<()> {
         while let Some(item) = self.events.next() {
             if item.len() >= size_of::<BlockIoEvent>() {
                 // SAFETY: the kernel wrote a BlockIoEvent (tracers::block) here.
@@ -180,12 +182,12 @@ impl BlockTracer {
                 } else if !others {
                     continue;
                 }
-                batch.push(event);
+                self.pending.push(event);
             }
         }
-        if batch.is_empty() {
+        let Some(batch) = self.pending.take(due) else {
             return Ok(());
-        }
+        };
         let clock = self.clock;
         let batch = tables::events_batch(&batch, &mut self.names, |ns| clock.to_utc_ns(ns))?;
         self.events_table.write(&batch)
@@ -204,7 +206,7 @@ impl Tracer for BlockTracer {
         if !self.all {
             return Ok(());
         }
-        self.read_events(false)?;
+        self.read_events(false, true)?;
         for entry in self.stats.iter() {
             let (key, per_cpu) = entry.context("reading the block statistics map")?;
             self.previous.insert(key, sum_cpus(&per_cpu));
@@ -216,8 +218,8 @@ impl Tracer for BlockTracer {
         Some(self.events.as_fd())
     }
 
-    fn poll_events(&mut self) -> Result<()> {
-        self.read_events(true)
+    fn poll_events(&mut self, due: bool) -> Result<()> {
+        self.read_events(true, due)
     }
 
     fn collect_interval(&mut self, interval: &Interval<'_>) -> Result<()> {

@@ -29,7 +29,7 @@ use crate::{
     clock::Clock,
     map_batch,
     python::AwaitingStacks,
-    run::{columns::comm, table::TableWriter},
+    run::{columns::comm, pending::Pending, table::TableWriter},
     tracefs,
     tracer::{Env, Interval, Prepared, Tracer},
 };
@@ -150,6 +150,7 @@ impl Prepared for PreparedFiles {
             processes: BTreeSet::new(),
             watched: BTreeSet::new(),
             waiting: AwaitingStacks::new(env.stacks),
+            pending: Pending::default(),
         }))
     }
 }
@@ -197,6 +198,8 @@ pub struct FilesTracer {
     watched: BTreeSet<u32>,
     /// Slow operations waiting for their Python stack.
     waiting: AwaitingStacks<EventRow>,
+    /// Events with their stack, not yet written.
+    pending: Pending<EventRow>,
 }
 
 /// The end of `path` in at most `width` characters (the file name is what tells files apart).
@@ -216,20 +219,21 @@ fn path_of(bytes: &[u8]) -> Option<String> {
 }
 
 impl FilesTracer {
-    /// Writes the events whose Python stack is known or not coming (`all`: every one).
-    fn write_events(&mut self, all: bool) -> Result<()> {
-        let rows: Vec<EventRow> = self
-            .waiting
-            .ready(all)
-            .into_iter()
-            .map(|(row, python_stack_id)| EventRow {
-                python_stack_id,
-                ..row
-            })
-            .collect();
-        if rows.is_empty() {
+    /// Gathers the events whose Python stack is known or not coming (`all`: every one) and
+    /// writes those gathered when `due` or a whole batch.
+    fn write_events(&mut self, all: bool, due: bool) -> Result<()> {
+        self.pending.extend(
+            self.waiting
+                .ready(all)
+                .into_iter()
+                .map(|(row, python_stack_id)| EventRow {
+                    python_stack_id,
+                    ..row
+                }),
+        );
+        let Some(rows) = self.pending.take(due) else {
             return Ok(());
-        }
+        };
         self.events_table.write(&tables::events_batch(&rows)?)
     }
 
@@ -327,7 +331,7 @@ impl Tracer for FilesTracer {
         Some(self.events.as_fd())
     }
 
-    fn poll_events(&mut self) -> Result<()> {
+    fn poll_events(&mut self, due: bool) -> Result<()> {
         let mut records = Vec::new();
         while let Some(item) = self.events.next() {
             records.push(item.to_vec());
@@ -337,16 +341,16 @@ impl Tracer for FilesTracer {
                 self.waiting.push(row, stack_key);
             }
         }
-        self.write_events(false)
+        self.write_events(false, due)
     }
 
     fn finish(&mut self) -> Result<()> {
-        self.write_events(true)
+        self.write_events(true, true)
     }
 
     fn collect_interval(&mut self, interval: &Interval) -> Result<()> {
         // Opens since the last poll name the files counted below.
-        self.poll_events()?;
+        self.poll_events(false)?;
         self.paths.forget_scans();
         let number = self.interval;
         self.interval += 1;

@@ -111,18 +111,22 @@ impl Destination {
     pub async fn put_file(&self, from: &Path, key: &str) -> Result<u64> {
         match self {
             Self::Dir(dir) => {
-                let to = dir.join(key);
-                let parent = to.parent().context("a key has a directory")?;
-                fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-                let name = to.file_name().context("a key has a file name")?;
-                let hidden = parent.join(format!(".{}.partial", name.to_string_lossy()));
-                crate::run::write_then_rename(&hidden, &to, |hidden| {
-                    fs::copy(from, hidden).map(drop).with_context(|| {
-                        format!("copying {} to {}", from.display(), hidden.display())
-                    })
+                let (parents, name) = key.rsplit_once('/').unwrap_or(("", key));
+                fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                // Each directory on the way opened without following links, as in a run.
+                let mut at = crate::run::dir::Dir::open(dir)?;
+                for part in parents.split('/').filter(|part| !part.is_empty()) {
+                    at = at.subdir(part)?;
+                }
+                let mut source =
+                    fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
+                let hidden = format!(".{name}.partial");
+                at.write_then_rename(&hidden, name, |mut file| {
+                    std::io::copy(&mut source, &mut file)
+                        .map(drop)
+                        .with_context(|| format!("copying {} to {}", from.display(), hidden))
                 })?;
-                Ok(fs::metadata(&to)?.len())
+                Ok(source.metadata()?.len())
             }
             Self::S3 { store, prefix, .. } => {
                 let key = Self::s3_key(prefix, key);

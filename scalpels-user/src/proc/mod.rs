@@ -176,7 +176,7 @@ impl Tracer for ProcTracer {
         }
     }
 
-    fn poll_events(&mut self) -> Result<()> {
+    fn poll_events(&mut self, _due: bool) -> Result<()> {
         Ok(())
     }
 

@@ -37,7 +37,7 @@ use crate::{
     btf,
     clock::{Clock, utc_now_ns},
     python::InOrderStacks,
-    run::table::TableWriter,
+    run::{pending::Pending, table::TableWriter},
     tracefs,
     tracer::{Env, Interval, Prepared, Tracer},
 };
@@ -203,9 +203,10 @@ impl Prepared for PreparedProtocols {
             parsed: Parsed::default(),
             rpc: RpcPairing::new(RPC_REPLY_TIMEOUT_NS),
             sql_literals: env.cli.sql_literals,
-            sql_rows: Vec::new(),
-            http_rows: Vec::new(),
-            rpc_rows: Vec::new(),
+            sql_rows: Pending::default(),
+            http_rows: Pending::default(),
+            rpc_rows: Pending::default(),
+            connection_rows: Pending::default(),
 
             connections_table: env.table("connections", tables::connections_schema()),
             sql_table: env.table("sql", tables::sql_schema()),
@@ -245,9 +246,10 @@ pub struct ProtocolsTracer {
     rpc: RpcPairing,
     /// Keep SQL statements as sent (`--sql-literals`).
     sql_literals: bool,
-    sql_rows: Vec<SqlRow>,
-    http_rows: Vec<(Origin, HttpRecord)>,
-    rpc_rows: Vec<RpcRecord>,
+    sql_rows: Pending<SqlRow>,
+    http_rows: Pending<(Origin, HttpRecord)>,
+    rpc_rows: Pending<RpcRecord>,
+    connection_rows: Pending<ConnectionRow>,
 
     connections_table: TableWriter,
     sql_table: TableWriter,
@@ -259,8 +261,9 @@ pub struct ProtocolsTracer {
 }
 
 impl ProtocolsTracer {
-    /// Handles the events that are ready (every one when `all`), in order.
-    fn handle_ready(&mut self, all: bool) -> Result<()> {
+    /// Handles the events that are ready (every one when `all`), in order, and writes the
+    /// rows gathered (every one when `due`).
+    fn handle_ready(&mut self, all: bool, due: bool) -> Result<()> {
         let mut ended = Vec::new();
         for (event, python_stack_id) in self.waiting.ready(all) {
             match event {
@@ -315,8 +318,8 @@ impl ProtocolsTracer {
                 }
             }
         }
-        self.end_connections(ended)?;
-        self.write_records()
+        self.end_connections(ended);
+        self.write_records(due)
     }
 
     /// Moves the records parsed from the connection `origin` into the rows to write.
@@ -338,14 +341,14 @@ impl ProtocolsTracer {
             self.http_rows.push((row_origin, record));
         }
         for message in self.parsed.amqp.drain(..) {
-            self.rpc.push(origin, &message, &mut self.rpc_rows);
+            self.rpc.push(origin, &message, self.rpc_rows.rows_mut());
         }
     }
 
-    /// Flushes the parsers of connections that ended and writes their rows.
-    fn end_connections(&mut self, mut ended: Vec<Connection>) -> Result<()> {
+    /// Flushes the parsers of connections that ended and gathers their rows.
+    fn end_connections(&mut self, mut ended: Vec<Connection>) {
         if ended.is_empty() {
-            return Ok(());
+            return;
         }
         let now = utc_now_ns();
         for conn in &mut ended {
@@ -361,34 +364,34 @@ impl ProtocolsTracer {
             totals.unparsed.messages += unparsed.messages;
             totals.unparsed.bytes += unparsed.bytes;
         }
-        let rows: Vec<ConnectionRow> = ended.iter().map(Connection::row).collect();
-        self.connections_table
-            .write(&tables::connections_batch(&rows)?)
+        self.connection_rows
+            .extend(ended.iter().map(Connection::row));
     }
 
-    fn write_records(&mut self) -> Result<()> {
-        if !self.sql_rows.is_empty() {
-            let rows = std::mem::take(&mut self.sql_rows);
+    /// Writes the rows gathered: every one when `due`, otherwise whole batches only.
+    fn write_records(&mut self, due: bool) -> Result<()> {
+        if let Some(rows) = self.connection_rows.take(due) {
+            self.connections_table
+                .write(&tables::connections_batch(&rows)?)?;
+        }
+        if let Some(rows) = self.sql_rows.take(due) {
+            self.sql_table.write(&tables::sql_batch(&rows)?)?;
             for row in &rows {
-                let system = row.record.db_system;
-                let protocol = if system == wire::records::DbSystem::Mysql {
+                let protocol = if row.record.db_system == wire::records::DbSystem::Mysql {
                     "mysql"
                 } else {
                     "postgresql"
                 };
                 self.totals.entry(protocol).or_default().records += 1;
             }
-            self.sql_table.write(&tables::sql_batch(&rows)?)?;
         }
-        if !self.http_rows.is_empty() {
-            let rows = std::mem::take(&mut self.http_rows);
-            self.totals.entry("http").or_default().records += rows.len() as u64;
+        if let Some(rows) = self.http_rows.take(due) {
             self.http_table.write(&tables::http_batch(&rows)?)?;
+            self.totals.entry("http").or_default().records += rows.len() as u64;
         }
-        if !self.rpc_rows.is_empty() {
-            let rows = std::mem::take(&mut self.rpc_rows);
-            self.totals.entry("amqp").or_default().records += rows.len() as u64;
+        if let Some(rows) = self.rpc_rows.take(due) {
             self.rpc_table.write(&tables::rpc_batch(&rows)?)?;
+            self.totals.entry("amqp").or_default().records += rows.len() as u64;
         }
         Ok(())
     }
@@ -418,7 +421,7 @@ impl Tracer for ProtocolsTracer {
         }
     }
 
-    fn poll_events(&mut self) -> Result<()> {
+    fn poll_events(&mut self, due: bool) -> Result<()> {
         while let Some(record) = self.events.next() {
             if let Some(event) = Event::decode(&record) {
                 let key = event.stack_key();
@@ -426,9 +429,9 @@ impl Tracer for ProtocolsTracer {
             }
         }
         if let Some(sqlite) = &mut self.sqlite {
-            sqlite.poll(false, &mut self.sql_table, &mut self.processes)?;
+            sqlite.poll(false, due, &mut self.sql_table, &mut self.processes)?;
         }
-        self.handle_ready(false)
+        self.handle_ready(false, due)
     }
 
     fn collect_interval(&mut self, _interval: &Interval<'_>) -> Result<()> {
@@ -437,13 +440,13 @@ impl Tracer for ProtocolsTracer {
 
     fn finish(&mut self) -> Result<()> {
         if let Some(sqlite) = &mut self.sqlite {
-            sqlite.poll(true, &mut self.sql_table, &mut self.processes)?;
+            sqlite.poll(true, true, &mut self.sql_table, &mut self.processes)?;
         }
-        self.handle_ready(true)?;
+        self.handle_ready(true, false)?;
         let open = self.book.drain();
-        self.end_connections(open)?;
-        self.rpc.finish(&mut self.rpc_rows);
-        self.write_records()
+        self.end_connections(open);
+        self.rpc.finish(self.rpc_rows.rows_mut());
+        self.write_records(true)
     }
 
     fn events(&self) -> u64 {

@@ -27,7 +27,7 @@ use tracers::protocols::sqlite::{
 use crate::{
     btf,
     python::{AwaitingStacks, uprobe_link},
-    run::table::TableWriter,
+    run::{pending::Pending, table::TableWriter},
     tracer::Env,
 };
 use executions::{Command, Event, Executions};
@@ -103,6 +103,8 @@ pub struct Sqlite {
     executions: Executions,
     waiting: AwaitingStacks<Command>,
     literals: bool,
+    /// Rows gathered, not yet written.
+    pending: Pending<SqlRow>,
     rows: u64,
 }
 
@@ -126,6 +128,7 @@ impl Sqlite {
             executions: Executions::new(env.clock),
             waiting: AwaitingStacks::new(env.stacks),
             literals: env.cli.sql_literals,
+            pending: Pending::default(),
             rows: 0,
         })
     }
@@ -199,10 +202,12 @@ impl Sqlite {
         }
     }
 
-    /// Reads the kernel's events and writes the rows that are ready (every one when `all`).
+    /// Reads the kernel's events and gathers the rows that are ready (every one when `all`);
+    /// writes those gathered when `due` or a whole batch.
     pub fn poll(
         &mut self,
         all: bool,
+        due: bool,
         table: &mut TableWriter,
         processes: &mut BTreeSet<u32>,
     ) -> Result<()> {
@@ -220,18 +225,19 @@ impl Sqlite {
         for (row, stack) in ready {
             self.waiting.push(row, stack);
         }
-        let rows: Vec<SqlRow> = self
-            .waiting
-            .ready(all)
-            .into_iter()
-            .map(|(mut command, stack)| {
-                command.record.python_stack_id = stack;
-                SqlRow::new(command.pid, None, command.record, self.literals)
-            })
-            .collect();
-        if rows.is_empty() {
+        let literals = self.literals;
+        self.pending.extend(
+            self.waiting
+                .ready(all)
+                .into_iter()
+                .map(|(mut command, stack)| {
+                    command.record.python_stack_id = stack;
+                    SqlRow::new(command.pid, None, command.record, literals)
+                }),
+        );
+        let Some(rows) = self.pending.take(due) else {
             return Ok(());
-        }
+        };
         processes.extend(rows.iter().map(|r| r.pid));
         self.rows += rows.len() as u64;
         table.write(&tables::sql_batch(&rows)?)

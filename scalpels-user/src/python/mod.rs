@@ -49,7 +49,7 @@ use crate::{
     btf,
     cli::Toggle,
     clock::Clock,
-    run::table::TableWriter,
+    run::{pending::Pending, table::TableWriter},
     tracer::{Env, Interval, Prepared, Tracer},
 };
 use calls::PythonCalls;
@@ -172,6 +172,7 @@ impl Prepared for PreparedPython {
             symbolizer: Symbolizer::default(),
             stacks_written: FxHashSet::default(),
             new_stacks: Vec::new(),
+            pending_rows: Pending::default(),
             leaves: FxHashMap::default(),
             on_cpu: FxHashMap::default(),
             off_cpu: FxHashMap::default(),
@@ -217,6 +218,8 @@ pub struct PythonTracer {
     stacks_written: FxHashSet<u64>,
     /// Stacks seen for the first time since the last write.
     new_stacks: Vec<(u64, Vec<Frame>)>,
+    /// Sample rows not yet written.
+    pending_rows: Pending<SampleRow>,
     /// The innermost function of each stack id, for the summary.
     leaves: FxHashMap<u64, String>,
     /// Time on CPU (samples × period) per stack id, for the summary.
@@ -407,21 +410,25 @@ impl PythonTracer {
         }
     }
 
-    /// Writes the stacks named since the last write, then the rows of `ready` samples.
-    fn write(&mut self, ready: Vec<(PySample, KnownStack)>) -> Result<()> {
-        let rows: Vec<SampleRow> = ready
-            .into_iter()
-            .map(|(sample, stack)| self.sample_row(&sample, stack))
-            .collect();
-        self.processes.extend(rows.iter().map(|r| r.pid));
-        if !self.new_stacks.is_empty() {
+    /// Gathers the rows of `ready` samples; when `due` or a whole batch has gathered, writes
+    /// the stacks named since the last write, then the rows.
+    fn write(&mut self, ready: Vec<(PySample, KnownStack)>, due: bool) -> Result<()> {
+        for (sample, stack) in ready {
+            let row = self.sample_row(&sample, stack);
+            self.processes.insert(row.pid);
+            self.pending_rows.push(row);
+        }
+        let rows = self.pending_rows.take(due);
+        if rows.is_some() || due {
             let stacks = std::mem::take(&mut self.new_stacks);
-            self.stacks_table.write(&tables::stacks_batch(&stacks)?)?;
+            if !stacks.is_empty() {
+                self.stacks_table.write(&tables::stacks_batch(&stacks)?)?;
+            }
         }
-        if rows.is_empty() {
-            return Ok(());
+        match rows {
+            Some(rows) => self.samples_table.write(&tables::samples_batch(&rows)?),
+            None => Ok(()),
         }
-        self.samples_table.write(&tables::samples_batch(&rows)?)
     }
 
     /// Changes the kernel's stack keys: every stack is sent and named again once.
@@ -455,7 +462,7 @@ impl Tracer for PythonTracer {
         Some(self.samples.as_fd())
     }
 
-    fn poll_events(&mut self) -> Result<()> {
+    fn poll_events(&mut self, due: bool) -> Result<()> {
         self.discover_pending()?;
         self.symbolizer.next_batch();
         if let Some(calls) = &mut self.calls {
@@ -473,7 +480,7 @@ impl Tracer for PythonTracer {
             }
         }
         ready.extend(self.stacks.arrived(false));
-        self.write(ready)
+        self.write(ready, due)
     }
 
     fn collect_interval(&mut self, interval: &Interval) -> Result<()> {
@@ -563,7 +570,7 @@ impl Tracer for PythonTracer {
             calls.disarm();
         }
         let ready = self.stacks.arrived(true);
-        self.write(ready)
+        self.write(ready, true)
     }
 
     fn into_tables(self: Box<Self>) -> Vec<TableWriter> {

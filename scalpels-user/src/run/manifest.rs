@@ -3,10 +3,12 @@
 //! Written when the run starts (status "running") and rewritten when it ends, so even a killed
 //! run says what it was.
 
-use std::{collections::BTreeMap, fs, path::Path};
+use std::{collections::BTreeMap, fs, io::Write as _};
 
 use anyhow::{Context as _, Result};
 use serde::Serialize;
+
+use super::dir::Dir;
 
 #[derive(Debug, Serialize)]
 pub struct Manifest {
@@ -103,18 +105,22 @@ pub struct TracerRecord {
 pub struct TableRecord {
     pub file: String,
     pub tracer: &'static str,
+    /// Rows on disk.
     pub rows: u64,
+    /// Rows a write error (a full disk) kept off the disk.
+    pub rows_lost: u64,
 }
 
 impl Manifest {
     /// Writes `manifest.json` atomically (temporary file, then rename). On a full disk the
     /// room the run set aside is given back and the write tried again.
-    pub fn write(&self, run_dir: &Path) -> Result<()> {
+    pub fn write(&self, run_dir: &Dir) -> Result<()> {
         let json = serde_json::to_vec_pretty(self).context("serializing the manifest")?;
-        let partial = run_dir.join("manifest.json.partial");
+        let partial = "manifest.json.partial";
         let write = || {
-            super::write_then_rename(&partial, &run_dir.join("manifest.json"), |partial| {
-                fs::write(partial, &json).with_context(|| format!("writing {}", partial.display()))
+            run_dir.write_then_rename(partial, "manifest.json", |mut file| {
+                file.write_all(&json)
+                    .with_context(|| format!("writing {}", run_dir.path().join(partial).display()))
             })
         };
         write().or_else(|e| {

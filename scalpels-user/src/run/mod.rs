@@ -1,11 +1,15 @@
 //! A run: its directory, its Parquet tables and its manifest.
 
-use std::path::Path;
+use std::io::Write as _;
 
 use anyhow::{Context as _, Result};
 
+use dir::Dir;
+
 pub mod columns;
+pub mod dir;
 pub mod manifest;
+pub mod pending;
 pub mod read;
 pub mod run_dir;
 pub mod status;
@@ -20,32 +24,16 @@ pub const SCHEMA_VERSION: u32 = 1;
 const RESERVE: &str = ".manifest-reserve";
 const RESERVE_BYTES: usize = 64 << 10;
 
-/// Sets the manifest's room aside in `run_dir`.
-pub fn reserve_room(run_dir: &Path) -> Result<()> {
-    let path = run_dir.join(RESERVE);
+/// Sets the manifest's room aside in the run directory.
+pub fn reserve_room(run_dir: &Dir) -> Result<()> {
+    let mut file = run_dir.create(RESERVE)?;
     // Written, not only sized: the blocks must be taken now.
-    std::fs::write(&path, vec![0u8; RESERVE_BYTES])
-        .with_context(|| format!("setting room aside in {}", path.display()))
+    file.write_all(&[0u8; RESERVE_BYTES])
+        .with_context(|| format!("setting room aside in {}", run_dir.path().display()))
 }
 
 /// Gives the manifest's room back (once the last manifest is written, or when the disk is
 /// full before).
-pub fn release_room(run_dir: &Path) {
-    let _ = std::fs::remove_file(run_dir.join(RESERVE));
-}
-
-/// Writes `path` by way of `partial`, renamed once complete. A failed write leaves nothing
-/// behind: on a full disk the space goes to what can still be saved (the manifest).
-pub fn write_then_rename(
-    partial: &Path,
-    path: &Path,
-    write: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
-    let result = write(partial).and_then(|()| {
-        std::fs::rename(partial, path).with_context(|| format!("renaming {}", partial.display()))
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(partial);
-    }
-    result
+pub fn release_room(run_dir: &Dir) {
+    let _ = run_dir.remove_file(RESERVE);
 }

@@ -9,6 +9,8 @@ use std::{
 use anyhow::{Context as _, Result};
 use jiff::Timestamp;
 
+use super::dir::Dir;
+
 /// `20261125T031500Z-nova-compute`: UTC start time, then the target's label made file-safe.
 pub fn run_id(start: Timestamp, label: &str) -> String {
     format!("{}-{}", start.strftime("%Y%m%dT%H%M%SZ"), file_safe(label))
@@ -29,38 +31,39 @@ pub fn file_safe(text: &str) -> String {
         .collect()
 }
 
-/// Creates `out/<run-id>` (with a numeric suffix if a run of the same second exists) and checks
-/// that it can be written, so an unwritable output fails before anything is attached.
-/// Unless `shared_out`, refuses an `out` that another user could redirect (see [`private`]),
-/// and writes under its canonical path.
-pub fn create(out: &Path, run_id: &str, shared_out: bool) -> Result<PathBuf> {
+/// Creates `out/<run-id>` (with a numeric suffix if a run of the same second exists), held
+/// open for the run ([`Dir`]), and checks that it can be written, so an unwritable output
+/// fails before anything is attached. Unless `shared_out`, refuses an `out` that another user
+/// could redirect (see [`private`]).
+pub fn create(out: &Path, run_id: &str, shared_out: bool) -> Result<Dir> {
     if !shared_out {
         private(out)?;
     }
     fs::create_dir_all(out)
         .with_context(|| format!("cannot create output directory {}", out.display()))?;
-    // Written under the path as it resolved once checked: a link on the way is not followed
-    // again.
+    // Opened at the path as it resolved once checked: a link on the way is not followed again.
     let out = out
         .canonicalize()
         .with_context(|| format!("resolving {}", out.display()))?;
-    let mut dir = out.join(run_id);
+    let out = Dir::open(&out)?;
+    let mut name = run_id.to_owned();
     let mut suffix = 2;
-    loop {
-        match fs::create_dir(&dir) {
-            Ok(()) => break,
+    let dir = loop {
+        match out.new_subdir(&name) {
+            Ok(dir) => break dir,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                dir = out.join(format!("{run_id}-{suffix}"));
+                name = format!("{run_id}-{suffix}");
                 suffix += 1;
             }
             Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot create run directory in {}", out.display()));
+                return Err(e).with_context(|| {
+                    format!("cannot create run directory in {}", out.path().display())
+                });
             }
         }
-    }
+    };
     super::reserve_room(&dir)
-        .with_context(|| format!("run directory {} is not writable", dir.display()))?;
+        .with_context(|| format!("run directory {} is not writable", dir.path().display()))?;
     Ok(dir)
 }
 
@@ -149,8 +152,8 @@ mod tests {
         let out = std::env::temp_dir().join(format!("scalpels-run-dir-{}", std::process::id()));
         let a = create(&out, "r", false).unwrap();
         let b = create(&out, "r", false).unwrap();
-        assert_ne!(a, b);
-        assert!(b.ends_with("r-2"));
+        assert_ne!(a.path(), b.path());
+        assert!(b.path().ends_with("r-2"));
         fs::remove_dir_all(&out).unwrap();
     }
 }

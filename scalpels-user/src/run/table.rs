@@ -7,8 +7,8 @@
 //! `<table>.parquet.partial`, which is renamed to `<table>.parquet`.
 
 use std::{
-    fs::{self, File},
-    path::{Path, PathBuf},
+    fs::File,
+    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -26,29 +26,38 @@ use parquet::{
     },
 };
 
+use super::dir::Dir;
+
 /// Rows of one row group at most; segments are usually closed before reaching it.
 const MAX_ROW_GROUP_ROWS: usize = 1 << 20;
 
 pub struct TableWriter {
     name: &'static str,
     schema: SchemaRef,
-    run_dir: PathBuf,
+    run_dir: Dir,
+    /// `<table>.parts/`, once the first segment is opened.
+    parts: Option<Dir>,
     flush_every: Duration,
     segment: Option<Segment>,
     closed_segments: Vec<PathBuf>,
+    /// Rows in closed segments: on disk, readable.
     rows: u64,
+    /// Rows given to the table that a write error kept off the disk.
+    rows_lost: u64,
 }
 
 struct Segment {
     writer: ArrowWriter<File>,
-    writing: PathBuf,
-    done: PathBuf,
+    rows: u64,
+    /// File names in `parts`.
+    writing: String,
+    done: String,
     opened: Instant,
 }
 
 impl TableWriter {
     pub fn new(
-        run_dir: &Path,
+        run_dir: &Dir,
         name: &'static str,
         schema: SchemaRef,
         flush_every: Duration,
@@ -56,11 +65,13 @@ impl TableWriter {
         Self {
             name,
             schema,
-            run_dir: run_dir.to_owned(),
+            run_dir: run_dir.clone(),
+            parts: None,
             flush_every,
             segment: None,
             closed_segments: Vec::new(),
             rows: 0,
+            rows_lost: 0,
         }
     }
 
@@ -68,8 +79,15 @@ impl TableWriter {
         self.name
     }
 
+    /// Rows written or being written (in the open segment); once the table is finished,
+    /// exactly the rows on disk.
     pub fn rows(&self) -> u64 {
-        self.rows
+        self.rows + self.segment.as_ref().map_or(0, |s| s.rows)
+    }
+
+    /// Rows lost to write errors.
+    pub fn rows_lost(&self) -> u64 {
+        self.rows_lost
     }
 
     /// The segments closed so far, in order. They no longer change.
@@ -77,25 +95,53 @@ impl TableWriter {
         &self.closed_segments
     }
 
-    fn parts_dir(&self) -> PathBuf {
-        self.run_dir.join(format!("{}.parts", self.name))
+    fn parts_name(&self) -> String {
+        format!("{}.parts", self.name)
     }
 
-    /// Appends a batch; opens a segment if none is open.
+    fn parts(&mut self) -> Result<&Dir> {
+        if self.parts.is_none() {
+            self.parts = Some(self.run_dir.subdir(&self.parts_name())?);
+        }
+        Ok(self.parts.as_ref().expect("opened above"))
+    }
+
+    /// Appends a batch; opens a segment if none is open. The rows count as written once
+    /// their segment is closed; after a write error they and the segment's count as lost.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        if batch.num_rows() == 0 {
+        let rows = batch.num_rows() as u64;
+        if rows == 0 {
             return Ok(());
         }
         if self.segment.is_none() {
-            self.segment = Some(self.open_segment()?);
+            match self.open_segment() {
+                Ok(segment) => self.segment = Some(segment),
+                Err(e) => {
+                    self.rows_lost += rows;
+                    return Err(e);
+                }
+            }
         }
         let segment = self.segment.as_mut().expect("segment opened above");
-        segment
+        segment.rows += rows;
+        let written = segment
             .writer
             .write(batch)
-            .with_context(|| format!("writing rows to {}", segment.writing.display()))?;
-        self.rows += batch.num_rows() as u64;
-        Ok(())
+            .with_context(|| format!("writing rows to {}", segment.writing));
+        if written.is_err() {
+            self.discard_segment();
+        }
+        written
+    }
+
+    /// Gives up the open segment after a write error: its rows are lost, its file removed.
+    fn discard_segment(&mut self) {
+        if let Some(segment) = self.segment.take() {
+            self.rows_lost += segment.rows;
+            if let Some(parts) = &self.parts {
+                let _ = parts.remove_file(&segment.writing);
+            }
+        }
     }
 
     /// Closes the open segment when it is older than the flush interval.
@@ -107,19 +153,22 @@ impl TableWriter {
     }
 
     fn open_segment(&mut self) -> Result<Segment> {
-        let dir = self.parts_dir();
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let stem = format!("part-{:05}.parquet", self.closed_segments.len());
+        let done = format!("part-{:05}.parquet", self.closed_segments.len());
         // Hidden while open: dataset readers skip dot-files, so they never see a file without footer.
-        let writing = dir.join(format!(".{stem}.partial"));
-        let file =
-            File::create(&writing).with_context(|| format!("creating {}", writing.display()))?;
-        let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(writer_properties()))
-            .with_context(|| format!("starting Parquet file {}", writing.display()))?;
+        let writing = format!(".{done}.partial");
+        let schema = self.schema.clone();
+        let parts = self.parts()?;
+        let file = parts.create(&writing)?;
+        let writer = ArrowWriter::try_new(file, schema, Some(writer_properties()))
+            .with_context(|| format!("starting Parquet file {writing}"))
+            .inspect_err(|_| {
+                let _ = parts.remove_file(&writing);
+            })?;
         Ok(Segment {
             writer,
+            rows: 0,
             writing,
-            done: dir.join(stem),
+            done,
             opened: Instant::now(),
         })
     }
@@ -128,57 +177,59 @@ impl TableWriter {
         let Some(segment) = self.segment.take() else {
             return Ok(());
         };
-        let (writing, done) = (segment.writing.clone(), segment.done.clone());
-        super::write_then_rename(&writing, &done, |writing| {
-            segment
-                .writer
-                .close()
-                .map(drop)
-                .with_context(|| format!("closing {}", writing.display()))
-        })?;
-        self.closed_segments.push(done);
+        let parts = self.parts()?.clone();
+        let closed = segment
+            .writer
+            .close()
+            .map(drop)
+            .with_context(|| format!("closing {}", segment.writing))
+            .and_then(|()| parts.rename(&segment.writing, &segment.done));
+        if closed.is_err() {
+            let _ = parts.remove_file(&segment.writing);
+            self.rows_lost += segment.rows;
+        }
+        closed?;
+        self.closed_segments.push(parts.path().join(&segment.done));
+        self.rows += segment.rows;
         Ok(())
     }
 
     /// Closes the table, leaving its rows in segments (a table with no rows gets one, empty):
     /// for a run whose segments are uploaded as they close, the segments are the table.
-    pub fn finish_as_segments(mut self) -> Result<Vec<PathBuf>> {
+    pub fn finish_as_segments(&mut self) -> Result<&[PathBuf]> {
         if self.closed_segments.is_empty() && self.segment.is_none() {
             self.segment = Some(self.open_segment()?);
         }
         self.close_segment()?;
-        Ok(self.closed_segments)
+        Ok(&self.closed_segments)
     }
 
     /// Closes the table: `<name>.parquet` holds every row; the segments are removed.
-    pub fn finish(mut self) -> Result<PathBuf> {
+    pub fn finish(&mut self) -> Result<PathBuf> {
         self.close_segment()?;
-        let path = self.run_dir.join(format!("{}.parquet", self.name));
-        let partial = self.run_dir.join(format!("{}.parquet.partial", self.name));
-        super::write_then_rename(&partial, &path, |partial| {
+        let file = format!("{}.parquet", self.name);
+        let partial = format!("{file}.partial");
+        self.run_dir.write_then_rename(&partial, &file, |output| {
             if self.closed_segments.is_empty() {
                 // No rows: still write the schema, so every run has the same files and columns.
-                let file = File::create(partial)
-                    .with_context(|| format!("creating {}", partial.display()))?;
-                ArrowWriter::try_new(file, self.schema.clone(), Some(writer_properties()))?
+                ArrowWriter::try_new(output, self.schema.clone(), Some(writer_properties()))?
                     .close()
                     .map(drop)
-                    .with_context(|| format!("closing {}", partial.display()))
+                    .with_context(|| format!("closing {partial}"))
             } else {
-                concat_segments(&self.closed_segments, partial).with_context(|| {
-                    format!(
-                        "merging the segments of {} into {}",
-                        self.name,
-                        partial.display()
-                    )
+                let parts = self.parts.as_ref().expect("segments were written there");
+                let inputs = (0..self.closed_segments.len())
+                    .map(|i| parts.open_file(&format!("part-{i:05}.parquet")))
+                    .collect::<Result<Vec<File>>>()?;
+                concat_segments(inputs, output).with_context(|| {
+                    format!("merging the segments of {} into {partial}", self.name)
                 })
             }
         })?;
         if !self.closed_segments.is_empty() {
-            fs::remove_dir_all(self.parts_dir())
-                .with_context(|| format!("removing {}", self.parts_dir().display()))?;
+            self.run_dir.remove_subdir(&self.parts_name())?;
         }
-        Ok(path)
+        Ok(self.run_dir.path().join(file))
     }
 }
 
@@ -195,14 +246,14 @@ fn writer_properties() -> WriterProperties {
 
 /// Copies the row groups of complete Parquet files with one schema into one file, column chunk
 /// by column chunk (no decoding), keeping the first file's key-value metadata (the Arrow schema).
-pub fn concat_segments(segments: &[PathBuf], output: &Path) -> Result<()> {
+fn concat_segments(segments: Vec<File>, output: File) -> Result<()> {
     let inputs = segments
-        .iter()
-        .map(|path| {
-            let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        .into_iter()
+        .enumerate()
+        .map(|(i, file)| {
             let metadata = ParquetMetaDataReader::new()
                 .parse_and_finish(&file)
-                .with_context(|| format!("reading the footer of {}", path.display()))?;
+                .with_context(|| format!("reading the footer of segment {i}"))?;
             Ok((file, metadata))
         })
         .collect::<Result<Vec<(File, ParquetMetaData)>>>()?;
@@ -211,8 +262,7 @@ pub fn concat_segments(segments: &[PathBuf], output: &Path) -> Result<()> {
         .set_key_value_metadata(first.file_metadata().key_value_metadata().cloned())
         .build();
     let schema = first.file_metadata().schema_descr().root_schema_ptr();
-    let file = File::create(output).with_context(|| format!("creating {}", output.display()))?;
-    let mut writer = SerializedFileWriter::new(file, schema, Arc::new(properties))?;
+    let mut writer = SerializedFileWriter::new(output, schema, Arc::new(properties))?;
     for (input, metadata) in &inputs {
         for row_group in metadata.row_groups() {
             let mut out = writer.next_row_group()?;

@@ -26,7 +26,7 @@ use crate::{
     clock::Clock,
     map_batch,
     python::AwaitingStacks,
-    run::{columns, table::TableWriter},
+    run::{columns, pending::Pending, table::TableWriter},
     tracer::{Env, Interval, Prepared, Tracer},
 };
 use tables::StatsRow;
@@ -63,6 +63,7 @@ impl Prepared for PreparedSyscalls {
             stats_table: env.table("syscalls", tables::stats_schema()),
             events_table: env.table("syscall_events", tables::events_schema()),
             waiting: AwaitingStacks::new(env.stacks),
+            pending: Pending::default(),
             totals: BTreeMap::new(),
             processes: BTreeSet::new(),
         }))
@@ -90,6 +91,8 @@ pub struct SyscallsTracer {
     events_table: TableWriter,
     /// Slow calls waiting for their Python stack.
     waiting: AwaitingStacks<SlowSyscallEvent>,
+    /// Slow calls with their stack, not yet written.
+    pending: Pending<(SlowSyscallEvent, Option<u64>)>,
     totals: BTreeMap<u32, Totals>,
     processes: BTreeSet<u32>,
 }
@@ -99,12 +102,14 @@ fn thread_is_alive(key: &SyscallKey) -> bool {
 }
 
 impl SyscallsTracer {
-    /// Writes the slow calls whose Python stack is known or not coming (`all`: every one).
-    fn write_events(&mut self, all: bool) -> Result<()> {
-        let (ready, stacks): (Vec<_>, Vec<_>) = self.waiting.ready(all).into_iter().unzip();
-        if ready.is_empty() {
+    /// Gathers the slow calls whose Python stack is known or not coming (`all`: every one) and
+    /// writes those gathered when `due` or a whole batch.
+    fn write_events(&mut self, all: bool, due: bool) -> Result<()> {
+        self.pending.extend(self.waiting.ready(all));
+        let Some(rows) = self.pending.take(due) else {
             return Ok(());
-        }
+        };
+        let (ready, stacks): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
         let clock = self.clock;
         let batch = tables::events_batch(&ready, &stacks, |ns| clock.to_utc_ns(ns))?;
         self.events_table.write(&batch)
@@ -146,7 +151,7 @@ impl Tracer for SyscallsTracer {
         Some(self.events.as_fd())
     }
 
-    fn poll_events(&mut self) -> Result<()> {
+    fn poll_events(&mut self, due: bool) -> Result<()> {
         while let Some(item) = self.events.next() {
             if item.len() >= size_of::<SlowSyscallEvent>() {
                 // SAFETY: the kernel wrote a SlowSyscallEvent (tracers::syscalls) here.
@@ -155,11 +160,11 @@ impl Tracer for SyscallsTracer {
                 self.waiting.push(event, key);
             }
         }
-        self.write_events(false)
+        self.write_events(false, due)
     }
 
     fn finish(&mut self) -> Result<()> {
-        self.write_events(true)
+        self.write_events(true, true)
     }
 
     fn collect_interval(&mut self, interval: &Interval<'_>) -> Result<()> {

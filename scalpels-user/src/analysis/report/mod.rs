@@ -67,6 +67,11 @@ fn summary(run: &Run) -> Table {
             }
         }
     }
+    for (table, record) in m["tables"].as_object().into_iter().flatten() {
+        if let Some(n) = record["rows_lost"].as_u64().filter(|&n| n > 0) {
+            drops.push(format!("{table} {n} rows (write error)"));
+        }
+    }
     let end = match text("/end_reason") {
         "" => run.status.clone(),
         reason => format!("{} ({reason})", run.status),
