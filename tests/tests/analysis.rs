@@ -263,6 +263,64 @@ fn sql_reads_every_run_of_a_tree_as_one_dataset() {
     assert!(stderr(&output).contains("nope"), "{}", stderr(&output));
 }
 
+/// A tree with a damaged run still answers: a table file that is not Parquet and a manifest
+/// that is not JSON are skipped with a warning naming them, and the other runs and tables
+/// are read.
+#[test]
+fn sql_skips_the_damaged_runs_of_a_tree() {
+    let runs = runs();
+    let tree = out_dir("analysis-damaged");
+    let copy = |traced: &Traced, name: &str| {
+        let to = tree.join(name);
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(&traced.run)
+            .arg(&to)
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        to
+    };
+    copy(&runs.v1[0], "good");
+    let cut = copy(&runs.v1[1], "cut-table");
+    let table = cut.join("syscalls.parquet");
+    let bytes = std::fs::read(&table).unwrap();
+    std::fs::write(&table, &bytes[..bytes.len() / 2]).unwrap();
+    let bad_manifest = copy(&runs.v2[0], "bad-manifest");
+    std::fs::write(bad_manifest.join("manifest.json"), b"{ not json").unwrap();
+
+    let output = analyse(&[
+        "sql",
+        tree.to_str().unwrap(),
+        "SELECT run, sum(calls) AS calls FROM syscalls WHERE syscall = 'getppid' GROUP BY run",
+        "--format",
+        "json",
+    ]);
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    let rows = json(&output);
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    assert_eq!(rows[0]["run"], manifest(&runs.v1[0].run)["run_id"]);
+    assert!(
+        err.contains(&format!("skipping {}", table.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("skipping the run in {}", bad_manifest.display())),
+        "{err}"
+    );
+    // The damaged run's other tables are still read.
+    let output = analyse(&[
+        "sql",
+        tree.to_str().unwrap(),
+        "SELECT count(DISTINCT run) AS runs FROM sql",
+        "--format",
+        "json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(json(&output)[0]["runs"], 2);
+}
+
 #[test]
 fn sql_runs_queries_only() {
     // A run of its own, small: the statements are refused before reading anything.
@@ -444,6 +502,26 @@ fn a_killed_run_is_reported_from_its_segments() {
         .expect("getppid counted in the flushed segments");
     // 50 per request, requests at 25/s, and at least two 1 s segments flushed.
     assert!(getppid["calls"].as_u64().unwrap() >= 50, "{getppid}");
+    assert!(
+        report["run"]["lost"]
+            .as_str()
+            .unwrap()
+            .contains("incomplete run (killed"),
+        "{}",
+        report["run"]
+    );
+    // Its length comes from the intervals it recorded, not from file times: files written or
+    // touched later do not stretch it.
+    std::fs::write(run.join("notes.txt"), b"read later").unwrap();
+    let touched = Command::new("touch")
+        .args(["-d", "+1 hour"])
+        .arg(run.join("manifest.json"))
+        .arg(run.join("syscalls.parts/part-00000.parquet"))
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    let again = self::report(&run);
+    assert_eq!(again["run"]["length"], report["run"]["length"]);
 }
 
 /// What diffing every ordered pair of some sides found.

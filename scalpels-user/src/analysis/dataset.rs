@@ -35,8 +35,24 @@ impl Dataset {
         let mut by_table: std::collections::BTreeMap<String, Vec<DataFrame>> = Default::default();
         for run in runs {
             for (table, path) in super::runs::tables(run)? {
+                // A damaged file (a run cut by a crash, a bad copy) is skipped with a warning
+                // naming it: the other runs and tables still answer.
+                let files: Vec<String> = super::runs::parquet_files(&path)?
+                    .into_iter()
+                    .filter(|file| match super::runs::footer(file) {
+                        Ok(_) => true,
+                        Err(e) => {
+                            eprintln!("scalpels-trace: warning: skipping {e:#}");
+                            false
+                        }
+                    })
+                    .map(|file| file.display().to_string())
+                    .collect();
+                if files.is_empty() {
+                    continue;
+                }
                 let frame = ctx
-                    .read_parquet(path.display().to_string(), ParquetReadOptions::default())
+                    .read_parquet(files, ParquetReadOptions::default())
                     .await
                     .and_then(|frame| {
                         with_route(&ctx, &table, frame)?

@@ -9,11 +9,14 @@ use std::{
     collections::BTreeMap,
     fs,
     path::{Path, PathBuf},
-    time::SystemTime,
 };
 
 use anyhow::{Context as _, Result, bail};
 use jiff::Timestamp;
+use parquet::file::{
+    metadata::{ParquetMetaData, ParquetMetaDataReader},
+    statistics::Statistics,
+};
 use serde_json::Value;
 
 use crate::fleet::{self, Partition};
@@ -48,8 +51,20 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<Run>> {
                 path.display()
             );
         }
+        let many = dirs.len() > 1;
         for dir in dirs {
-            let run = load(&dir)?;
+            let run = match load(&dir) {
+                Ok(run) => run,
+                // One damaged run does not hide a tree's others.
+                Err(e) if many => {
+                    eprintln!(
+                        "scalpels-trace: warning: skipping the run in {}: {e:#}",
+                        dir.display()
+                    );
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             found.insert(
                 (run.host.clone(), run.service.clone(), run.run_id.clone()),
                 run,
@@ -114,13 +129,6 @@ fn load(dir: &Path) -> Result<Run> {
         .with_context(|| format!("{} has no started_at", path.display()))?
         .parse()
         .with_context(|| format!("{}: started_at", path.display()))?;
-    // A killed run never wrote ended_at: its last flushed segment says how far it got.
-    let ended_at = match text_at("/ended_at") {
-        Some(t) => t
-            .parse()
-            .with_context(|| format!("{}: ended_at", path.display()))?,
-        None => last_write(dir)?,
-    };
     // Runs before `traced_from` existed count from their start (eBPF loading included).
     let traced_from: Timestamp = match text_at("/traced_from") {
         Some(t) => t
@@ -128,8 +136,13 @@ fn load(dir: &Path) -> Result<Run> {
             .with_context(|| format!("{}: traced_from", path.display()))?,
         None => started_at,
     };
-    let seconds = (ended_at.as_nanosecond() - traced_from.as_nanosecond()) as f64 / 1e9;
-    Ok(Run {
+    let ended_at = text_at("/ended_at")
+        .map(|t| {
+            t.parse()
+                .with_context(|| format!("{}: ended_at", path.display()))
+        })
+        .transpose()?;
+    let mut run = Run {
         dir: dir.to_owned(),
         host: partition.host.clone(),
         service: partition.service.clone(),
@@ -137,27 +150,79 @@ fn load(dir: &Path) -> Result<Run> {
         partition,
         status: text_at("/status").unwrap_or("unknown").to_owned(),
         started_at,
-        ended_at,
-        seconds: seconds.max(1e-3),
+        ended_at: ended_at.unwrap_or(traced_from),
+        seconds: 0.0,
         manifest,
-    })
+    };
+    // A killed run never wrote ended_at: the latest time its tables recorded says how far it
+    // got.
+    if ended_at.is_none() {
+        run.ended_at = last_recorded(&tables(&run)?)?.map_or(traced_from, |t| t.max(traced_from));
+    }
+    run.seconds =
+        ((run.ended_at.as_nanosecond() - traced_from.as_nanosecond()) as f64 / 1e9).max(1e-3);
+    Ok(run)
 }
 
-fn last_write(dir: &Path) -> Result<Timestamp> {
-    fn newest(path: &Path, latest: &mut SystemTime) {
-        for entry in fs::read_dir(path).into_iter().flatten().flatten() {
-            if let Ok(meta) = entry.metadata() {
-                if meta.is_dir() {
-                    newest(&entry.path(), latest);
-                } else if let Ok(modified) = meta.modified() {
-                    *latest = (*latest).max(modified);
+/// The latest time recorded in `tables` (an interval's end, an event's time), from the maxima
+/// the Parquet footers keep of the `interval_end` and `time` columns. Not the files'
+/// modification times, which anything that touches a file moves.
+fn last_recorded(tables: &BTreeMap<String, PathBuf>) -> Result<Option<Timestamp>> {
+    let mut latest: Option<i64> = None;
+    for path in tables.values() {
+        // Unreadable files are left to the readers of the tables, which warn about them.
+        for metadata in parquet_files(path)?.iter().filter_map(|f| footer(f).ok()) {
+            let columns = metadata.file_metadata().schema_descr().columns().to_vec();
+            for row_group in metadata.row_groups() {
+                for (column, chunk) in columns.iter().zip(row_group.columns()) {
+                    if !matches!(column.name(), "interval_end" | "time") {
+                        continue;
+                    }
+                    if let Some(Statistics::Int64(stats)) = chunk.statistics()
+                        && let Some(&max) = stats.max_opt()
+                    {
+                        latest = Some(latest.map_or(max, |l| l.max(max)));
+                    }
                 }
             }
         }
     }
-    let mut latest = SystemTime::UNIX_EPOCH;
-    newest(dir, &mut latest);
-    Timestamp::try_from(latest).context("file modification time out of range")
+    latest
+        .map(|ns| Timestamp::from_nanosecond(i128::from(ns)).context("recorded time out of range"))
+        .transpose()
+}
+
+/// The Parquet files of a table: the file itself, or the closed segments of a `.parts`
+/// directory.
+pub fn parquet_files(table: &Path) -> Result<Vec<PathBuf>> {
+    if !table.is_dir() {
+        return Ok(vec![table.to_owned()]);
+    }
+    let mut files: Vec<PathBuf> = fs::read_dir(table)
+        .with_context(|| format!("reading {}", table.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| is_segment(p))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The footer of the Parquet file `path`: an error if it is not a complete Parquet file.
+pub fn footer(path: &Path) -> Result<ParquetMetaData> {
+    let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .with_context(|| format!("{} is not a readable Parquet file", path.display()))
+}
+
+/// A closed segment: readers skip the hidden ones still being written.
+fn is_segment(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    name.ends_with(".parquet") && !name.starts_with('.')
 }
 
 /// The tables of a run, by name: the finished `<table>.parquet` file, or the `<table>.parts`
@@ -208,7 +273,7 @@ fn has_segments(dir: &Path) -> bool {
         .into_iter()
         .flatten()
         .flatten()
-        .any(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        .any(|e| is_segment(&e.path()))
 }
 
 #[cfg(test)]

@@ -86,10 +86,11 @@ fn summary(run: &Run) -> Table {
         ("tracers", tracers.join(", ")),
         (
             "lost",
-            if drops.is_empty() {
-                "nothing".to_owned()
-            } else {
-                drops.join(", ")
+            match (drops.is_empty(), run.status.as_str()) {
+                // The counts are in the manifest the run never finished.
+                (_, "running") => "unknown: incomplete run (killed before it ended)".to_owned(),
+                (true, _) => "nothing".to_owned(),
+                (false, _) => drops.join(", "),
             },
         ),
     ];
