@@ -69,6 +69,9 @@ pub fn entered(inflight: &mut SyscallInflight) {
 pub fn exited(inflight: &mut SyscallInflight, regs: Regs, ret: i64, pid_tgid: u64) {
     let SyscallInflight { start_ns, nr, exec } = *inflight;
     if start_ns == 0 {
+        // A return without its entry: the thread was in this call when it became a target
+        // (userspace gave it its state then), or before the hooks ran the tracer.
+        bump(Counter::SyscallsCutAtStart);
         return;
     }
     // Accounted.

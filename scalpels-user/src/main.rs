@@ -21,6 +21,7 @@ mod python;
 mod run;
 mod syscalls;
 mod target;
+mod thread_storage;
 mod trace;
 mod tracefs;
 mod tracer;

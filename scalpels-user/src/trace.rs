@@ -216,6 +216,9 @@ struct Attached {
     program_stats: Option<ProgramStats>,
     /// The tracers that work through the system-call hooks.
     hooked: Vec<&'static str>,
+    hooks: Option<hooks::Switch>,
+    /// System calls target threads were in when the run ended (see [`hooks::Switch`]).
+    calls_cut_at_end: u64,
     // Programs stay attached while the object lives.
     ebpf: aya::Ebpf,
 }
@@ -231,7 +234,19 @@ impl Attached {
                 program_stats::runs_skipped(&self.ebpf, tracer, hooked),
             );
         }
+        if tracer == "syscalls" {
+            drops.insert("calls_cut_at_end", self.calls_cut_at_end);
+        }
         drops
+    }
+
+    /// Makes `members` targets; with the hooks, their threads get their state first, so the
+    /// system calls they are in the middle of are counted as cut when they return.
+    fn add_targets(&mut self, members: &Members) -> Result<()> {
+        let hooks = self.hooks.as_ref();
+        self.targets.add(members, |pid| {
+            hooks.map_or(Ok(()), |hooks| hooks.mark_threads(pid))
+        })
     }
 }
 
@@ -340,15 +355,18 @@ impl Session<'_> {
             }
         }
         let mut hooked = Vec::new();
+        let mut switch = None;
         if let Some(hooks) = &hooks {
             hooked = tracers
                 .iter()
                 .map(|t| t.name())
                 .filter(|name| hooks::serves(name, self.cli))
                 .collect();
-            hooks
-                .switch_on(&mut ebpf, &hooked, self.cli)
-                .context("system-call hooks")?;
+            switch = Some(
+                hooks
+                    .switch_on(&mut ebpf, &hooked, self.cli)
+                    .context("system-call hooks")?,
+            );
         }
         if tracers.is_empty() {
             let reasons: Vec<_> = unavailable
@@ -370,6 +388,8 @@ impl Session<'_> {
             counters: Counters::take(&mut ebpf)?,
             program_stats,
             hooked,
+            hooks: switch,
+            calls_cut_at_end: 0,
             ebpf,
         })
     }
@@ -517,10 +537,11 @@ impl Session<'_> {
             "scalpels-trace: waiting for service {name} to start (up to {timeout_text}; --wait-timeout)"
         );
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut add_targets = |members: &Members| attached.add_targets(members);
         let signal = tokio::select! {
             _ = sigint.recv() => "SIGINT",
             _ = sigterm.recv() => "SIGTERM",
-            found = target::wait::service(name, deadline, &mut attached.targets) => {
+            found = target::wait::service(name, deadline, &mut add_targets) => {
                 return match found.with_context(|| format!("waiting for service {name}"))? {
                     Some(service) => Ok(Some(service)),
                     None => Err(target::unknown_service(name).context(format!(
@@ -565,7 +586,7 @@ impl Session<'_> {
         let mut child: Option<GatedChild> = None;
         if let TargetSpec::Command(argv) = &self.spec {
             let spawned = target::spawn::spawn_gated(argv)?;
-            attached.targets.add(&Members {
+            attached.add_targets(&Members {
                 pids: [spawned.pid].into(),
                 ..Members::default()
             })?;
@@ -573,7 +594,7 @@ impl Session<'_> {
         }
         let mut pids_seen = BTreeSet::new();
         let mut members = self.members(&attached);
-        attached.targets.add(&members)?;
+        attached.add_targets(&members)?;
         for t in &mut attached.tracers {
             t.watch(&members.pids);
         }
@@ -647,7 +668,7 @@ impl Session<'_> {
                 _ = collect.tick() => {
                     let now = utc_now_ns();
                     members = self.members(&attached);
-                    if let Err(e) = attached.targets.add(&members) {
+                    if let Err(e) = attached.add_targets(&members) {
                         break stopped_by(&mut failure, e);
                     }
                     for t in &mut attached.tracers {
@@ -686,6 +707,14 @@ impl Session<'_> {
         };
         status.clear();
 
+        // The run ends here: the hooks stop, and the system calls target threads are in the
+        // middle of are counted as cut.
+        if let Some(hooks) = &mut attached.hooks {
+            match hooks.stop(&members.pids) {
+                Ok(cut) => attached.calls_cut_at_end = cut,
+                Err(e) => keep(&mut failure, Err(e)),
+            }
+        }
         // Last drain: what the kernel holds since the previous interval, for the targets of the
         // last interval (an exited command is still a zombie, readable in /proc, until reaped below).
         let ended_ns = utc_now_ns();

@@ -205,3 +205,62 @@ fn bpf_stats_count_every_run_of_the_programs() {
         "{stdout}"
     );
 }
+
+/// The calls a target is in the middle of at the run's edges are counted as cut, not lost
+/// silently: a thread blocked in `openat` of a FIFO when the run attaches to its process
+/// returns during the run (cut at the start), and a thread blocked in `read` until after
+/// the run ends (cut at the end).
+#[test]
+fn calls_in_flight_at_the_edges_are_counted_as_cut() {
+    let dir = out_dir("edges");
+    let fifo = dir.join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let script = format!(
+        "import sys, threading, time\n\
+         opener = threading.Thread(target=lambda: open({fifo:?}).read())\n\
+         opener.start()\n\
+         time.sleep(0.3)\n\
+         print('ready', flush=True)\n\
+         sys.stdin.read()\n\
+         opener.join()\n",
+        fifo = fifo.to_str().unwrap()
+    );
+    let mut target = std::process::Command::new(python())
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(target.stdout.as_mut().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready");
+
+    let out = dir.join("runs");
+    let tracer = spawn_trace(&[
+        "--out",
+        out.to_str().unwrap(),
+        "--tracers",
+        "syscalls",
+        "--pid",
+        &target.id().to_string(),
+        "--duration",
+        "3s",
+    ]);
+    release_when_attached(&out, &dir.join("attached"));
+    // The opener's openat returns now, inside the run.
+    std::fs::write(&fifo, b"x").unwrap();
+    let output = wait_with_limit(tracer, Duration::from_secs(60));
+    assert!(output.status.success(), "{}", stderr(&output));
+    drop(target.stdin.take());
+    assert!(target.wait().unwrap().success());
+
+    let drops = &manifest(&run_dir(&output))["tracers"][0]["drops"];
+    // The main thread was in read(0) all along; the opener's openat began before the run.
+    assert_eq!(drops["calls_cut_at_start"], 1, "{drops}");
+    assert_eq!(drops["calls_cut_at_end"], 1, "{drops}");
+}

@@ -46,10 +46,13 @@ pub enum Counter {
     SqliteMapFull = 15,
     /// A SQLite prepare, execution or error event was dropped: the ring buffer was full.
     SqliteEventsDropped = 16,
+    /// A system call returned that a target thread was already in when its process became a
+    /// target: cut by the start of the run, it has no row.
+    SyscallsCutAtStart = 17,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 17] = [
+    pub const ALL: [Counter; 18] = [
         Counter::TargetsMapFull,
         Counter::SyscallsInflightMapFull,
         Counter::SyscallsStatsMapFull,
@@ -67,6 +70,7 @@ impl Counter {
         Counter::ProtocolsProcsMapFull,
         Counter::SqliteMapFull,
         Counter::SqliteEventsDropped,
+        Counter::SyscallsCutAtStart,
     ];
     pub const COUNT: u32 = Self::ALL.len() as u32;
 
@@ -76,7 +80,8 @@ impl Counter {
             Counter::TargetsMapFull => "target",
             Counter::SyscallsInflightMapFull
             | Counter::SyscallsStatsMapFull
-            | Counter::SyscallEventsDropped => "syscalls",
+            | Counter::SyscallEventsDropped
+            | Counter::SyscallsCutAtStart => "syscalls",
             Counter::BlockInflightMapFull
             | Counter::BlockStatsMapFull
             | Counter::BlockEventsDropped => "block",
@@ -112,6 +117,7 @@ impl Counter {
             Counter::ProtocolsProcsMapFull => "procs_map_full",
             Counter::SqliteMapFull => "sqlite_map_full",
             Counter::SqliteEventsDropped => "sqlite_events_dropped",
+            Counter::SyscallsCutAtStart => "calls_cut_at_start",
         }
     }
 }

@@ -18,6 +18,8 @@ pub const CONFIG_GLOBAL: &str = "HOOKS_CONFIG";
 /// Array with one `u32`: the [`tracer`] bits of the tracers that attached. A tracer prepared
 /// but not attached has its bit in the config (its code is loaded) and not here (it is not run).
 pub const ON_MAP: &str = "HOOKS_ON";
+/// Task storage holding each target thread's [`ThreadCalls`].
+pub const THREADS_MAP: &str = "HOOKS_THREADS";
 
 /// Number of system-call arguments.
 pub const ARGS: usize = 6;

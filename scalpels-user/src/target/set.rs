@@ -37,10 +37,16 @@ impl TargetSet {
         })
     }
 
-    /// Adds members the kernel does not have yet (the kernel removes exited ones itself).
-    pub fn add(&mut self, members: &Members) -> Result<()> {
+    /// Adds members the kernel does not have yet (the kernel removes exited ones itself),
+    /// calling `before_adding` with each new process first.
+    pub fn add(
+        &mut self,
+        members: &Members,
+        mut before_adding: impl FnMut(u32) -> Result<()>,
+    ) -> Result<()> {
         for pid in &members.pids {
             if self.tgids.get(pid, 0).is_err() {
+                before_adding(*pid)?;
                 self.tgids
                     .insert(pid, 1, 0)
                     .with_context(|| format!("adding pid {pid} to the target set"))?;

@@ -14,7 +14,6 @@ use super::{
     Members, ServiceMatch, cgroup,
     execs::{Execs, News},
     find_service, process,
-    set::TargetSet,
 };
 
 /// How often /proc and the cgroup tree are scanned for the service, with process events and
@@ -31,12 +30,12 @@ enum Look {
 }
 
 /// Waits until service `name` runs, or until `deadline` (then `None`). A process found by name
-/// as it started is put in `targets` at once, before the service is resolved any further, so
-/// that its next system calls are traced; the caller adds the rest of the service.
+/// as it started is made a target at once (`add_targets`), before the service is resolved any
+/// further, so that its next system calls are traced; the caller adds the rest of the service.
 pub async fn service(
     name: &str,
     deadline: Instant,
-    targets: &mut TargetSet,
+    add_targets: &mut impl FnMut(&Members) -> Result<()>,
 ) -> Result<Option<ServiceMatch>> {
     let (mut execs, period) = match Execs::subscribe() {
         Ok(execs) => (Some(execs), SCAN_EVERY),
@@ -73,7 +72,7 @@ pub async fn service(
                     if named {
                         // A target whatever the service resolves as (the kernel matches by pid
                         // and by cgroup while waiting), so in before the cgroup tree is searched.
-                        targets.add(&Members {
+                        add_targets(&Members {
                             pids: [pid].into(),
                             ..Members::default()
                         })?;
