@@ -195,3 +195,40 @@ fn stdlib_sqlite3_statements_rows_and_errors() {
     assert_eq!(protocols["drops"]["sqlite_events_dropped"], 0);
     assert_eq!(protocols["drops"]["sqlite_map_full"], 0);
 }
+
+/// A short program that loads SQLite, runs its statements and exits between two looks at its
+/// mappings: the probes are on the loader's libsqlite3 before it starts, and the kernel finds
+/// SQLite's code at the program's first call, so every statement is a row.
+#[test]
+fn a_short_program_is_traced_from_its_first_statement() {
+    let out = out_dir("protocols-sqlite-short");
+    let script = "import sqlite3\n\
+                  db = sqlite3.connect(':memory:')\n\
+                  db.execute('CREATE TABLE t (n INTEGER)')\n\
+                  for n in range(321):\n    db.execute('INSERT INTO t VALUES (?)', (n,))\n\
+                  print(db.execute('SELECT count(*) FROM t').fetchone()[0])\n";
+    let output = trace(
+        &[
+            "--out",
+            out.to_str().unwrap(),
+            "--tracers",
+            "protocols",
+            "--",
+            python(),
+            "-c",
+            script,
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).lines().next(),
+        Some("321")
+    );
+    let sql = read_table(&run_dir(&output).join("sql.parquet"));
+    let statements = strings(&sql, "statement");
+    let count = |wanted: &str| statements.iter().filter(|s| *s == wanted).count();
+    assert_eq!(count("INSERT INTO t VALUES (?)"), 321, "{statements:?}");
+    assert_eq!(count("CREATE TABLE t (n INTEGER)"), 1, "{statements:?}");
+    assert_eq!(count("SELECT count(*) FROM t"), 1, "{statements:?}");
+}

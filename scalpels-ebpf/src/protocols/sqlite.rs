@@ -9,7 +9,7 @@ use core::ffi::c_void;
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
-        bpf_probe_read_user_str_bytes,
+        bpf_probe_read_user_str_bytes, generated,
     },
     macros::{map, uprobe, uretprobe},
     maps::{HashMap, LruHashMap, RingBuf},
@@ -48,6 +48,8 @@ static SQLITE_CONFIG: SqliteConfig = SqliteConfig {
     ret: 0,
     sp: 0,
     ip: 0,
+    vm_start: 0,
+    vm_end: 0,
     _pad: 0,
 };
 
@@ -72,14 +74,73 @@ fn read_user<T>(address: u64) -> Option<T> {
     unsafe { bpf_probe_read_user(address as *const T) }.ok()
 }
 
-/// Where libsqlite3 is in the current process, if it is a target with one.
+/// Where SQLite's code is in the current process, if it is a target. The first call of a
+/// process into SQLite (an entry probe, where the instruction pointer is the probed function)
+/// learns it from the mapping holding that function: a program that runs a few statements and
+/// exits is traced from its first, without waiting for userspace to find the library.
 #[inline(always)]
-fn library(tgid: u32) -> Option<Library> {
+fn library(tgid: u32, regs: *const c_void, at_return: bool) -> Option<Library> {
     if !is_target(tgid) {
         return None;
     }
     // SAFETY: copied out of the map.
-    unsafe { SQLITE_LIBS.get(&tgid) }.copied()
+    if let Some(library) = unsafe { SQLITE_LIBS.get(&tgid) }.copied() {
+        return Some(library);
+    }
+    if at_return {
+        return None;
+    }
+    let config = config();
+    let mut search = VmaSearch {
+        start: 0,
+        end: 0,
+        vm_start: config.vm_start,
+        vm_end: config.vm_end,
+    };
+    // SAFETY: the current task's BTF pointer; the callback is a BPF function of this object
+    // and `search` outlives the call.
+    let found = unsafe {
+        generated::bpf_find_vma(
+            generated::bpf_get_current_task_btf(),
+            register(regs, config.ip),
+            found_vma as *mut c_void,
+            (&raw mut search).cast(),
+            0,
+        )
+    };
+    if found != 0 || search.end <= search.start {
+        return None;
+    }
+    let library = Library {
+        start: search.start,
+        end: search.end,
+    };
+    // A full map only means the next call looks again.
+    let _ = SQLITE_LIBS.insert(&tgid, &library, 0);
+    Some(library)
+}
+
+/// What `bpf_find_vma`'s callback is given (the field offsets) and finds (the bounds).
+#[repr(C)]
+struct VmaSearch {
+    start: u64,
+    end: u64,
+    vm_start: u32,
+    vm_end: u32,
+}
+
+#[inline(never)]
+extern "C" fn found_vma(_task: *mut c_void, vma: *mut c_void, search: *mut c_void) -> i64 {
+    // SAFETY: bpf_find_vma passes the VmaSearch of the program running on this CPU.
+    let search = unsafe { &mut *search.cast::<VmaSearch>() };
+    let field = |offset: u32| {
+        // SAFETY: a checked read of the mapping's bounds, at offsets from BTF.
+        unsafe { bpf_probe_read_kernel((vma as *const u8).add(offset as usize) as *const u64) }
+            .unwrap_or(0)
+    };
+    search.start = field(search.vm_start);
+    search.end = field(search.vm_end);
+    0
 }
 
 /// Whether the call returns into SQLite itself: its own use of its API is not the program's.
@@ -98,7 +159,7 @@ fn caller_of_entry(regs: *const c_void, config: &SqliteConfig) -> u64 {
 #[inline(always)]
 fn program_call(regs: *const c_void, at_return: bool) -> Option<(u64, SqliteConfig)> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let library = library((pid_tgid >> 32) as u32)?;
+    let library = library((pid_tgid >> 32) as u32, regs, at_return)?;
     let config = config();
     // In a uretprobe the instruction pointer is already the address returned to.
     let caller = if at_return {

@@ -67,11 +67,14 @@ pub fn prepare() -> Result<SqliteConfig> {
     for (slot, member) in args.iter_mut().zip(ARG_REGISTERS) {
         *slot = offset(member)?;
     }
+    let vma = |member: &str| btf::member_offset(&vmlinux, "vm_area_struct", member);
     Ok(SqliteConfig {
         args,
         ret: offset("ax")?,
         sp: offset("sp")?,
         ip: offset("ip")?,
+        vm_start: vma("vm_start")?,
+        vm_end: vma("vm_end")?,
         _pad: 0,
     })
 }
@@ -117,7 +120,7 @@ impl Sqlite {
             }
         }
         let take = crate::ebpf::take_map;
-        Ok(Sqlite {
+        let mut sqlite = Sqlite {
             pmu: uprobe_link::pmu_type()?,
             retprobe: uprobe_link::retprobe_config()?,
             programs,
@@ -130,7 +133,11 @@ impl Sqlite {
             literals: env.cli.sql_literals,
             pending: Pending::default(),
             rows: 0,
-        })
+        };
+        for (file, path) in library::in_loader_cache() {
+            sqlite.probe(file, &path, "the dynamic loader's cache");
+        }
+        Ok(sqlite)
     }
 
     /// Attaches every probe to the file at `path`.
@@ -158,11 +165,12 @@ impl Sqlite {
     /// Follows the target processes that map a libsqlite3 (looked for again each interval
     /// until they do), and forgets those gone.
     pub fn watch(&mut self, pids: &BTreeSet<u32>) {
+        // Those armed here and those whose first SQLite call armed them in the kernel.
         let gone: Vec<u32> = self
-            .armed
+            .libs
             .keys()
+            .flatten()
             .filter(|pid| !pids.contains(pid))
-            .copied()
             .collect();
         for pid in gone {
             self.armed.remove(&pid);
@@ -179,15 +187,21 @@ impl Sqlite {
         }
     }
 
-    fn arm(&mut self, pid: u32, mapped: Mapped) {
-        if !self.files.contains_key(&mapped.file) {
-            let probed = self.probe_file(&mapped.path).map_err(|e| format!("{e:#}"));
+    /// Probes the libsqlite3 `file` at `path` unless it was already (`whose` names who uses
+    /// it, for messages); whether it is probed.
+    fn probe(&mut self, file: FileId, path: &Path, whose: &str) -> bool {
+        if !self.files.contains_key(&file) {
+            let probed = self.probe_file(path).map_err(|e| format!("{e:#}"));
             if let Err(why) = &probed {
-                eprintln!("scalpels-trace: protocols: sqlite: process {pid}: {why}");
+                eprintln!("scalpels-trace: protocols: sqlite: {whose}: {why}");
             }
-            self.files.insert(mapped.file, probed);
+            self.files.insert(file, probed);
         }
-        if self.files[&mapped.file].is_err() {
+        self.files[&file].is_ok()
+    }
+
+    fn arm(&mut self, pid: u32, mapped: Mapped) {
+        if !self.probe(mapped.file, &mapped.path, &format!("process {pid}")) {
             return;
         }
         let library = Library {

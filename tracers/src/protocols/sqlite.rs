@@ -177,7 +177,9 @@ pub struct ChangesEvent {
 }
 
 /// Offsets in `struct pt_regs` (from BTF) of the registers the probes read: the first six
-/// integer arguments, the return value, the stack and instruction pointers.
+/// integer arguments, the return value, the stack and instruction pointers; and in `struct
+/// vm_area_struct` of its bounds, so a process's first call into SQLite finds the mapping of
+/// SQLite's code itself.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SqliteConfig {
@@ -185,6 +187,8 @@ pub struct SqliteConfig {
     pub ret: u32,
     pub sp: u32,
     pub ip: u32,
+    pub vm_start: u32,
+    pub vm_end: u32,
     pub _pad: u32,
 }
 

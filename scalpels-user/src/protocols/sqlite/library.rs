@@ -5,6 +5,7 @@
 use std::{
     collections::HashMap,
     fs,
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
 
@@ -33,6 +34,42 @@ const LIBRARY: &[u8] = b"libsqlite3.so";
 fn is_libsqlite3(path: &Path) -> bool {
     path.file_name()
         .is_some_and(|name| name.as_encoded_bytes().starts_with(LIBRARY))
+}
+
+/// The libsqlite3 files the dynamic loader gives programs (its cache, as `ldconfig -p` lists
+/// it), so that their probes are in place before a target that loads one starts: a short
+/// program may load SQLite, run its statements and exit between two looks at its mappings.
+pub fn in_loader_cache() -> Vec<(FileId, PathBuf)> {
+    let Ok(output) = std::process::Command::new("ldconfig").arg("-p").output() else {
+        return Vec::new();
+    };
+    let mut files: Vec<(FileId, PathBuf)> = Vec::new();
+    // Lines like `libsqlite3.so.0 (libc6,x86-64) => /lib/x86_64-linux-gnu/libsqlite3.so.0`.
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let line = line.trim_start();
+        let Some((_, path)) = line.split_once(" => ") else {
+            continue;
+        };
+        if !line.as_bytes().starts_with(LIBRARY) {
+            continue;
+        }
+        let Ok(path) = Path::new(path.trim()).canonicalize() else {
+            continue;
+        };
+        let Ok(meta) = fs::metadata(&path) else {
+            continue;
+        };
+        let file = (device_id(meta.dev()), meta.ino());
+        if !files.iter().any(|(known, _)| *known == file) {
+            files.push((file, path));
+        }
+    }
+    files
+}
+
+/// A device number as /proc/PID/maps spells it (major, minor), packed as in [`FileId`].
+fn device_id(dev: u64) -> u64 {
+    u64::from(libc::major(dev)) << 32 | u64::from(libc::minor(dev))
 }
 
 /// The libsqlite3 process `pid` has mapped, if any.
