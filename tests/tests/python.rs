@@ -131,26 +131,15 @@ fn trace_hot_functions(interpreter: &str, test: &str) -> (std::path::PathBuf, Ou
     (run_dir(&output), output)
 }
 
-/// Installed interpreters: the test one, Debian's, and pyenv's 3.8 to 3.13.
+/// The interpreters to check: the tests' own, Debian's, and pyenv's 3.8 to 3.13 (each one
+/// missing is a skip `cargo xtask test` reports).
 fn interpreters() -> Vec<String> {
-    let mut found = vec![python().to_owned()];
-    if Path::new("/usr/bin/python3.11").exists() {
-        found.push("/usr/bin/python3.11".into());
-    }
-    let pyenv = Path::new("/root/.pyenv/versions");
+    let mut found = vec![python().to_owned(), pythons::debian_python().to_owned()];
     for minor in 8..=13 {
-        let Ok(versions) = std::fs::read_dir(pyenv) else {
-            break;
-        };
-        for version in versions.flatten() {
-            let name = version.file_name().to_string_lossy().into_owned();
-            let binary = version.path().join(format!("bin/python3.{minor}"));
-            if name.starts_with(&format!("3.{minor}.")) && binary.exists() {
-                let binary = binary.display().to_string();
-                if !found.contains(&binary) {
-                    found.push(binary);
-                }
-            }
+        let minor = format!("3.{minor}");
+        let needs = format!("pyenv's CPython {minor}");
+        if let Some(binary) = pythons::or_skip(pythons::pyenv_python(&minor), &needs) {
+            found.push(binary.display().to_string());
         }
     }
     found
@@ -277,14 +266,10 @@ fn slow_syscalls_carry_the_python_stack_that_made_them() {
 #[test]
 fn unsupported_interpreters_are_reported_and_the_other_tracers_go_on() {
     // pyenv's 3.7 (or 2.7): older than the layouts Scalpels knows.
-    let Some(old) = ["3.7", "2.7"].iter().find_map(|minor| {
-        std::fs::read_dir("/root/.pyenv/versions")
-            .ok()?
-            .flatten()
-            .map(|v| v.path().join(format!("bin/python{minor}")))
-            .find(|p| p.exists())
-    }) else {
-        eprintln!("skipped: no CPython 3.7 or 2.7 installed");
+    let old = ["3.7", "2.7"]
+        .iter()
+        .find_map(|minor| pythons::pyenv_python(minor));
+    let Some(old) = pythons::or_skip(old, "pyenv's CPython 3.7 or 2.7") else {
         return;
     };
     let out = out_dir("python-unsupported");
@@ -352,11 +337,7 @@ fn trace_calls(test: &str, interpreter: &str) -> (std::path::PathBuf, u64) {
 
 #[test]
 fn python_calls_counts_every_call_through_usdt() {
-    let debian = "/usr/bin/python3.11";
-    if !Path::new(debian).exists() {
-        eprintln!("skipped: no {debian}");
-        return;
-    }
+    let debian = pythons::debian_python();
     let (run, pid) = trace_calls("python-calls", debian);
     let rows = call_rows(&run, pid);
     let script = workload("counted_calls.py");
@@ -379,14 +360,9 @@ fn python_calls_counts_every_call_through_usdt() {
 
 #[test]
 fn python_calls_without_usdt_probes_is_noted() {
-    let Some(pyenv) = std::fs::read_dir("/root/.pyenv/versions")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|v| v.path().join("bin/python3.11"))
-        .find(|p| p.exists())
+    // pyenv builds CPython without its USDT probes.
+    let Some(pyenv) = pythons::or_skip(pythons::pyenv_python("3.11"), "pyenv's CPython 3.11")
     else {
-        eprintln!("skipped: no pyenv CPython 3.11");
         return;
     };
     let (run, pid) = trace_calls("python-calls-pyenv", pyenv.to_str().unwrap());
@@ -406,7 +382,7 @@ fn python_calls_without_usdt_probes_is_noted() {
 /// The address of CPython's `python:NAME` USDT semaphore in Debian's (non-PIE) python3.11.
 fn semaphore_address(name: &str) -> u64 {
     let notes = std::process::Command::new("readelf")
-        .args(["-n", "/usr/bin/python3.11"])
+        .args(["-n", pythons::debian_python()])
         .output()
         .expect("readelf runs");
     let text = String::from_utf8_lossy(&notes.stdout);
@@ -428,11 +404,7 @@ fn semaphore_value(pid: u32, address: u64) -> u16 {
 
 #[test]
 fn python_calls_leaves_no_probe_armed_in_forked_workers() {
-    let debian = "/usr/bin/python3.11";
-    if !Path::new(debian).exists() {
-        eprintln!("skipped: no {debian}");
-        return;
-    }
+    let debian = pythons::debian_python();
     let out = out_dir("python-calls-fork");
     let go = out.join("go");
     let service = Reaped(

@@ -1,10 +1,12 @@
 //! The CPython interpreters installed here, for tests that check our reading and decoding
-//! against real interpreters. Only 3.11 is promised on a fresh machine: the others are tested
-//! when pyenv has them, and skipped otherwise.
+//! against real interpreters: Debian's `python3.11`, which `cargo xtask bootstrap` installs (the
+//! tests fail without it), and pyenv's 3.8 to 3.13, which this machine's registries cannot
+//! provide: each one missing is a skip logged for `cargo xtask test`'s summary (in
+//! `SCALPELS_SKIP_LOG`), or a failure when the tests run without that log.
 
 use std::{
     env, fs,
-    io::{BufRead as _, BufReader},
+    io::{BufRead as _, BufReader, Write as _},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
 };
@@ -12,6 +14,19 @@ use std::{
 pub struct Interpreter {
     pub path: PathBuf,
     pub version: (u8, u8),
+}
+
+/// Debian's interpreter, with its USDT probes.
+pub const DEBIAN_PYTHON: &str = "/usr/bin/python3.11";
+
+/// Debian's interpreter; the test fails without it.
+pub fn debian() -> &'static Path {
+    let path = Path::new(DEBIAN_PYTHON);
+    assert!(
+        path.exists(),
+        "{DEBIAN_PYTHON} is missing: run `cargo xtask bootstrap` (Debian's python3)"
+    );
+    path
 }
 
 /// pyenv's 3.8 to 3.13 (one build each), then Debian's `/usr/bin/python3.11`.
@@ -32,24 +47,36 @@ pub fn installed() -> Vec<Interpreter> {
             let python = build.join(format!("bin/python3.{minor}"));
             (name.starts_with(&prefix) && python.exists()).then_some(python)
         });
-        if let Some(path) = python {
-            found.push(Interpreter {
+        match python {
+            Some(path) => found.push(Interpreter {
                 path,
                 version: (3, minor),
-            });
+            }),
+            None => skipped(&format!("pyenv's CPython 3.{minor}")),
         }
     }
-    let debian = PathBuf::from("/usr/bin/python3.11");
-    if debian.exists() {
-        found.push(Interpreter {
-            path: debian,
-            version: (3, 11),
-        });
-    }
-    if found.is_empty() {
-        eprintln!("no CPython 3.8 to 3.13 installed: nothing to check");
-    }
+    found.push(Interpreter {
+        path: debian().to_owned(),
+        version: (3, 11),
+    });
     found
+}
+
+/// Logs that the running test could not check what `needs`, for `cargo xtask test`'s summary;
+/// fails the test when it runs without that log.
+fn skipped(needs: &str) {
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let Some(log) = env::var_os("SCALPELS_SKIP_LOG") else {
+        panic!(
+            "{test} needs {needs}, which is not installed (`cargo xtask test` lists such skips)"
+        );
+    };
+    let mut log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("the skip log opens");
+    writeln!(log, "{test}: needs {needs}").expect("the skip log is written");
 }
 
 /// Writes a test script to a file of its own (code objects name their file).

@@ -248,12 +248,7 @@ mod tests {
 
     #[test]
     fn debian_python_has_function_probes() {
-        let path = Path::new("/usr/bin/python3.11");
-        if !path.exists() {
-            eprintln!("skipped: no {}", path.display());
-            return;
-        }
-        let probes = probes(path).unwrap();
+        let probes = probes(crate::python::test_pythons::debian()).unwrap();
         let entry = probes
             .iter()
             .find(|p| p.provider == "python" && p.name == "function__entry")
