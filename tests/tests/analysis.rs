@@ -242,18 +242,6 @@ fn sql_reads_every_run_of_a_tree_as_one_dataset() {
         assert_eq!(row["run"], manifest(&traced.run)["run_id"]);
         assert_eq!(row["calls"], made);
     }
-    // The histogram functions, and CSV.
-    let output = analyse(&[
-        "sql",
-        runs.v1[0].run.to_str().unwrap(),
-        "SELECT count(*) AS n, hist_quantile(hist_merge(latency_hist), 1.0) >= max(max_latency) \
-         AS bounded FROM syscalls WHERE syscall = 'getppid'",
-        "--format",
-        "csv",
-    ]);
-    let csv = String::from_utf8(output.stdout).unwrap();
-    assert!(csv.starts_with("n,bounded\n"), "{csv}");
-    assert!(csv.trim_end().ends_with(",true"), "{csv}");
     let output = analyse(&[
         "sql",
         runs.v1[0].run.to_str().unwrap(),
@@ -319,6 +307,66 @@ fn sql_skips_the_damaged_runs_of_a_tree() {
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(json(&output)[0]["runs"], 2);
+}
+
+/// The histogram functions against every call's own latency: with `--slow-syscall 0` each
+/// call is also a row of `syscall_events`, whose true median the histogram's must fall in the
+/// same log2 slot as (within a factor of two); and CSV.
+#[test]
+fn histogram_quantiles_agree_with_every_calls_latency() {
+    let out = out_dir("analysis-quantiles");
+    let output = trace(
+        &[
+            "--out",
+            out.to_str().unwrap(),
+            "--tracers",
+            "syscalls",
+            "--slow-syscall",
+            "0s",
+            "--",
+            python(),
+            &workload("syscall_counts.py"),
+            "3000",
+            "1",
+        ],
+        Duration::from_secs(60),
+    );
+    let run = run_dir(&output);
+    let tid = printed(&output.stdout, "worker_tid")[0];
+    let events = read_table(&run.join("syscall_events.parquet"));
+    let (tids, names) = (u64s(&events, "tid"), strings(&events, "syscall"));
+    let mut latencies: Vec<i64> = i64s(&events, "duration")
+        .into_iter()
+        .enumerate()
+        .filter(|&(i, _)| tids[i] == tid && names[i] == "getppid")
+        .map(|(_, ns)| ns)
+        .collect();
+    assert_eq!(latencies.len(), 3000);
+    latencies.sort_unstable();
+    let median = latencies[latencies.len() / 2] as f64;
+
+    let output = analyse(&[
+        "sql",
+        run.to_str().unwrap(),
+        &format!(
+            "SELECT sum(calls) AS n, \
+             CAST(hist_quantile(hist_merge(latency_hist), 0.5) AS BIGINT) AS p50 \
+             FROM syscalls WHERE syscall = 'getppid' AND tid = {tid}"
+        ),
+        "--format",
+        "csv",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let csv = String::from_utf8(output.stdout).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("n,p50"), "{csv}");
+    let (n, p50) = lines.next().unwrap().split_once(',').unwrap();
+    assert_eq!(n, "3000");
+    let ratio = p50.parse::<f64>().unwrap() / median;
+    assert!(
+        (0.5..2.0).contains(&ratio),
+        "histogram median {p50} ns, true median {median} ns"
+    );
 }
 
 #[test]

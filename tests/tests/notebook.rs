@@ -1,6 +1,6 @@
 //! examples/analysis.ipynb runs top to bottom (jupyter nbconvert --execute) on a run of a
 //! Python workload traced with every tracer, and shows what it promises: the latency table and
-//! plot, the timeline, the SQL cell's word on a run without SQL, and both flame graphs.
+//! plot, the timeline, the top SQL statements, and both flame graphs.
 
 use std::{collections::HashMap, process::Command, time::Duration};
 
@@ -35,12 +35,15 @@ fn outputs(notebook: &serde_json::Value) -> Vec<CellOutputs> {
                     Some("error") => out
                         .errors
                         .push(format!("{}: {}", output["ename"], output["evalue"])),
-                    _ => out.data.extend(
-                        output["data"]
-                            .as_object()
-                            .into_iter()
-                            .flat_map(|d| d.keys().cloned()),
-                    ),
+                    _ => {
+                        out.text += &text(&output["data"]["text/plain"]);
+                        out.data.extend(
+                            output["data"]
+                                .as_object()
+                                .into_iter()
+                                .flat_map(|d| d.keys().cloned()),
+                        );
+                    }
                 }
             }
             out
@@ -68,14 +71,21 @@ fn costliest_syscall(run: &std::path::Path) -> String {
 #[test]
 fn the_analysis_notebook_runs_on_a_fresh_run() {
     let out = out_dir("notebook");
+    // The hot functions, then a program running one SQL statement 40 times (sqlite).
+    let sql = "import sqlite3\n\
+               db = sqlite3.connect(':memory:')\n\
+               for _ in range(40):\n    db.execute('SELECT count(*) FROM sqlite_master').fetchone()\n";
     let output = trace(
         &[
             "--out",
             out.to_str().unwrap(),
             "--",
+            "sh",
+            "-c",
+            "\"$0\" \"$1\" 2 && exec \"$0\" -c \"$2\"",
             python(),
             &workload("hot_functions.py"),
-            "2",
+            sql,
         ],
         Duration::from_secs(60),
     );
@@ -130,10 +140,10 @@ fn the_analysis_notebook_runs_on_a_fresh_run() {
         "{}",
         latency.text
     );
-    // Latency plot and timeline, then both flame graphs.
+    // Latency plot, timeline and SQL statements, then both flame graphs.
     assert_eq!(
         data.iter().filter(|d| **d == "image/png").count(),
-        2,
+        3,
         "{data:?}"
     );
     assert_eq!(
@@ -143,12 +153,19 @@ fn the_analysis_notebook_runs_on_a_fresh_run() {
     );
     assert!(run.join("python-on-cpu.svg").exists());
     assert!(run.join("python-off-cpu.svg").exists());
-    // This build has no SQL tracer: the cell says so instead of failing.
-    if !run.join("sql.parquet").exists() {
-        assert!(
-            all_text.contains("this run has no sql.parquet"),
-            "{all_text}"
-        );
-    }
+    // The statement, with its 40 executions, heads the SQL table.
+    let statements = cells
+        .iter()
+        .find(|c| c.text.contains("total_ms"))
+        .unwrap_or_else(|| panic!("no SQL table in:\n{all_text}"));
+    let row = statements
+        .text
+        .lines()
+        .find(|l| l.contains("SELECT count(*) FROM sqlite_master"))
+        .unwrap_or_else(|| panic!("{}", statements.text));
+    assert!(
+        row.contains("sqlite") && row.split_whitespace().any(|w| w == "40"),
+        "{row}"
+    );
     std::fs::remove_dir_all(&out).ok();
 }
