@@ -94,19 +94,34 @@ impl<V: Pod + Default> ThreadStorage<V> {
     }
 }
 
-/// A pidfd of thread `tid`; `None` when it is gone.
+/// A pidfd of thread `tid`; `None` when it is gone, or when the kernel (before 6.9) gives
+/// pidfds of thread-group leaders only and `tid` is not one.
 fn thread_pidfd(tid: u32) -> io::Result<Option<OwnedFd>> {
-    // SAFETY: plain system call; the descriptor it returns is ours.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid as libc::pid_t, PIDFD_THREAD) };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ESRCH) => Ok(None),
-            _ => Err(e),
-        };
+    let open = |flags: libc::c_uint| {
+        // SAFETY: plain system call; the descriptor it returns is ours.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid as libc::pid_t, flags) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a new descriptor, owned by nothing else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    };
+    match open(PIDFD_THREAD).or_else(|e| match e.raw_os_error() {
+        // No PIDFD_THREAD: a leader's pidfd is its thread's.
+        Some(libc::EINVAL) => open(0),
+        _ => Err(e),
+    }) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ESRCH | libc::ENOENT | libc::EINVAL)
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
-    // SAFETY: a new descriptor, owned by nothing else.
-    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
 }
 
 /// The threads of process `pid` (none when it is gone).
