@@ -26,10 +26,18 @@ pub fn exit_group_dead_offset(tracefs: &Path) -> u32 {
     tracefs::field_offset(tracefs, "sched", "sched_process_exit", "group_dead").unwrap_or(0)
 }
 
+/// The programs that keep the target set current across forks and exits.
+const TARGET_PROGRAMS: [(&str, &str); 2] = [
+    ("target_fork", "sched_process_fork"),
+    ("target_exit", "sched_process_exit"),
+];
+
 /// Attaches the programs that keep the target set current across forks and exits.
 pub fn attach_target_programs(ebpf: &mut Ebpf) -> Result<()> {
-    attach_tracepoint(ebpf, "target_fork", [("sched", "sched_process_fork")])?;
-    attach_tracepoint(ebpf, "target_exit", [("sched", "sched_process_exit")])
+    for (program, tracepoint) in TARGET_PROGRAMS {
+        attach_tracepoint(ebpf, program, [("sched", tracepoint)])?;
+    }
+    Ok(())
 }
 
 /// Takes map `name` out of the object, for a tracer to own.
@@ -85,5 +93,55 @@ pub fn unload_programs(ebpf: &mut Ebpf, tracer: &str) {
             Some(Program::UProbe(p)) => p.unload(),
             _ => Ok(()),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind};
+    use tracers::{counters, hooks, target};
+
+    use super::*;
+
+    /// The names userspace looks things up by, against the built object: every map, ring
+    /// buffer, program and global the catalogue and the shared parts name is defined there, and
+    /// every program of the object is one of those.
+    #[test]
+    fn the_catalogue_names_what_the_ebpf_object_defines() {
+        let file = object::File::parse(OBJECT).unwrap();
+        let defined: BTreeSet<&str> = file.symbols().filter_map(|s| s.name().ok()).collect();
+        let mut named: Vec<&str> = vec![
+            counters::COUNTERS_MAP,
+            target::TARGET_TGIDS_MAP,
+            target::TARGET_CGROUPS_MAP,
+            target::TARGET_CONFIG_GLOBAL,
+            hooks::CONFIG_GLOBAL,
+            hooks::ON_MAP,
+            hooks::THREADS_MAP,
+        ];
+        let mut programs: BTreeSet<&str> = hooks::program::ALL.iter().copied().collect();
+        programs.extend(TARGET_PROGRAMS.map(|(program, _)| program));
+        for tracer in catalogue::TRACERS {
+            named.extend(tracer.maps.iter().chain(tracer.ring_buffers));
+            programs.extend(tracer.programs);
+        }
+        for name in named.iter().chain(&programs) {
+            assert!(defined.contains(name), "the eBPF object has no {name}");
+        }
+        // Programs are the functions in the sections their kind names (`tracepoint/...`).
+        let in_object: BTreeSet<&str> = file
+            .symbols()
+            .filter(|s| s.kind() == SymbolKind::Text && s.is_global())
+            .filter(|s| {
+                s.section_index()
+                    .and_then(|i| file.section_by_index(i).ok())
+                    .and_then(|section| section.name().ok().map(str::to_owned))
+                    .is_some_and(|name| !name.starts_with('.'))
+            })
+            .filter_map(|s| s.name().ok())
+            .collect();
+        assert_eq!(in_object, programs);
     }
 }
