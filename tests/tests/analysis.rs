@@ -146,6 +146,10 @@ fn report(run: &Path) -> Value {
 #[test]
 fn report_puts_the_hot_function_first_and_counts_getppid_exactly() {
     let v1 = &runs().v1[0];
+    // The manifest has the options the run was traced with, the python tracer's too.
+    let options = &manifest(&v1.run)["options"];
+    assert_eq!(options["python_hz"], 299, "{options}");
+    assert_eq!(options["python_off_cpu"], true, "{options}");
     let report = report(&v1.run);
     let made = printed(&v1.stdout, "getppid")[0];
     let by_count = section(&report, "syscalls_by_count");

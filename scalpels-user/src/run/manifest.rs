@@ -71,11 +71,17 @@ pub struct Options {
     pub flush_interval_ns: u64,
     pub slow_syscall_ns: u64,
     pub slow_file_io_ns: u64,
+    pub python_hz: u64,
+    pub python_depth: u32,
+    pub python_off_cpu: bool,
+    pub python_off_cpu_every_ns: u64,
+    pub python_calls: bool,
     pub block_all: bool,
     pub block_events: bool,
     pub payload_bytes: u32,
     pub sql_literals: bool,
     pub keep_cmdline: bool,
+    pub bpf_stats: bool,
 }
 
 #[derive(Debug, Serialize)]
