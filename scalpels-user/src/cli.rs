@@ -289,7 +289,7 @@ pub struct Cli {
     /// protocols: payload bytes copied from each socket syscall (at most 16384); what is
     /// beyond is counted, not parsed.
     #[arg(long, default_value_t = 4096, value_name = "BYTES",
-          value_parser = clap::value_parser!(u32).range(1..=16384))]
+          value_parser = clap::value_parser!(u32).range(1..=tracers::protocols::MAX_PAYLOAD as i64))]
     pub payload_bytes: u32,
 
     /// protocols: store SQL statements as sent, literals included (default: normalized, each
@@ -346,7 +346,10 @@ mod tests {
             &["--python-depth", "0"],
             &["--python-depth", "5000"],
             &["--payload-bytes", "0"],
-            &["--payload-bytes", "16385"],
+            &[
+                "--payload-bytes",
+                &(tracers::protocols::MAX_PAYLOAD + 1).to_string(),
+            ],
         ] {
             let error = parse(bad).expect_err(&format!("{bad:?} accepted"));
             assert!(

@@ -23,8 +23,8 @@ use aya::{
 };
 use syscalls::Sysno;
 use tracers::protocols::{
-    CONFIG_GLOBAL, CONNS_MAP, ConnKey, ConnState, EVENTS_MAP, MAX_PAYLOAD, ProtocolsConfig,
-    SCRATCH_MAP, SYSCALLS_MAP, SocketSyscall, SocketWalk, op,
+    CONFIG_GLOBAL, CONNS_MAP, ConnKey, ConnState, EVENTS_MAP, ProtocolsConfig, SCRATCH_MAP,
+    SYSCALLS_MAP, SocketSyscall, SocketWalk, op,
 };
 use wire::{
     detect::Protocol,
@@ -154,7 +154,7 @@ pub fn prepare(env: &Env) -> Result<PreparedProtocols> {
     let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
     Ok(PreparedProtocols {
         config: ProtocolsConfig {
-            payload_bytes: env.cli.payload_bytes.min(MAX_PAYLOAD as u32),
+            payload_bytes: env.cli.payload_bytes,
             _pad: 0,
             walk,
         },
