@@ -370,12 +370,19 @@ impl ProtocolsTracer {
 
     /// Writes the rows gathered: every one when `due`, otherwise whole batches only.
     fn write_records(&mut self, due: bool) -> Result<()> {
+        // Every table is tried, so that after a write error (a full disk) the rows of the
+        // others are still written or counted as lost by their own table.
+        let mut first_error = None;
+        let mut keep = |result: Result<()>| {
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        };
         if let Some(rows) = self.connection_rows.take(due) {
-            self.connections_table
-                .write(&tables::connections_batch(&rows)?)?;
+            keep(tables::connections_batch(&rows).and_then(|b| self.connections_table.write(&b)));
         }
         if let Some(rows) = self.sql_rows.take(due) {
-            self.sql_table.write(&tables::sql_batch(&rows)?)?;
+            keep(tables::sql_batch(&rows).and_then(|b| self.sql_table.write(&b)));
             for row in &rows {
                 let protocol = if row.record.db_system == wire::records::DbSystem::Mysql {
                     "mysql"
@@ -386,14 +393,14 @@ impl ProtocolsTracer {
             }
         }
         if let Some(rows) = self.http_rows.take(due) {
-            self.http_table.write(&tables::http_batch(&rows)?)?;
+            keep(tables::http_batch(&rows).and_then(|b| self.http_table.write(&b)));
             self.totals.entry("http").or_default().records += rows.len() as u64;
         }
         if let Some(rows) = self.rpc_rows.take(due) {
-            self.rpc_table.write(&tables::rpc_batch(&rows)?)?;
+            keep(tables::rpc_batch(&rows).and_then(|b| self.rpc_table.write(&b)));
             self.totals.entry("amqp").or_default().records += rows.len() as u64;
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 }
 

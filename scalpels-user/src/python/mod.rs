@@ -419,16 +419,20 @@ impl PythonTracer {
             self.pending_rows.push(row);
         }
         let rows = self.pending_rows.take(due);
+        let mut stacks_written = Ok(());
         if rows.is_some() || due {
             let stacks = std::mem::take(&mut self.new_stacks);
             if !stacks.is_empty() {
-                self.stacks_table.write(&tables::stacks_batch(&stacks)?)?;
+                stacks_written =
+                    tables::stacks_batch(&stacks).and_then(|b| self.stacks_table.write(&b));
             }
         }
-        match rows {
-            Some(rows) => self.samples_table.write(&tables::samples_batch(&rows)?),
+        // The samples are written (or counted as lost) whatever became of the stacks.
+        let samples_written = match rows {
+            Some(rows) => tables::samples_batch(&rows).and_then(|b| self.samples_table.write(&b)),
             None => Ok(()),
-        }
+        };
+        stacks_written.and(samples_written)
     }
 
     /// Changes the kernel's stack keys: every stack is sent and named again once.
