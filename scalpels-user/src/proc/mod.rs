@@ -10,7 +10,10 @@ mod process;
 mod system;
 mod tables;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Instant,
+};
 
 use anyhow::Result;
 use aya::{Ebpf, EbpfLoader};
@@ -21,7 +24,7 @@ use crate::{
 };
 use counters::Ticks;
 use devices::{DiskCounters, NetCounters};
-use process::Previous;
+use process::{Previous, Pss};
 use system::SystemSample;
 use tables::ProcessRow;
 
@@ -110,11 +113,13 @@ impl ProcTracer {
             .filter(|pid| !pids.contains(pid))
             .copied()
             .collect();
+        let read_at = Instant::now();
         for pid in pids.iter().copied().chain(exited) {
-            let Some(now) = process::sample(pid, self.keep_cmdline) else {
+            let was_target = self.previous.get(&pid);
+            let pss = Previous::pss_due(was_target, read_at);
+            let Some(mut now) = process::sample(pid, self.keep_cmdline, pss) else {
                 continue;
             };
-            let was_target = self.previous.get(&pid);
             if !pids.contains(&pid) && was_target.is_none_or(|p| p.start_ticks != now.start_ticks) {
                 // The pid now belongs to another process.
                 continue;
@@ -123,11 +128,13 @@ impl ProcTracer {
             totals.comm.clone_from(&now.comm);
             totals.peak_rss_bytes = totals.peak_rss_bytes.max(now.rss_bytes);
             let before = process::baseline(was_target, &now, self.started_ticks);
+            let pss = process::carry_pss(was_target, &mut now, read_at);
             seen.insert(
                 pid,
                 Previous {
                     start_ticks: now.start_ticks,
                     counters: now.counters,
+                    pss,
                 },
             );
             if let Some(before) = before {
@@ -166,10 +173,12 @@ impl Tracer for ProcTracer {
             return;
         }
         for &pid in pids {
-            if let Some(now) = process::sample(pid, self.keep_cmdline) {
+            // A baseline only: its PSS would be read again for the first row.
+            if let Some(now) = process::sample(pid, self.keep_cmdline, Pss::Skip) {
                 let previous = Previous {
                     start_ticks: now.start_ticks,
                     counters: now.counters,
+                    pss: None,
                 };
                 self.previous.insert(pid, previous);
             }

@@ -1,6 +1,8 @@
 //! One look at a process in /proc/PID (`stat`, `status`, `io`, `smaps_rollup`, `cmdline`, `fd/`)
 //! through the `procfs` crate, and what its counters changed by since the previous look.
 
+use std::time::{Duration, Instant};
+
 use procfs::process::Process;
 
 use super::{
@@ -118,9 +120,17 @@ fn joined_cmdline(argv: Vec<String>) -> Option<String> {
     }
 }
 
+/// Whether a sample reads the process's PSS: `smaps_rollup` walks every page table of the
+/// process under its memory-map lock, the dearest file a look reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pss {
+    Read,
+    Skip,
+}
+
 /// Reads process `pid`; `None` when it no longer exists (or its `stat` cannot be read). Its
 /// command line has its secrets replaced unless `keep_cmdline`.
-pub fn sample(pid: u32, keep_cmdline: bool) -> Option<ProcessSample> {
+pub fn sample(pid: u32, keep_cmdline: bool, pss: Pss) -> Option<ProcessSample> {
     let process = Process::new(i32::try_from(pid).ok()?).ok()?;
     let stat = process.stat().ok()?;
     let status = process.status().ok();
@@ -132,10 +142,13 @@ pub fn sample(pid: u32, keep_cmdline: bool) -> Option<ProcessSample> {
         read_bytes: io.read_bytes,
         write_bytes: io.write_bytes,
     });
-    let pss_bytes = process.smaps_rollup().ok().and_then(|rollup| {
-        let total = rollup.memory_map_rollup.0.first()?;
-        total.extension.map.get("Pss").copied()
-    });
+    let pss_bytes = match pss {
+        Pss::Read => process.smaps_rollup().ok().and_then(|rollup| {
+            let total = rollup.memory_map_rollup.0.first()?;
+            total.extension.map.get("Pss").copied()
+        }),
+        Pss::Skip => None,
+    };
     let switches = context_switches(&process);
     Some(ProcessSample {
         start_ticks: stat.starttime,
@@ -191,6 +204,40 @@ fn context_switches(process: &Process) -> Option<(u64, u64)> {
 pub struct Previous {
     pub start_ticks: u64,
     pub counters: ProcessCounters,
+    /// The last PSS read, and when.
+    pub pss: Option<(Instant, u64)>,
+}
+
+/// How often a process's PSS is read; the looks between carry the last reading. Reading it
+/// every second cost the loader more than any other file (and the service its memory-map
+/// lock for as long); memory shares move slowly.
+pub const PSS_EVERY: Duration = Duration::from_secs(10);
+
+impl Previous {
+    /// Whether the next look at a process (last seen as `previous`) reads its PSS at `now`.
+    pub fn pss_due(previous: Option<&Previous>, now: Instant) -> Pss {
+        match previous.and_then(|p| p.pss) {
+            Some((read_at, _)) if now.duration_since(read_at) < PSS_EVERY => Pss::Skip,
+            _ => Pss::Read,
+        }
+    }
+}
+
+/// The PSS reading to keep for a process looked at `now` (at `read_at`): the one just read,
+/// else the previous look's at the same process, which the sample then carries.
+pub fn carry_pss(
+    previous: Option<&Previous>,
+    now: &mut ProcessSample,
+    read_at: Instant,
+) -> Option<(Instant, u64)> {
+    if let Some(pss) = now.pss_bytes {
+        return Some((read_at, pss));
+    }
+    let kept = previous
+        .filter(|p| p.start_ticks == now.start_ticks)
+        .and_then(|p| p.pss)?;
+    now.pss_bytes = Some(kept.1);
+    Some(kept)
 }
 
 /// The counters to subtract from a process's sample `now` to get its row: those of the previous
@@ -275,6 +322,7 @@ mod tests {
     #[test]
     fn the_same_process_counts_from_its_previous_look() {
         let previous = Previous {
+            pss: None,
             start_ticks: 300,
             counters: counters(10, 0),
         };
@@ -292,6 +340,34 @@ mod tests {
     }
 
     #[test]
+    fn pss_is_read_every_pss_every_and_carried_between_for_the_same_process_only() {
+        let start = Instant::now();
+        let mut first = sample(300, counters(1, 0));
+        first.pss_bytes = Some(4096);
+        assert_eq!(Previous::pss_due(None, start), Pss::Read);
+        let previous = Previous {
+            start_ticks: 300,
+            counters: first.counters,
+            pss: carry_pss(None, &mut first, start),
+        };
+        let soon = start + PSS_EVERY / 2;
+        assert_eq!(Previous::pss_due(Some(&previous), soon), Pss::Skip);
+        let mut next = sample(300, counters(2, 0));
+        assert_eq!(
+            carry_pss(Some(&previous), &mut next, soon),
+            Some((start, 4096))
+        );
+        assert_eq!(next.pss_bytes, Some(4096));
+        let mut reused_pid = sample(450, counters(1, 0));
+        assert_eq!(carry_pss(Some(&previous), &mut reused_pid, soon), None);
+        assert_eq!(reused_pid.pss_bytes, None);
+        assert_eq!(
+            Previous::pss_due(Some(&previous), start + PSS_EVERY),
+            Pss::Read
+        );
+    }
+
+    #[test]
     fn cmdline_is_joined_and_cut() {
         assert_eq!(joined_cmdline(vec![]), None);
         assert_eq!(
@@ -304,7 +380,7 @@ mod tests {
 
     #[test]
     fn this_process_can_be_read() {
-        let me = super::sample(std::process::id(), false).expect("own /proc entry");
+        let me = super::sample(std::process::id(), false, Pss::Read).expect("own /proc entry");
         assert!(me.threads >= 1);
         assert!(me.rss_bytes.unwrap() > 0);
         assert!(me.pss_bytes.unwrap() > 0);

@@ -44,7 +44,7 @@ use crate::{
 use connections::{Book, Connection, Payload};
 use events::Event;
 use parsers::Parsed;
-use tables::{ConnectionRow, Origin, SqlRow};
+use tables::{ConnectionRow, Origin, SqlRow, SqlRows};
 
 /// How long an RPC call waits for its reply before it is written without one: longer than
 /// oslo.messaging's default `rpc_response_timeout` (60 s).
@@ -202,7 +202,7 @@ impl Prepared for PreparedProtocols {
             waiting: InOrderStacks::new(env.stacks),
             parsed: Parsed::default(),
             rpc: RpcPairing::new(RPC_REPLY_TIMEOUT_NS),
-            sql_literals: env.cli.sql_literals,
+            sql_rows_of: SqlRows::new(env.cli.sql_literals),
             sql_rows: Pending::default(),
             http_rows: Pending::default(),
             rpc_rows: Pending::default(),
@@ -244,8 +244,8 @@ pub struct ProtocolsTracer {
     parsed: Parsed,
     /// oslo.messaging calls waiting for their replies, across connections.
     rpc: RpcPairing,
-    /// Keep SQL statements as sent (`--sql-literals`).
-    sql_literals: bool,
+    /// Makes the `sql` rows (normalized unless `--sql-literals`).
+    sql_rows_of: SqlRows,
     sql_rows: Pending<SqlRow>,
     http_rows: Pending<(Origin, HttpRecord)>,
     rpc_rows: Pending<RpcRecord>,
@@ -277,19 +277,19 @@ impl ProtocolsTracer {
                     let Some((conn, replaced)) = self.book.of_data(&header) else {
                         continue;
                     };
-                    let mut payloads = conn.lost(header.lost_sent, header.lost_received, time_ns);
+                    for gap in conn.lost(header.lost_sent, header.lost_received, time_ns) {
+                        conn.push(gap, &mut self.parsed);
+                    }
                     conn.account(&header);
-                    payloads.push(Payload {
+                    let payload = Payload {
                         time_ns,
                         tid: header.tid,
                         way: header.direction,
                         bytes: payload,
                         len: header.len,
                         python_stack_id,
-                    });
-                    for payload in payloads {
-                        conn.push(payload, &mut self.parsed);
-                    }
+                    };
+                    conn.push(payload, &mut self.parsed);
                     let origin = origin(conn);
                     ended.extend(replaced);
                     self.take_parsed(origin);
@@ -334,7 +334,7 @@ impl ProtocolsTracer {
         };
         for record in self.parsed.sql.drain(..) {
             let (pid, conn_id) = (origin.pid, Some(origin.conn_id));
-            let row = SqlRow::new(pid, conn_id, record, self.sql_literals);
+            let row = self.sql_rows_of.row(pid, conn_id, record);
             self.sql_rows.push(row);
         }
         for record in self.parsed.http.drain(..) {

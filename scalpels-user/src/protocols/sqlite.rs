@@ -33,7 +33,7 @@ use crate::{
 use executions::{Command, Event, Executions};
 use library::{FileId, Mapped};
 
-use super::tables::{self, SqlRow};
+use super::tables::{self, SqlRow, SqlRows};
 
 /// (function, program, whether the program runs at the function's return). A libsqlite3
 /// without `sqlite3_prepare_v3` or `sqlite3_changes64` (older ones) is probed without them.
@@ -105,7 +105,7 @@ pub struct Sqlite {
     armed: BTreeMap<u32, FileId>,
     executions: Executions,
     waiting: AwaitingStacks<Command>,
-    literals: bool,
+    rows_of: SqlRows,
     /// Rows gathered, not yet written.
     pending: Pending<SqlRow>,
     rows: u64,
@@ -130,7 +130,7 @@ impl Sqlite {
             armed: BTreeMap::new(),
             executions: Executions::new(env.clock),
             waiting: AwaitingStacks::new(env.stacks),
-            literals: env.cli.sql_literals,
+            rows_of: SqlRows::new(env.cli.sql_literals),
             pending: Pending::default(),
             rows: 0,
         };
@@ -239,16 +239,11 @@ impl Sqlite {
         for (row, stack) in ready {
             self.waiting.push(row, stack);
         }
-        let literals = self.literals;
-        self.pending.extend(
-            self.waiting
-                .ready(all)
-                .into_iter()
-                .map(|(mut command, stack)| {
-                    command.record.python_stack_id = stack;
-                    SqlRow::new(command.pid, None, command.record, literals)
-                }),
-        );
+        for (mut command, stack) in self.waiting.ready(all) {
+            command.record.python_stack_id = stack;
+            let row = self.rows_of.row(command.pid, None, command.record);
+            self.pending.push(row);
+        }
         let Some(rows) = self.pending.take(due) else {
             return Ok(());
         };

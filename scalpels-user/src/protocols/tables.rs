@@ -12,6 +12,7 @@ use arrow::{
     datatypes::{DataType, Field, Int32Type, Schema, SchemaRef},
 };
 
+use rustc_hash::FxHashMap;
 use wire::{
     http,
     oslo::RpcRecord,
@@ -144,14 +145,48 @@ pub struct SqlRow {
     pub fingerprint: u64,
 }
 
-impl SqlRow {
-    pub fn new(pid: u32, conn_id: Option<u64>, record: SqlRecord, literals: bool) -> Self {
-        let normalized = sql_text::normalize(&record.statement);
-        let fingerprint = sql_text::fingerprint(&normalized);
-        let statement = if literals {
-            record.statement.clone()
-        } else {
-            normalized
+/// Statements without literals remembered, at most: past that they are forgotten and learnt
+/// again.
+const PLAIN_MAX: usize = 4096;
+
+/// Makes the rows of SQL commands: normalizes and fingerprints their statements, lexing a
+/// statement without literals only once (a service sends the same pings, `ROLLBACK`s,
+/// `COMMIT`s and statements with placeholders over and over; one with literals is new each
+/// time and not remembered).
+pub struct SqlRows {
+    /// `--sql-literals`: statements stored as sent.
+    literals: bool,
+    /// Fingerprints of statements that normalize to themselves.
+    plain: FxHashMap<String, u64>,
+}
+
+impl SqlRows {
+    pub fn new(literals: bool) -> Self {
+        Self {
+            literals,
+            plain: FxHashMap::default(),
+        }
+    }
+
+    pub fn row(&mut self, pid: u32, conn_id: Option<u64>, record: SqlRecord) -> SqlRow {
+        let (statement, fingerprint) = match self.plain.get(record.statement.as_str()) {
+            Some(&fingerprint) => (record.statement.clone(), fingerprint),
+            None => {
+                let normalized = sql_text::normalize(&record.statement);
+                let fingerprint = sql_text::fingerprint(&normalized);
+                if normalized == record.statement {
+                    if self.plain.len() >= PLAIN_MAX {
+                        self.plain.clear();
+                    }
+                    self.plain.insert(normalized.clone(), fingerprint);
+                }
+                let statement = if self.literals {
+                    record.statement.clone()
+                } else {
+                    normalized
+                };
+                (statement, fingerprint)
+            }
         };
         SqlRow {
             pid,
@@ -321,4 +356,44 @@ pub fn rpc_batch(rows: &[RpcRecord]) -> Result<RecordBatch> {
         ),
     ];
     Ok(RecordBatch::try_new(rpc_schema(), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(statement: &str) -> SqlRecord {
+        SqlRecord {
+            time_ns: 0,
+            tid: 1,
+            db_system: DbSystem::Mysql,
+            operation: "query",
+            statement: statement.into(),
+            rows: None,
+            error_code: None,
+            error: None,
+            latency_ns: None,
+            complete: true,
+            python_stack_id: None,
+        }
+    }
+
+    #[test]
+    fn remembered_statements_are_stored_as_those_normalized_each_time() {
+        for literals in [false, true] {
+            let mut rows = SqlRows::new(literals);
+            for statement in ["ROLLBACK", "SELECT 1", "SELECT a FROM t WHERE id = 'x'"] {
+                let fresh = rows.row(1, None, record(statement));
+                let again = rows.row(1, None, record(statement));
+                let normalized = sql_text::normalize(statement);
+                let stored = if literals { statement } else { &normalized };
+                for row in [fresh, again] {
+                    assert_eq!(row.statement, stored, "{statement}");
+                    assert_eq!(row.fingerprint, sql_text::fingerprint(&normalized));
+                }
+            }
+            // Only the one that normalizes to itself is remembered.
+            assert_eq!(rows.plain.len(), 1, "{:?}", rows.plain);
+        }
+    }
 }
