@@ -1,5 +1,5 @@
 //! Builds the eBPF programs for the BPF target with the `debian-bpf` toolchain (Debian's rustc
-//! ships a prebuilt `core` for bpfel-unknown-none; see README "Building"), so the loader can embed
+//! ships a prebuilt `core` for bpfel-unknown-none; see docs/development.md), so the loader can embed
 //! them.
 fn main() -> anyhow::Result<()> {
     let ebpf = aya_build::Package {

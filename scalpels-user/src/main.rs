@@ -19,6 +19,8 @@ mod program_stats;
 mod protocols;
 mod python;
 mod run;
+#[cfg(test)]
+mod schema_docs;
 mod syscalls;
 mod target;
 mod thread_storage;

@@ -1,4 +1,4 @@
-//! Installs what a fresh machine lacks, and nothing it has (see README "Building").
+//! Installs what a fresh machine lacks, and nothing it has (see docs/development.md, "Building by hand").
 
 use std::path::{Path, PathBuf};
 

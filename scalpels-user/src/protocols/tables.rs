@@ -1,5 +1,5 @@
 //! Arrow schemas and batch builders of `connections.parquet`, `sql.parquet`, `http.parquet`
-//! and `rpc.parquet` (the contract is in the README).
+//! and `rpc.parquet` (the contract is in docs/tracers/protocols.md).
 
 use std::sync::Arc;
 
@@ -395,5 +395,23 @@ mod tests {
             // Only the one that normalizes to itself is remembered.
             assert_eq!(rows.plain.len(), 1, "{:?}", rows.plain);
         }
+    }
+}
+
+#[cfg(test)]
+mod documented {
+    use super::*;
+
+    #[test]
+    fn the_tracers_page_documents_every_column() {
+        crate::schema_docs::assert_documented(
+            "protocols",
+            &[
+                ("connections", connections_schema()),
+                ("sql", sql_schema()),
+                ("http", http_schema()),
+                ("rpc", rpc_schema()),
+            ],
+        );
     }
 }

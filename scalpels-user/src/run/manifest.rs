@@ -92,7 +92,7 @@ pub struct TracerRecord {
     pub reason: Option<String>,
     /// Records the tracer produced (rows of its event tables and interval tables).
     pub events: u64,
-    /// Loss counters from the kernel, by name (see the README).
+    /// Loss counters from the kernel, by name (see docs/losses_and_errors.md).
     pub drops: BTreeMap<&'static str, u64>,
     /// What the tracer found worth saying about the targets (e.g. an interpreter it cannot
     /// read), by process id.
