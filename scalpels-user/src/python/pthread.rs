@@ -79,12 +79,18 @@ mod tests {
         let offset = specific_offset().unwrap();
         // A key's value read back through the measured offset is the value set.
         let mut key: libc::pthread_key_t = 0;
+        // SAFETY: a key of our own, with no destructor.
         unsafe { libc::pthread_key_create(&mut key, None) };
         let value = 0x1234_5678usize;
+        // SAFETY: the key was just created; the value is only an integer, never dereferenced.
         unsafe { libc::pthread_setspecific(key, value as *const libc::c_void) };
-        let slot =
-            unsafe { libc::pthread_self() } as usize + offset as usize + 16 * key as usize + 8;
+        // SAFETY: no arguments.
+        let thread = unsafe { libc::pthread_self() } as usize;
+        let slot = thread + offset as usize + 16 * key as usize + 8;
+        // SAFETY: this thread's `struct pthread`, where the value just set is read back (the
+        // offset was found by the same search, which only reads within it).
         assert_eq!(unsafe { *(slot as *const usize) }, value);
+        // SAFETY: the key created above, deleted once.
         unsafe { libc::pthread_key_delete(key) };
     }
 }

@@ -79,6 +79,7 @@ pub fn spawn_gated(argv: &[String]) -> Result<GatedChild> {
     }
     // SAFETY: fds from pipe2, each closed exactly once.
     unsafe { libc::close(fds[0]) };
+    // SAFETY: the write end, owned by nothing else from here on.
     let gate = unsafe { OwnedFd::from_raw_fd(fds[1]) };
     Ok(GatedChild {
         pid: pid as u32,
