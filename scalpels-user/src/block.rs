@@ -26,8 +26,8 @@ use tracers::{
 };
 
 use crate::{
-    cli::Toggle,
     clock::Clock,
+    options::{self, Toggle},
     run::{pending::Pending, table::TableWriter},
     tracefs,
     tracer::{Env, Interval, Prepared, Tracer},
@@ -39,6 +39,21 @@ use tables::StatsRow;
 /// `block_rq_insert` (only requests that pass through a scheduler queue; the others are
 /// seen from issue on).
 const START_TRACEPOINTS: [&str; 2] = ["block_io_start", "block_rq_insert"];
+
+/// The block tracer's options.
+#[derive(Debug, clap::Args, serde::Serialize)]
+#[command(next_help_heading = "block tracer")]
+#[group(skip)]
+pub struct Options {
+    /// Also record requests of processes that are not targets (for correlation).
+    #[arg(long)]
+    pub block_all: bool,
+
+    /// One row per request in block_io (off: per-interval statistics only).
+    #[arg(long, value_enum, default_value_t = Toggle::On, value_name = "on|off")]
+    #[serde(serialize_with = "options::switch")]
+    pub block_events: Toggle,
+}
 
 pub struct PreparedBlock {
     config: BlockConfig,
@@ -76,8 +91,8 @@ pub fn prepare(env: &Env) -> Result<PreparedBlock> {
         })?;
     Ok(PreparedBlock {
         config: BlockConfig {
-            all: u32::from(env.cli.block_all),
-            events: u32::from(env.cli.block_events == Toggle::On),
+            all: u32::from(env.cli.options.block.block_all),
+            events: u32::from(env.cli.options.block.block_events.is_on()),
             start: fields(env.tracefs, start, &["dev", "sector"])?,
             issue: fields(env.tracefs, "block_rq_issue", &["dev", "sector"])?,
             complete: fields(

@@ -2,38 +2,14 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use serde::Serialize;
 
 use crate::analysis::{Format, SqlFormat};
 use crate::fleet::destination::Location;
+use crate::options::{HOUR, duration, duration_within};
+use crate::{block, files, proc, protocols, python, syscalls};
 
-/// A duration with a unit (`30s`, `5m`, `250ms`), or a plain number of seconds as `timeout`
-/// takes it (`4`, `0.5`).
-fn duration(s: &str) -> Result<Duration, String> {
-    if let Ok(seconds) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(seconds)
-            .map_err(|_| format!("{s} is not a number of seconds from 0 up"));
-    }
-    humantime::parse_duration(s).map_err(|e| {
-        format!("{e} (give a number of seconds, or a number and a unit: 30s, 5m, 250ms)")
-    })
-}
-
-/// A [`duration`] from `min` to `max`: each option's range says what the tool can honour
-/// (a 0 s interval is no interval; a 1 ns one is a loop burning a CPU).
-fn duration_within(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
-    let value = duration(s)?;
-    if value < min || value > max {
-        return Err(format!(
-            "{s} is out of range: from {} to {}",
-            humantime::format_duration(min),
-            humantime::format_duration(max)
-        ));
-    }
-    Ok(value)
-}
-
-const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// `--duration`: 10 ms to a year.
@@ -54,29 +30,6 @@ fn flush_interval(s: &str) -> Result<Duration, String> {
 /// `--wait-timeout`: 0 (fail at once) to a week.
 fn wait_timeout(s: &str) -> Result<Duration, String> {
     duration_within(s, Duration::ZERO, 7 * DAY)
-}
-
-/// `--slow-syscall`, `--slow-file-io`: 0 (every call, a firehose for short debugging runs) to
-/// an hour.
-fn slow_threshold(s: &str) -> Result<Duration, String> {
-    duration_within(s, Duration::ZERO, HOUR)
-}
-
-/// `--python-off-cpu-every`: a duration from 1 µs to 1 s (the kernel scales a 32-bit random
-/// draw by it).
-fn off_cpu_every(s: &str) -> Result<Duration, String> {
-    let max = Duration::from_nanos(tracers::python::OFF_CPU_EVERY_MAX_NS);
-    duration_within(s, Duration::from_micros(1), max)
-}
-
-/// Most `--python-hz`: each sample walks a stack of a few µs; 1000 per second per CPU is
-/// already a few tenths of a percent of every CPU.
-pub const PYTHON_HZ_MAX: u64 = 1000;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Toggle {
-    On,
-    Off,
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +106,42 @@ pub enum Analysis {
         #[arg(long, value_parser = Location::parse, value_name = "DIR|s3://BUCKET/PREFIX")]
         to: Location,
     },
+}
+
+/// Each tracer's options, declared by the tracer as a `clap::Args` struct (under a heading
+/// of its own in `--help`), and written whole, flattened, to the manifest's `options`.
+#[derive(Debug, Args, Serialize)]
+#[group(skip)]
+pub struct TracerOptions {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub syscalls: syscalls::Options,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub block: block::Options,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub files: files::Options,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub protocols: protocols::Options,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub proc: proc::Options,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub python: python::Options,
+}
+
+impl TracerOptions {
+    /// Every tracer's options, by name, as the manifest records them.
+    pub fn to_manifest(&self) -> serde_json::Map<String, serde_json::Value> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(options)) => options,
+            // Plain numbers, booleans and strings: serializing them cannot fail.
+            _ => unreachable!("tracer options serialize to an object"),
+        }
+    }
 }
 
 /// Trace what an OpenStack service (or any process) does with eBPF, into Parquet files.
@@ -238,73 +227,14 @@ pub struct Cli {
     #[arg(long, value_parser = flush_interval, default_value = "5s", value_name = "DURATION")]
     pub flush_interval: Duration,
 
-    /// System calls at least this long are recorded one by one in syscall_events (0, every
-    /// call, to 1h).
-    #[arg(long, value_parser = slow_threshold, default_value = "10ms", value_name = "DURATION")]
-    pub slow_syscall: Duration,
-
-    /// files: operations at least this long are recorded one by one in file_io_events (0,
-    /// every operation, to 1h).
-    #[arg(long, value_parser = slow_threshold, default_value = "10ms", value_name = "DURATION")]
-    pub slow_file_io: Duration,
-
-    /// python: stack samples per second of CPU time, per CPU (1 to 1000; for none, leave the
-    /// python tracer out of --tracers).
-    #[arg(long, default_value_t = 99, value_name = "HZ",
-          value_parser = clap::value_parser!(u64).range(1..=PYTHON_HZ_MAX))]
-    pub python_hz: u64,
-
-    /// python: frames walked per stack (1 to 1024). Of a stack deeper than 256 frames the
-    /// innermost 192 and the outermost 64 are kept, with one `[truncated]` frame between;
-    /// past this depth the root is lost and an outermost `[truncated]` frame says so.
-    #[arg(long, default_value_t = tracers::python::MAX_WALK, value_name = "FRAMES",
-          value_parser = clap::value_parser!(u32).range(1..=i64::from(tracers::python::MAX_WALK)))]
-    pub python_depth: u32,
-
-    /// python: also take stacks of threads that block in system calls, weighted by the time
-    /// they wait (wall-clock profile).
-    #[arg(long, value_enum, default_value_t = Toggle::On, value_name = "on|off")]
-    pub python_off_cpu: Toggle,
-
-    /// python: off-CPU waits at least this long are all taken, each weighing its length; a
-    /// shorter one is taken with probability length / this and weighs this (an unbiased
-    /// estimate of the time waited, at no more than one stack per this much waiting).
-    #[arg(long, value_parser = off_cpu_every, default_value = "1ms", value_name = "DURATION")]
-    pub python_off_cpu_every: Duration,
-
-    /// python: count every Python function call exactly (python_calls table), through
-    /// CPython's USDT probes (system Pythons built --with-dtrace, up to 3.11). Costs about
-    /// 1.5-2 µs per Python call in the traced processes.
-    #[arg(long)]
-    pub python_calls: bool,
-
-    /// block: also record requests of processes that are not targets (for correlation).
-    #[arg(long)]
-    pub block_all: bool,
-
-    /// block: one row per request in block_io (off: per-interval statistics only).
-    #[arg(long, value_enum, default_value_t = Toggle::On, value_name = "on|off")]
-    pub block_events: Toggle,
-
-    /// protocols: payload bytes copied from each socket syscall (at most 16384); what is
-    /// beyond is counted, not parsed.
-    #[arg(long, default_value_t = 4096, value_name = "BYTES",
-          value_parser = clap::value_parser!(u32).range(1..=tracers::protocols::MAX_PAYLOAD as i64))]
-    pub payload_bytes: u32,
-
-    /// protocols: store SQL statements as sent, literals included (default: normalized, each
-    /// literal replaced by `?`).
-    #[arg(long)]
-    pub sql_literals: bool,
-
-    /// proc: store command lines as they are (default: the values of password-, token-,
-    /// secret- and key-like options and the passwords in URLs are replaced by `***`).
-    #[arg(long)]
-    pub keep_cmdline: bool,
-
     /// List the tracers and exit.
     #[arg(long)]
     pub list_tracers: bool,
+
+    /// Each tracer's options, declared by the tracer (last: each sets the help heading of
+    /// what follows).
+    #[command(flatten)]
+    pub options: TracerOptions,
 }
 
 #[cfg(test)]
@@ -371,7 +301,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(ok.interval, Duration::from_millis(10));
-        assert_eq!(ok.python_hz, PYTHON_HZ_MAX);
+        assert_eq!(ok.options.python.python_hz, python::PYTHON_HZ_MAX);
         assert!(ok.wait_timeout.is_zero());
     }
 
@@ -389,7 +319,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.command, ["sleep", "1"]);
-        assert_eq!(cli.slow_syscall, Duration::from_millis(5));
+        assert_eq!(cli.options.syscalls.slow_syscall, Duration::from_millis(5));
         let cli = Cli::try_parse_from([
             "scalpels-trace",
             "-p",
@@ -443,10 +373,26 @@ mod tests {
     }
 
     #[test]
-    fn off_cpu_sampling_periods_are_bounded() {
-        assert_eq!(off_cpu_every("1ms"), Ok(Duration::from_millis(1)));
-        assert_eq!(off_cpu_every("0.5"), Ok(Duration::from_millis(500)));
-        assert!(off_cpu_every("0").is_err());
-        assert!(off_cpu_every("2s").is_err());
+    fn every_tracer_option_is_in_the_manifest_under_its_flag_name() {
+        let cli =
+            Cli::try_parse_from(["scalpels-trace", "--python-off-cpu", "off", "-p", "1"]).unwrap();
+        let options = serde_json::Value::Object(cli.options.to_manifest());
+        assert_eq!(
+            options,
+            serde_json::json!({
+                "slow_syscall_ns": 10_000_000,
+                "block_all": false,
+                "block_events": true,
+                "slow_file_io_ns": 10_000_000,
+                "payload_bytes": 4096,
+                "sql_literals": false,
+                "keep_cmdline": false,
+                "python_hz": 99,
+                "python_depth": tracers::python::MAX_WALK,
+                "python_off_cpu": false,
+                "python_off_cpu_every_ns": 1_000_000,
+                "python_calls": false,
+            })
+        );
     }
 }

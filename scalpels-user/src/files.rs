@@ -69,6 +69,18 @@ struct Traced {
     spec: FileSyscall,
 }
 
+/// The files tracer's options.
+#[derive(Debug, clap::Args, serde::Serialize)]
+#[command(next_help_heading = "files tracer")]
+#[group(skip)]
+pub struct Options {
+    /// Operations at least this long are recorded one by one in file_io_events (0, every
+    /// operation, to 1h).
+    #[arg(long, value_parser = crate::options::slow_threshold, default_value = "10ms", value_name = "DURATION")]
+    #[serde(rename = "slow_file_io_ns", serialize_with = "crate::options::nanos")]
+    pub slow_file_io: std::time::Duration,
+}
+
 pub struct PreparedFiles {
     config: FilesConfig,
     traced: Vec<Traced>,
@@ -115,7 +127,8 @@ pub fn prepare(env: &Env) -> Result<PreparedFiles> {
     }
     Ok(PreparedFiles {
         config: FilesConfig {
-            slow_ns: u64::try_from(env.cli.slow_file_io.as_nanos()).unwrap_or(u64::MAX),
+            slow_ns: u64::try_from(env.cli.options.files.slow_file_io.as_nanos())
+                .unwrap_or(u64::MAX),
             walk,
         },
         traced,

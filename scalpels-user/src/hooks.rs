@@ -15,7 +15,7 @@ use tracers::hooks::{
 
 use crate::{
     btf,
-    cli::{Cli, Toggle},
+    cli::Cli,
     thread_storage::{self, ThreadStorage},
 };
 
@@ -36,7 +36,7 @@ pub fn serves(name: &str, cli: &Cli) -> bool {
 /// The [`tracer`] bit of tracer `name` in a run with these options.
 fn bit(name: &str, cli: &Cli) -> u32 {
     match name {
-        "python" if cli.python_off_cpu == Toggle::On => tracer::PYTHON_OFF_CPU,
+        "python" if cli.options.python.python_off_cpu.is_on() => tracer::PYTHON_OFF_CPU,
         other => tracer::of(other),
     }
 }

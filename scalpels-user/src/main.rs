@@ -13,6 +13,7 @@ mod files;
 mod fleet;
 mod hooks;
 mod map_batch;
+mod options;
 mod preflight;
 mod proc;
 mod program_stats;

@@ -28,6 +28,17 @@ use process::{Previous, Pss};
 use system::SystemSample;
 use tables::ProcessRow;
 
+/// The proc tracer's options.
+#[derive(Debug, clap::Args, serde::Serialize)]
+#[command(next_help_heading = "proc tracer")]
+#[group(skip)]
+pub struct Options {
+    /// Store command lines as they are (default: the values of password-, token-, secret-
+    /// and key-like options and the passwords in URLs are replaced by `***`).
+    #[arg(long)]
+    pub keep_cmdline: bool,
+}
+
 /// The machine's state when the tracer starts: the baseline of the first interval's rows.
 pub struct PreparedProc {
     system: SystemSample,
@@ -53,7 +64,7 @@ impl Prepared for PreparedProc {
         Ok(Box::new(ProcTracer {
             ticks,
             started_ticks: ticks.since_boot(),
-            keep_cmdline: env.cli.keep_cmdline,
+            keep_cmdline: env.cli.options.proc.keep_cmdline,
             system: self.system,
             disks: self.disks,
             interfaces: self.interfaces,

@@ -73,6 +73,23 @@ struct Traced {
     spec: SocketSyscall,
 }
 
+/// The protocols tracer's options.
+#[derive(Debug, clap::Args, serde::Serialize)]
+#[command(next_help_heading = "protocols tracer")]
+#[group(skip)]
+pub struct Options {
+    /// Payload bytes copied from each socket syscall (at most 16384); what is beyond is
+    /// counted, not parsed.
+    #[arg(long, default_value_t = 4096, value_name = "BYTES",
+          value_parser = clap::value_parser!(u32).range(1..=tracers::protocols::MAX_PAYLOAD as i64))]
+    pub payload_bytes: u32,
+
+    /// Store SQL statements as sent, literals included (default: normalized, each literal
+    /// replaced by `?`).
+    #[arg(long)]
+    pub sql_literals: bool,
+}
+
 pub struct PreparedProtocols {
     config: ProtocolsConfig,
     traced: Vec<Traced>,
@@ -154,7 +171,7 @@ pub fn prepare(env: &Env) -> Result<PreparedProtocols> {
     let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
     Ok(PreparedProtocols {
         config: ProtocolsConfig {
-            payload_bytes: env.cli.payload_bytes,
+            payload_bytes: env.cli.options.protocols.payload_bytes,
             _pad: 0,
             walk,
         },
@@ -202,7 +219,7 @@ impl Prepared for PreparedProtocols {
             waiting: InOrderStacks::new(env.stacks),
             parsed: Parsed::default(),
             rpc: RpcPairing::new(RPC_REPLY_TIMEOUT_NS),
-            sql_rows_of: SqlRows::new(env.cli.sql_literals),
+            sql_rows_of: SqlRows::new(env.cli.options.protocols.sql_literals),
             sql_rows: Pending::default(),
             http_rows: Pending::default(),
             rpc_rows: Pending::default(),

@@ -47,8 +47,8 @@ use tracers::python::{
 
 use crate::{
     btf,
-    cli::Toggle,
     clock::Clock,
+    options::{self, Toggle},
     run::{pending::Pending, table::TableWriter},
     tracer::{Env, Interval, Prepared, Tracer},
 };
@@ -70,6 +70,55 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(3);
 /// checked) again: a code object freed and another put at its address would otherwise keep
 /// its stacks' old names.
 const NEW_KEYS_EVERY: Duration = Duration::from_secs(60);
+
+/// Most `--python-hz`: each sample walks a stack of a few µs; 1000 per second per CPU is
+/// already a few tenths of a percent of every CPU.
+pub const PYTHON_HZ_MAX: u64 = 1000;
+
+/// `--python-off-cpu-every`: a duration from 1 µs to 1 s (the kernel scales a 32-bit random
+/// draw by it).
+fn off_cpu_every(s: &str) -> Result<Duration, String> {
+    let max = Duration::from_nanos(tracers::python::OFF_CPU_EVERY_MAX_NS);
+    options::duration_within(s, Duration::from_micros(1), max)
+}
+
+/// The python tracer's options.
+#[derive(Debug, clap::Args, serde::Serialize)]
+#[command(next_help_heading = "python tracer")]
+#[group(skip)]
+pub struct Options {
+    /// Stack samples per second of CPU time, per CPU (1 to 1000; for none, leave the python
+    /// tracer out of --tracers).
+    #[arg(long, default_value_t = 99, value_name = "HZ",
+          value_parser = clap::value_parser!(u64).range(1..=PYTHON_HZ_MAX))]
+    pub python_hz: u64,
+
+    /// Frames walked per stack (1 to 1024). Of a stack deeper than 256 frames the innermost
+    /// 192 and the outermost 64 are kept, with one `[truncated]` frame between; past this
+    /// depth the root is lost and an outermost `[truncated]` frame says so.
+    #[arg(long, default_value_t = MAX_WALK, value_name = "FRAMES",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WALK)))]
+    pub python_depth: u32,
+
+    /// Also take stacks of threads that block in system calls, weighted by the time they wait
+    /// (wall-clock profile).
+    #[arg(long, value_enum, default_value_t = Toggle::On, value_name = "on|off")]
+    #[serde(serialize_with = "options::switch")]
+    pub python_off_cpu: Toggle,
+
+    /// Off-CPU waits at least this long are all taken, each weighing its length; a shorter one
+    /// is taken with probability length / this and weighs this (an unbiased estimate of the
+    /// time waited, at no more than one stack per this much waiting).
+    #[arg(long, value_parser = off_cpu_every, default_value = "1ms", value_name = "DURATION")]
+    #[serde(rename = "python_off_cpu_every_ns", serialize_with = "options::nanos")]
+    pub python_off_cpu_every: Duration,
+
+    /// Count every Python function call exactly (python_calls table), through CPython's USDT
+    /// probes (system Pythons built --with-dtrace, up to 3.11). Costs about 1.5-2 µs per
+    /// Python call in the traced processes.
+    #[arg(long)]
+    pub python_calls: bool,
+}
 
 pub struct PreparedPython {
     config: PythonConfig,
@@ -97,7 +146,7 @@ pub fn prepare(env: &Env) -> Result<PreparedPython> {
     let vmlinux = btf::load_vmlinux()?;
     let task_fsbase = btf::member_offset(&vmlinux, "task_struct", "thread")?
         + btf::member_offset(&vmlinux, "thread_struct", "fsbase")?;
-    let off_cpu = env.cli.python_off_cpu == Toggle::On;
+    let off_cpu = env.cli.options.python.python_off_cpu.is_on();
     if off_cpu {
         check_switch_args(&vmlinux)?;
     }
@@ -106,14 +155,14 @@ pub fn prepare(env: &Env) -> Result<PreparedPython> {
             task_fsbase,
             pthread_specific: pthread::specific_offset()
                 .context("locating glibc's pthread keys")?,
-            depth: env.cli.python_depth.min(MAX_WALK),
+            depth: env.cli.options.python.python_depth.min(MAX_WALK),
             _pad: 0,
-            off_cpu_every_ns: u64::try_from(env.cli.python_off_cpu_every.as_nanos())
+            off_cpu_every_ns: u64::try_from(env.cli.options.python.python_off_cpu_every.as_nanos())
                 .unwrap_or(u64::MAX),
         },
-        hz: env.cli.python_hz,
+        hz: env.cli.options.python.python_hz,
         off_cpu,
-        calls: env.cli.python_calls,
+        calls: env.cli.options.python.python_calls,
     })
 }
 
@@ -586,5 +635,18 @@ impl Tracer for PythonTracer {
         let mut tables = vec![self.samples_table, self.stacks_table];
         tables.extend(self.calls.map(PythonCalls::into_table));
         tables
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn off_cpu_sampling_periods_are_bounded() {
+        assert_eq!(off_cpu_every("1ms"), Ok(Duration::from_millis(1)));
+        assert_eq!(off_cpu_every("0.5"), Ok(Duration::from_millis(500)));
+        assert!(off_cpu_every("0").is_err());
+        assert!(off_cpu_every("2s").is_err());
     }
 }

@@ -31,6 +31,18 @@ use crate::{
 };
 use tables::StatsRow;
 
+/// The syscalls tracer's options.
+#[derive(Debug, clap::Args, serde::Serialize)]
+#[command(next_help_heading = "syscalls tracer")]
+#[group(skip)]
+pub struct Options {
+    /// System calls at least this long are recorded one by one in syscall_events (0, every
+    /// call, to 1h).
+    #[arg(long, value_parser = crate::options::slow_threshold, default_value = "10ms", value_name = "DURATION")]
+    #[serde(rename = "slow_syscall_ns", serialize_with = "crate::options::nanos")]
+    pub slow_syscall: std::time::Duration,
+}
+
 pub struct PreparedSyscalls {
     config: SyscallsConfig,
 }
@@ -39,7 +51,8 @@ pub struct PreparedSyscalls {
 pub fn prepare(env: &Env) -> Result<PreparedSyscalls> {
     Ok(PreparedSyscalls {
         config: SyscallsConfig {
-            slow_ns: u64::try_from(env.cli.slow_syscall.as_nanos()).unwrap_or(u64::MAX),
+            slow_ns: u64::try_from(env.cli.options.syscalls.slow_syscall.as_nanos())
+                .unwrap_or(u64::MAX),
         },
     })
 }

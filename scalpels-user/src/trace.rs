@@ -482,7 +482,7 @@ impl Session<'_> {
             // A `-- COMMAND` may carry secrets, as the command lines of proc_stats do.
             command_line: crate::proc::cmdline::stored(
                 std::env::args().collect(),
-                self.cli.keep_cmdline,
+                self.cli.options.proc.keep_cmdline,
             ),
             target: manifest::Target {
                 kind,
@@ -502,19 +502,8 @@ impl Session<'_> {
             options: manifest::Options {
                 interval_ns: self.cli.interval.as_nanos() as u64,
                 flush_interval_ns: self.cli.flush_interval.as_nanos() as u64,
-                slow_syscall_ns: self.cli.slow_syscall.as_nanos() as u64,
-                slow_file_io_ns: self.cli.slow_file_io.as_nanos() as u64,
-                python_hz: self.cli.python_hz,
-                python_depth: self.cli.python_depth,
-                python_off_cpu: self.cli.python_off_cpu == crate::cli::Toggle::On,
-                python_off_cpu_every_ns: self.cli.python_off_cpu_every.as_nanos() as u64,
-                python_calls: self.cli.python_calls,
-                block_all: self.cli.block_all,
-                block_events: self.cli.block_events == crate::cli::Toggle::On,
-                payload_bytes: self.cli.payload_bytes,
-                sql_literals: self.cli.sql_literals,
-                keep_cmdline: self.cli.keep_cmdline,
                 bpf_stats: self.cli.bpf_stats,
+                tracers: self.cli.options.to_manifest(),
             },
             tracers: records,
             shared_programs: attached

@@ -130,7 +130,7 @@ impl Sqlite {
             armed: BTreeMap::new(),
             executions: Executions::new(env.clock),
             waiting: AwaitingStacks::new(env.stacks),
-            rows_of: SqlRows::new(env.cli.sql_literals),
+            rows_of: SqlRows::new(env.cli.options.protocols.sql_literals),
             pending: Pending::default(),
             rows: 0,
         };

@@ -65,23 +65,15 @@ pub struct Target {
     pub pids: Vec<u32>,
 }
 
+/// The options of the run: those of every tracer (each tracer's `clap::Args`, serialized
+/// whole, so a new option is recorded without a line here), whether its tracer ran or not.
 #[derive(Debug, Serialize)]
 pub struct Options {
     pub interval_ns: u64,
     pub flush_interval_ns: u64,
-    pub slow_syscall_ns: u64,
-    pub slow_file_io_ns: u64,
-    pub python_hz: u64,
-    pub python_depth: u32,
-    pub python_off_cpu: bool,
-    pub python_off_cpu_every_ns: u64,
-    pub python_calls: bool,
-    pub block_all: bool,
-    pub block_events: bool,
-    pub payload_bytes: u32,
-    pub sql_literals: bool,
-    pub keep_cmdline: bool,
     pub bpf_stats: bool,
+    #[serde(flatten)]
+    pub tracers: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]
