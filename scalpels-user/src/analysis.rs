@@ -49,6 +49,23 @@ pub fn run(analysis: Analysis) -> Result<u8> {
             println!("folded stacks: {}", svg.with_extension("folded").display());
             Ok(0)
         }
+        Analysis::Export {
+            run,
+            format,
+            off_cpu,
+            pid,
+            output,
+        } => {
+            let request = crate::python::flamegraph::Request {
+                run: &run,
+                off_cpu,
+                pid,
+                output,
+            };
+            let path = crate::python::export::write(&request, format)?;
+            println!("exported: {}", path.display());
+            Ok(0)
+        }
         // It runs its own uploads.
         Analysis::Publish { runs, to } => {
             crate::fleet::publish::publish(&runs, &to)?;
@@ -68,7 +85,7 @@ pub fn run(analysis: Analysis) -> Result<u8> {
 
 async fn dispatch(analysis: Analysis) -> Result<u8> {
     match analysis {
-        Analysis::Flamegraph { .. } | Analysis::Publish { .. } => {
+        Analysis::Flamegraph { .. } | Analysis::Export { .. } | Analysis::Publish { .. } => {
             unreachable!("run() handles the commands that need no query engine")
         }
         Analysis::Sql {

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::analysis::{Format, SqlFormat};
 use crate::fleet::destination::Location;
 use crate::options::{HOUR, duration, duration_within};
+use crate::python::export::ExportFormat;
 use crate::{block, files, proc, protocols, python, syscalls};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -46,6 +47,25 @@ pub enum Analysis {
         #[arg(long)]
         pid: Option<u32>,
         /// The SVG to write (default: RUN/python-on-cpu.svg or python-off-cpu.svg).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Export a run's Python stacks for a profile viewer: speedscope's JSON (one profile per
+    /// process; open it at https://www.speedscope.app) or collapsed stacks (flamegraph.pl,
+    /// inferno and most viewers).
+    Export {
+        /// The run directory.
+        run: PathBuf,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Speedscope)]
+        format: ExportFormat,
+        /// Where the service waited (off-CPU stacks) instead of where it ran.
+        #[arg(long)]
+        off_cpu: bool,
+        /// Only this process.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// The file to write (default: RUN/python-on-cpu.speedscope.json, .collapsed, or
+        /// python-off-cpu.*).
         #[arg(short, long)]
         output: Option<PathBuf>,
     },

@@ -6,6 +6,7 @@
 mod calls;
 mod code;
 mod discover;
+pub mod export;
 pub mod flamegraph;
 mod linetable;
 mod memory;
@@ -517,12 +518,7 @@ impl Tracer for PythonTracer {
 
     fn poll_events(&mut self, due: bool) -> Result<()> {
         self.discover_pending()?;
-        // Code objects read before are checked again once a second (when rows are due), not
-        // at every poll: each check reads the target's memory, and a code object of running
-        // code is rarely freed and its address reused within a second.
-        if due {
-            self.symbolizer.next_batch();
-        }
+        self.symbolizer.next_batch();
         if let Some(calls) = &mut self.calls {
             calls.name_new_functions();
         }

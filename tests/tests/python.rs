@@ -178,6 +178,99 @@ fn check_flamegraph(run: &Path, output: &[u8]) {
     assert!(svg.starts_with("<?xml") && svg.contains("leaf (hot_functions.py:"));
 }
 
+/// `scalpels-trace export` writes what python_samples holds: speedscope's JSON with one
+/// profile per process whose weights add up to the on-CPU samples' (ns), its hottest sample
+/// the hot path (frames with file and line, outermost first); collapsed stacks as the
+/// flame graph's.
+fn check_export(run: &Path, output: &[u8]) {
+    let value = |key: &str| printed(output, key)[0];
+    let export = |args: &[&str]| {
+        let done = std::process::Command::new(scalpels_trace())
+            .arg("export")
+            .arg(run)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(done.status.success(), "{}", stderr(&done));
+    };
+    export(&[]);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("python-on-cpu.speedscope.json")).unwrap())
+            .unwrap();
+    let samples = read_table(&run.join("python_samples.parquet"));
+    let (kinds, weights, pids) = (
+        strings(&samples, "kind"),
+        i64s(&samples, "weight"),
+        u64s(&samples, "pid"),
+    );
+    let on_cpu: Vec<usize> = (0..kinds.len()).filter(|&i| kinds[i] == "on_cpu").collect();
+    let frames = json["shared"]["frames"].as_array().unwrap();
+    let profiles = json["profiles"].as_array().unwrap();
+    let mut exported_pids: Vec<u64> = on_cpu.iter().map(|&i| pids[i]).collect();
+    exported_pids.sort_unstable();
+    exported_pids.dedup();
+    assert_eq!(
+        profiles.len(),
+        exported_pids.len(),
+        "one profile per process"
+    );
+    let total: i64 = on_cpu.iter().map(|&i| weights[i]).sum();
+    let exported: i64 = profiles
+        .iter()
+        .flat_map(|p| p["weights"].as_array().unwrap())
+        .map(|w| w.as_i64().unwrap())
+        .sum();
+    assert_eq!(exported, total, "exported weights against python_samples");
+    let main = profiles
+        .iter()
+        .find(|p| {
+            p["name"]
+                .as_str()
+                .unwrap()
+                .ends_with(&value("pid").to_string())
+        })
+        .expect("the workload's process has a profile");
+    assert_eq!(main["unit"], "nanoseconds");
+    assert_eq!(main["type"], "sampled");
+    let (samples, weights) = (
+        main["samples"].as_array().unwrap(),
+        main["weights"].as_array().unwrap(),
+    );
+    assert_eq!(samples.len(), weights.len());
+    let named = |sample: &serde_json::Value| -> Vec<(String, Option<u64>)> {
+        sample
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let frame = &frames[f.as_u64().unwrap() as usize];
+                (
+                    frame["name"].as_str().unwrap().to_owned(),
+                    frame["line"].as_u64(),
+                )
+            })
+            .collect()
+    };
+    // Heaviest first, and the hot path is outer → middle → leaf at the lines the workload
+    // printed.
+    let on_hot_path = samples.iter().any(|sample| {
+        let names = named(sample);
+        names.windows(3).any(|w| {
+            w[0] == ("outer".into(), Some(value("outer_call")))
+                && w[1] == ("middle".into(), Some(value("middle_call")))
+                && w[2].0 == "leaf"
+        })
+    });
+    assert!(on_hot_path, "no exported stack runs outer → middle → leaf");
+    assert!(weights.windows(2).all(|w| w[0].as_i64() >= w[1].as_i64()));
+    let collapsed = run.join("exported.collapsed");
+    export(&["--format", "collapsed", "-o", collapsed.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(collapsed).unwrap(),
+        std::fs::read_to_string(run.join("python-on-cpu.folded")).unwrap(),
+    );
+}
+
 #[test]
 fn on_cpu_stacks_of_hot_functions_in_every_installed_cpython() {
     for (i, interpreter) in interpreters().iter().enumerate() {
@@ -185,6 +278,7 @@ fn on_cpu_stacks_of_hot_functions_in_every_installed_cpython() {
         check_hot_stacks(interpreter, &run, &output.stdout);
         if i == 0 {
             check_flamegraph(&run, &output.stdout);
+            check_export(&run, &output.stdout);
         }
         let manifest = manifest(&run);
         assert_eq!(manifest["tracers"][0]["drops"]["samples_dropped"], 0);

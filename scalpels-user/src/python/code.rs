@@ -105,7 +105,7 @@ enum Cached {
 #[derive(Debug, Default)]
 pub struct Symbolizer {
     codes: FxHashMap<(u32, u64), Cached>,
-    /// Counts batches of samples (a second's): each code object is checked once per batch.
+    /// Counts batches of samples: each code object is checked once per batch.
     check: u64,
 }
 

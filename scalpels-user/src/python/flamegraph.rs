@@ -41,29 +41,49 @@ fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>> {
         .collect())
 }
 
-/// stack_id -> frame labels, outermost first (folded stacks read root to leaf).
-fn stacks(run: &Path) -> Result<HashMap<u64, Vec<String>>> {
-    let mut frames: HashMap<u64, BTreeMap<u32, String>> = HashMap::new();
+/// One frame of a stack as `python_stacks` has it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Frame {
+    pub function: String,
+    pub file: String,
+    pub line: Option<u32>,
+}
+
+impl Frame {
+    /// `function (file.py:line)`, the file without its directory; no `;` (folded stacks
+    /// separate frames with it).
+    fn label(&self) -> String {
+        let path = Path::new(&self.file);
+        let file = path
+            .file_name()
+            .map_or(self.file.clone(), |f| f.to_string_lossy().into_owned());
+        let place = match self.line {
+            Some(line) => format!("{file}:{line}"),
+            None => file,
+        };
+        format!("{} ({place})", self.function).replace(';', ",")
+    }
+}
+
+/// stack_id -> frames, outermost first (folded stacks read root to leaf).
+pub fn stacks(run: &Path) -> Result<HashMap<u64, Vec<Frame>>> {
+    let mut frames: HashMap<u64, BTreeMap<u32, Frame>> = HashMap::new();
     for batch in read::table(run, "python_stacks")? {
         let ids = column(&batch, "stack_id")?.as_primitive::<UInt64Type>();
         let levels = column(&batch, "level")?.as_primitive::<UInt32Type>();
         let lines = column(&batch, "line")?.as_primitive::<UInt32Type>();
         let (functions, files) = (strings(&batch, "function")?, strings(&batch, "file")?);
-        for i in 0..batch.num_rows() {
-            let file = Path::new(&files[i])
-                .file_name()
-                .map_or(files[i].clone(), |f| f.to_string_lossy().into_owned());
-            let place = if lines.is_null(i) {
-                file
-            } else {
-                format!("{file}:{}", lines.value(i))
+        for (i, (function, file)) in functions.into_iter().zip(files).enumerate() {
+            let line = (!lines.is_null(i)).then(|| lines.value(i));
+            let frame = Frame {
+                function,
+                file,
+                line,
             };
-            // Folded stacks separate frames with ';'.
-            let label = format!("{} ({place})", functions[i]).replace(';', ",");
             frames
                 .entry(ids.value(i))
                 .or_default()
-                .insert(levels.value(i), label);
+                .insert(levels.value(i), frame);
         }
     }
     Ok(frames
@@ -72,27 +92,37 @@ fn stacks(run: &Path) -> Result<HashMap<u64, Vec<String>>> {
         .collect())
 }
 
-/// Folded stacks ("outer;middle;leaf weight"), weights in microseconds, heaviest first.
-pub fn folded(request: &Request) -> Result<Vec<String>> {
+/// The weight (ns) of each (process, stack) among the samples asked for.
+pub fn weights(request: &Request) -> Result<HashMap<(u32, u64), i64>> {
     let kind = if request.off_cpu { "off_cpu" } else { "on_cpu" };
-    let mut weights: HashMap<u64, i64> = HashMap::new();
+    let mut weights: HashMap<(u32, u64), i64> = HashMap::new();
     for batch in read::table(request.run, "python_samples")? {
         let pids = column(&batch, "pid")?.as_primitive::<UInt32Type>();
         let ids = column(&batch, "stack_id")?.as_primitive::<UInt64Type>();
         let weight = column(&batch, "weight")?.as_primitive::<DurationNanosecondType>();
         let kinds = strings(&batch, "kind")?;
         for (i, sample_kind) in kinds.iter().enumerate() {
-            if sample_kind == kind && request.pid.is_none_or(|pid| pids.value(i) == pid) {
-                *weights.entry(ids.value(i)).or_default() += weight.value(i);
+            let pid = pids.value(i);
+            if sample_kind == kind && request.pid.is_none_or(|p| p == pid) {
+                *weights.entry((pid, ids.value(i))).or_default() += weight.value(i);
             }
         }
     }
+    Ok(weights)
+}
+
+/// Folded stacks ("outer;middle;leaf weight"), weights in microseconds, heaviest first.
+pub fn folded(request: &Request) -> Result<Vec<String>> {
+    let mut by_stack: HashMap<u64, i64> = HashMap::new();
+    for ((_, id), ns) in weights(request)? {
+        *by_stack.entry(id).or_default() += ns;
+    }
     let stacks = stacks(request.run)?;
-    let mut lines: Vec<(i64, String)> = weights
+    let mut lines: Vec<(i64, String)> = by_stack
         .into_iter()
         .filter_map(|(id, ns)| {
-            let frames = stacks.get(&id)?;
-            Some((ns / 1000, format!("{} {}", frames.join(";"), ns / 1000)))
+            let labels: Vec<String> = stacks.get(&id)?.iter().map(Frame::label).collect();
+            Some((ns / 1000, format!("{} {}", labels.join(";"), ns / 1000)))
         })
         .filter(|(us, _)| *us > 0)
         .collect();
