@@ -10,7 +10,6 @@ mod counters;
 mod ebpf;
 mod events_ready;
 mod files;
-mod fleet;
 mod hooks;
 mod map_batch;
 mod options;
@@ -19,9 +18,9 @@ mod proc;
 mod program_stats;
 mod protocols;
 mod python;
-mod run;
 #[cfg(test)]
 mod schema_docs;
+mod status;
 mod syscalls;
 mod target;
 mod thread_storage;
@@ -31,6 +30,9 @@ mod tracer;
 mod umask;
 
 use std::process::ExitCode;
+
+// The run format lives in its own crate; its modules keep their paths here.
+use scalpels_run::{fleet, run};
 
 use clap::Parser as _;
 

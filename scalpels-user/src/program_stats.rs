@@ -15,22 +15,13 @@ use aya::{
     Ebpf,
     sys::{Stats, enable_stats},
 };
-use serde::Serialize;
 use tracers::{catalogue, hooks};
+
+use crate::run::manifest::ProgramCost;
 
 /// Kernel statistics of every program, enabled while this lives.
 pub struct ProgramStats {
     _enabled: OwnedFd,
-}
-
-/// One program's runs and kernel time since it was loaded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ProgramCost {
-    pub runs: u64,
-    pub run_time_ns: u64,
-    /// Runs the kernel skipped because the program was already running on that CPU (an event
-    /// the program never saw).
-    pub recursion_misses: u64,
 }
 
 impl ProgramStats {

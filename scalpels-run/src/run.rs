@@ -12,7 +12,6 @@ pub mod manifest;
 pub mod pending;
 pub mod read;
 pub mod run_dir;
-pub mod status;
 pub mod table;
 
 /// Version of the run layout (tables, columns, manifest). Bump on any incompatible change.

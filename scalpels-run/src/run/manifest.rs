@@ -37,7 +37,7 @@ pub struct Manifest {
     /// (the system-call hooks, which run the syscalls, files, protocols and python tracers'
     /// work on system calls).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub shared_programs: BTreeMap<&'static str, crate::program_stats::ProgramCost>,
+    pub shared_programs: BTreeMap<&'static str, ProgramCost>,
     pub tables: BTreeMap<String, TableRecord>,
     /// With `--out s3://...`: what was uploaded before the manifest itself.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -96,7 +96,7 @@ pub struct TracerRecord {
     pub unparsed: BTreeMap<String, u64>,
     /// With `--bpf-stats`: each of its eBPF programs' runs and kernel time.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub programs: BTreeMap<&'static str, crate::program_stats::ProgramCost>,
+    pub programs: BTreeMap<&'static str, ProgramCost>,
 }
 
 #[derive(Debug, Serialize)]
@@ -149,4 +149,14 @@ impl Host {
             machine: std::env::consts::ARCH.to_owned(),
         }
     }
+}
+
+/// One program's runs and kernel time since it was loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ProgramCost {
+    pub runs: u64,
+    pub run_time_ns: u64,
+    /// Runs the kernel skipped because the program was already running on that CPU (an event
+    /// the program never saw).
+    pub recursion_misses: u64,
 }
