@@ -3,5 +3,6 @@
 //! Parquet tables written as crash-safe segments, its manifest, reading runs back, and the
 //! fleet layout runs of many hosts are gathered in, with their uploads.
 
+pub mod durations;
 pub mod fleet;
 pub mod run;

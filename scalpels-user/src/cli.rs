@@ -2,13 +2,11 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser};
 use serde::Serialize;
 
-use crate::analysis::{Format, SqlFormat};
 use crate::fleet::destination::Location;
-use crate::options::{HOUR, duration, duration_within};
-use crate::python::export::ExportFormat;
+use crate::options::{HOUR, duration_within};
 use crate::{block, files, proc, protocols, python, syscalls};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -31,101 +29,6 @@ fn flush_interval(s: &str) -> Result<Duration, String> {
 /// `--wait-timeout`: 0 (fail at once) to a week.
 fn wait_timeout(s: &str) -> Result<Duration, String> {
     duration_within(s, Duration::ZERO, 7 * DAY)
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Analysis {
-    /// Draw a run's Python stacks as an SVG flame graph, with its folded stacks beside it
-    /// (`.folded`, which Speedscope and flamegraph.pl read too).
-    Flamegraph {
-        /// The run directory.
-        run: PathBuf,
-        /// Where the service waited (off-CPU stacks) instead of where it ran.
-        #[arg(long)]
-        off_cpu: bool,
-        /// Only this process.
-        #[arg(long)]
-        pid: Option<u32>,
-        /// The SVG to write (default: RUN/python-on-cpu.svg or python-off-cpu.svg).
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-    },
-    /// Export a run's Python stacks for a profile viewer: speedscope's JSON (one profile per
-    /// process; open it at https://www.speedscope.app) or collapsed stacks (flamegraph.pl,
-    /// inferno and most viewers).
-    Export {
-        /// The run directory.
-        run: PathBuf,
-        #[arg(long, value_enum, default_value_t = ExportFormat::Speedscope)]
-        format: ExportFormat,
-        /// Where the service waited (off-CPU stacks) instead of where it ran.
-        #[arg(long)]
-        off_cpu: bool,
-        /// Only this process.
-        #[arg(long)]
-        pid: Option<u32>,
-        /// The file to write (default: RUN/python-on-cpu.speedscope.json, .collapsed, or
-        /// python-off-cpu.*).
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-    },
-    /// Query runs with SQL. Each table (syscalls, python_samples, ...) holds the rows of every
-    /// run given, with the columns host, service and run added; `runs` lists the runs.
-    Sql {
-        /// Run directories, or directories searched for runs (any layout).
-        #[arg(required = true, value_name = "RUN")]
-        runs: Vec<PathBuf>,
-        /// The query, e.g. "SELECT run, sum(calls) FROM syscalls GROUP BY run".
-        #[arg(required = true, value_name = "QUERY")]
-        query: String,
-        #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
-        format: SqlFormat,
-    },
-    /// Where a run spent its time: system calls, disks, files, Python functions, SQL, RPC,
-    /// HTTP and processes (the sections of the tracers the run had).
-    Report {
-        /// The run directory.
-        run: PathBuf,
-        /// Rows per section.
-        #[arg(long, default_value_t = 15)]
-        top: usize,
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-        /// Write the report as one self-contained HTML page (tables, bars, flame graphs).
-        #[arg(long, value_name = "FILE", conflicts_with = "format")]
-        html: Option<PathBuf>,
-    },
-    /// What changed from BEFORE to AFTER, per second of run and per call; exits with status 1
-    /// when something got slower beyond --threshold and beyond noise (2 on errors). Each side
-    /// is a run directory, or a directory of several runs of one version (replicates: then a
-    /// change must also be larger than the runs' own spread).
-    Diff {
-        before: PathBuf,
-        after: PathBuf,
-        /// Smallest increase that counts as a regression, in percent.
-        #[arg(long, default_value_t = 20.0, value_name = "PCT")]
-        threshold: f64,
-        /// Smallest rise in time per second that counts (1% of one thread by default): a
-        /// smaller one, however certain, costs the service next to nothing.
-        #[arg(long, value_parser = duration, default_value = "10ms", value_name = "DURATION")]
-        min_rise: Duration,
-        /// Rows per dimension.
-        #[arg(long, default_value_t = 10)]
-        top: usize,
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-    },
-    /// Copy runs into a fleet: one dataset per table, partitioned by host, service and run
-    /// (TO/<table>/host=H/service=S/run=R/part-NNNNN.parquet, manifests in TO/runs/...), which
-    /// DuckDB, Spark and pyarrow.dataset read as one.
-    Publish {
-        /// Run directories.
-        #[arg(required = true)]
-        runs: Vec<PathBuf>,
-        /// The fleet: a directory (e.g. on a shared file system) or s3://BUCKET/PREFIX.
-        #[arg(long, value_parser = Location::parse, value_name = "DIR|s3://BUCKET/PREFIX")]
-        to: Location,
-    },
 }
 
 /// Each tracer's options, declared by the tracer as a `clap::Args` struct (under a heading
@@ -183,8 +86,9 @@ impl TracerOptions {
 )]
 pub struct Cli {
     /// Work on a finished run instead of tracing.
+    #[cfg(feature = "analysis")]
     #[command(subcommand)]
-    pub analysis: Option<Analysis>,
+    pub analysis: Option<scalpels_analysis::cli::Analysis>,
 
     /// Trace a service: a systemd unit (by its cgroup), else processes with this name.
     #[arg(long, value_name = "NAME", conflicts_with_all = ["pid", "command"])]
@@ -260,16 +164,6 @@ pub struct Cli {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_take_plain_seconds_or_a_unit() {
-        assert_eq!(duration("4"), Ok(Duration::from_secs(4)));
-        assert_eq!(duration("0.5"), Ok(Duration::from_millis(500)));
-        assert_eq!(duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
-        assert!(duration("-1").unwrap_err().contains("seconds"));
-        assert!(duration("4 apples").unwrap_err().contains("30s, 5m"));
-    }
 
     /// Every bounded option refuses what it cannot honour before anything is loaded.
     #[test]
@@ -352,6 +246,25 @@ mod tests {
         .unwrap();
         assert_eq!(cli.pid, [1, 2]);
         assert_eq!(cli.tracers, ["syscalls"]);
+        let cli = Cli::try_parse_from(["scalpels-trace", "--out", "s3://f", "-p", "1"]).unwrap();
+        assert_eq!(cli.out.to_string(), "s3://f");
+        let cli = Cli::try_parse_from(["scalpels-trace", "--service", "a"]).unwrap();
+        assert_eq!(cli.wait_timeout, Duration::from_secs(300));
+        let cli = Cli::try_parse_from(["scalpels-trace", "--service", "a", "--wait-timeout", "0"])
+            .unwrap();
+        assert!(cli.wait_timeout.is_zero());
+        // Only a service is waited for.
+        assert!(Cli::try_parse_from(["scalpels-trace", "-p", "1", "--wait-timeout", "1"]).is_err());
+        assert!(
+            Cli::try_parse_from(["scalpels-trace", "--wait-timeout", "1", "--", "true"]).is_err()
+        );
+    }
+
+    #[cfg(feature = "analysis")]
+    #[test]
+    fn the_analysis_commands_are_subcommands() {
+        use scalpels_analysis::cli::Analysis;
+
         let cli =
             Cli::try_parse_from(["scalpels-trace", "flamegraph", "run", "--off-cpu"]).unwrap();
         assert!(matches!(
@@ -378,18 +291,6 @@ mod tests {
             Some(Analysis::Publish { runs, to: Location::S3 { .. } }) if runs.len() == 2
         ));
         assert!(Cli::try_parse_from(["scalpels-trace", "publish", "--to", "x"]).is_err());
-        let cli = Cli::try_parse_from(["scalpels-trace", "--out", "s3://f", "-p", "1"]).unwrap();
-        assert_eq!(cli.out.to_string(), "s3://f");
-        let cli = Cli::try_parse_from(["scalpels-trace", "--service", "a"]).unwrap();
-        assert_eq!(cli.wait_timeout, Duration::from_secs(300));
-        let cli = Cli::try_parse_from(["scalpels-trace", "--service", "a", "--wait-timeout", "0"])
-            .unwrap();
-        assert!(cli.wait_timeout.is_zero());
-        // Only a service is waited for.
-        assert!(Cli::try_parse_from(["scalpels-trace", "-p", "1", "--wait-timeout", "1"]).is_err());
-        assert!(
-            Cli::try_parse_from(["scalpels-trace", "--wait-timeout", "1", "--", "true"]).is_err()
-        );
     }
 
     #[test]

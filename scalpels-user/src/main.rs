@@ -1,7 +1,6 @@
 //! `scalpels-trace`: traces an OpenStack service (or any process) with eBPF and writes one
 //! directory of Parquet files per run.
 
-mod analysis;
 mod block;
 mod btf;
 mod cli;
@@ -38,12 +37,18 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     umask::make_private();
+    #[cfg_attr(not(feature = "analysis"), expect(unused_mut))]
     let mut cli = cli::Cli::parse();
     // The analysis commands exit 2 on errors: `diff` gives 1 a meaning (a regression).
-    let (result, error_status) = match cli.analysis.take() {
-        Some(analysis) => (analysis::run(analysis), 2),
-        None => (trace::run(cli), 1),
-    };
+    #[cfg(feature = "analysis")]
+    if let Some(analysis) = cli.analysis.take() {
+        return exit(scalpels_analysis::analysis::run(analysis), 2);
+    }
+    exit(trace::run(cli), 1)
+}
+
+/// The process's exit status: the command's, or `error_status` after printing its error.
+fn exit(result: anyhow::Result<u8>, error_status: u8) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

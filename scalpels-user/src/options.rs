@@ -5,35 +5,8 @@
 use std::time::Duration;
 
 use clap::ValueEnum;
+pub use scalpels_run::durations::{HOUR, duration_within};
 use serde::Serializer;
-
-/// A duration with a unit (`30s`, `5m`, `250ms`), or a plain number of seconds as `timeout`
-/// takes it (`4`, `0.5`).
-pub fn duration(s: &str) -> Result<Duration, String> {
-    if let Ok(seconds) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(seconds)
-            .map_err(|_| format!("{s} is not a number of seconds from 0 up"));
-    }
-    humantime::parse_duration(s).map_err(|e| {
-        format!("{e} (give a number of seconds, or a number and a unit: 30s, 5m, 250ms)")
-    })
-}
-
-/// A [`duration`] from `min` to `max`: each option's range says what the tool can honour
-/// (a 0 s interval is no interval; a 1 ns one is a loop burning a CPU).
-pub fn duration_within(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
-    let value = duration(s)?;
-    if value < min || value > max {
-        return Err(format!(
-            "{s} is out of range: from {} to {}",
-            humantime::format_duration(min),
-            humantime::format_duration(max)
-        ));
-    }
-    Ok(value)
-}
-
-pub const HOUR: Duration = Duration::from_secs(3600);
 
 /// `--slow-syscall`, `--slow-file-io`: 0 (every call, a firehose for short debugging runs) to
 /// an hour.

@@ -6,8 +6,6 @@
 mod calls;
 mod code;
 mod discover;
-pub mod export;
-pub mod flamegraph;
 mod linetable;
 mod memory;
 mod pthread;

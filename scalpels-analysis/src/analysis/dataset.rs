@@ -191,13 +191,9 @@ mod tests {
 
     use arrow::array::AsArray as _;
     use parquet::arrow::ArrowWriter;
-    use wire::records::HttpRecord;
 
     use super::*;
-    use crate::{
-        analysis::runs,
-        protocols::tables::{self, Origin},
-    };
+    use crate::analysis::runs;
 
     fn write_run(dir: &Path, run: &str, http: &RecordBatch) {
         fs::create_dir_all(dir).unwrap();
@@ -232,24 +228,23 @@ mod tests {
             [user, "/v3/users/42?x=1", "/v3"].into_iter().collect();
         let old = RecordBatch::try_new(Arc::new(path_only), vec![Arc::new(paths)]).unwrap();
         write_run(&root.join("old"), "old", &old);
-        let record = HttpRecord {
-            time_ns: 0,
-            tid: 1,
-            method: "DELETE".into(),
-            path: user.into(),
-            host: None,
-            status: Some(204),
-            request_bytes: 0,
-            response_bytes: 0,
-            latency_ns: Some(1_000),
-            python_stack_id: None,
+        // A run of today's tracer: `path` and its `route`, as the protocols tracer writes them.
+        let dictionary =
+            || DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let with_route = Schema::new(vec![
+            Field::new("path", dictionary(), false),
+            Field::new("route", dictionary(), true),
+        ]);
+        let column = |value: &str| -> arrow::array::ArrayRef {
+            let array: arrow::array::DictionaryArray<arrow::datatypes::Int32Type> =
+                [value].into_iter().collect();
+            Arc::new(array)
         };
-        let origin = Origin {
-            pid: 1,
-            conn_id: 1,
-            role: "server",
-        };
-        let new = tables::http_batch(&[(origin, record)]).unwrap();
+        let new = RecordBatch::try_new(
+            Arc::new(with_route),
+            vec![column(user), column(&wire::http::route(user))],
+        )
+        .unwrap();
         write_run(&root.join("new"), "new", &new);
 
         let routes = |runs: Vec<Run>| async move {

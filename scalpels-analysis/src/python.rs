@@ -1,0 +1,4 @@
+//! What is drawn or exported from a run's Python stacks.
+
+pub mod export;
+pub mod flamegraph;
