@@ -28,8 +28,8 @@ use crate::{
     btf,
     clock::Clock,
     map_batch,
-    python::AwaitingStacks,
     run::{columns::comm, pending::Pending, table::TableWriter},
+    stack_index::AwaitingStacks,
     tracefs,
     tracer::{Env, Interval, Prepared, Tracer},
 };

@@ -19,6 +19,7 @@ mod protocols;
 mod python;
 #[cfg(test)]
 mod schema_docs;
+mod stack_index;
 mod status;
 mod syscalls;
 mod target;
@@ -27,6 +28,7 @@ mod trace;
 mod tracefs;
 mod tracer;
 mod umask;
+mod uprobe_link;
 
 use std::process::ExitCode;
 

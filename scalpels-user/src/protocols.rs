@@ -36,8 +36,8 @@ use wire::{
 use crate::{
     btf,
     clock::{Clock, utc_now_ns},
-    python::InOrderStacks,
     run::{pending::Pending, table::TableWriter},
+    stack_index::InOrderStacks,
     tracefs,
     tracer::{Env, Interval, Prepared, Tracer},
 };

@@ -9,11 +9,8 @@ mod discover;
 mod linetable;
 mod memory;
 mod pthread;
-mod stack_index;
 mod stacks;
-pub use stack_index::{AwaitingStacks, InOrderStacks, StackIndex};
 pub mod tables;
-pub mod uprobe_link;
 mod usdt;
 mod versions;
 
@@ -49,6 +46,7 @@ use crate::{
     clock::Clock,
     options::{self, Toggle},
     run::{pending::Pending, table::TableWriter},
+    stack_index::StackIndex,
     tracer::{Env, Interval, Prepared, Tracer},
 };
 use calls::PythonCalls;

@@ -25,8 +25,8 @@ use tracers::{
 use crate::{
     clock::Clock,
     map_batch,
-    python::AwaitingStacks,
     run::{columns, pending::Pending, table::TableWriter},
+    stack_index::AwaitingStacks,
     tracer::{Env, Interval, Prepared, Tracer},
 };
 use tables::StatsRow;

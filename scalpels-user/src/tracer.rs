@@ -15,9 +15,9 @@ use crate::{
     block,
     cli::Cli,
     clock::Clock,
-    files, proc, protocols,
-    python::{self, StackIndex},
+    files, proc, protocols, python,
     run::{dir::Dir, table::TableWriter},
+    stack_index::StackIndex,
     syscalls,
 };
 

@@ -26,9 +26,10 @@ use tracers::protocols::sqlite::{
 
 use crate::{
     btf,
-    python::{AwaitingStacks, uprobe_link},
     run::{pending::Pending, table::TableWriter},
+    stack_index::AwaitingStacks,
     tracer::Env,
+    uprobe_link,
 };
 use executions::{Command, Event, Executions};
 use library::{FileId, Mapped};

@@ -29,7 +29,6 @@ use super::{
     discover::Interpreter,
     memory::ProcessMemory,
     tables::{self, CallRow},
-    uprobe_link,
     usdt::{self, Location, Probe},
 };
 use crate::{
@@ -37,6 +36,7 @@ use crate::{
     proc::counters::Ticks,
     run::table::TableWriter,
     tracer::{Env, Interval},
+    uprobe_link,
 };
 
 /// The maps of the kernel side.
