@@ -14,6 +14,8 @@ use std::{collections::BTreeSet, path::PathBuf};
 
 use anyhow::{Result, anyhow, bail};
 
+use crate::run::manifest::ServiceFoundBy;
+
 /// What the user asked to trace.
 #[derive(Clone, Debug)]
 pub enum TargetSpec {
@@ -32,10 +34,10 @@ pub enum ServiceMatch {
 }
 
 impl ServiceMatch {
-    pub fn describe(&self) -> &'static str {
+    pub fn found_by(&self) -> ServiceFoundBy {
         match self {
-            ServiceMatch::Cgroup(_) => "systemd unit cgroup",
-            ServiceMatch::ProcessName => "process name",
+            ServiceMatch::Cgroup(_) => ServiceFoundBy::SystemdUnitCgroup,
+            ServiceMatch::ProcessName => ServiceFoundBy::ProcessName,
         }
     }
 }

@@ -25,7 +25,12 @@ use crate::{
     hooks::{self, Hooks},
     preflight,
     program_stats::{self, ProgramStats},
-    run::{SCHEMA_VERSION, dir::Dir, manifest, pending, run_dir},
+    run::{
+        SCHEMA_VERSION,
+        dir::Dir,
+        manifest::{self, RunStatus, TargetKind, TracerStatus},
+        pending, run_dir,
+    },
     stack_index::StackIndex,
     status::StatusLine,
     target::{self, Members, ServiceMatch, TargetSpec, set::TargetSet, spawn::GatedChild},
@@ -429,7 +434,7 @@ impl Session<'_> {
         for t in &attached.tracers {
             records.push(manifest::TracerRecord {
                 name: t.name(),
-                status: "attached",
+                status: TracerStatus::Attached,
                 reason: None,
                 events: t.events(),
                 drops: attached.drops(t.name()),
@@ -456,7 +461,7 @@ impl Session<'_> {
         }
         records.extend(attached.unavailable.iter().map(|u| manifest::TracerRecord {
             name: u.name,
-            status: "unavailable",
+            status: TracerStatus::Unavailable,
             reason: Some(u.reason.clone()),
             events: 0,
             drops: BTreeMap::new(),
@@ -466,17 +471,21 @@ impl Session<'_> {
         }));
         let (kind, cgroup) = match (&self.spec, &self.service) {
             (TargetSpec::Service(_), Some(ServiceMatch::Cgroup(dir))) => {
-                ("service", Some(dir.clone()))
+                (TargetKind::Service, Some(dir.clone()))
             }
-            (TargetSpec::Service(_), _) => ("service", None),
-            (TargetSpec::Pids(_), _) => ("pids", None),
-            (TargetSpec::Command(_), _) => ("command", None),
+            (TargetSpec::Service(_), _) => (TargetKind::Service, None),
+            (TargetSpec::Pids(_), _) => (TargetKind::Pids, None),
+            (TargetSpec::Command(_), _) => (TargetKind::Command, None),
         };
         manifest::Manifest {
             schema_version: SCHEMA_VERSION,
             scalpels_version: env!("CARGO_PKG_VERSION"),
             run_id: self.run_id.clone(),
-            status: if end.is_some() { "complete" } else { "running" },
+            status: if end.is_some() {
+                RunStatus::Complete
+            } else {
+                RunStatus::Running
+            },
             end_reason: end.map(|(reason, _)| reason.to_owned()),
             host: manifest::Host::current(),
             partition: self.partition.clone(),
@@ -488,7 +497,7 @@ impl Session<'_> {
             target: manifest::Target {
                 kind,
                 service: self.cli.service.clone(),
-                resolved_as: self.service.as_ref().map(ServiceMatch::describe),
+                resolved_as: self.service.as_ref().map(ServiceMatch::found_by),
                 cgroup_id: cgroup.as_ref().and_then(|d| {
                     std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(d).ok()?).into()
                 }),
@@ -768,7 +777,7 @@ impl Session<'_> {
             }
         }
         if let Some(e) = &failure {
-            manifest.status = "failed";
+            manifest.status = RunStatus::Failed;
             manifest.end_reason = Some(format!("error: {e:#}"));
         }
         if let Some(live) = &self.live {

@@ -15,8 +15,8 @@ pub struct Manifest {
     pub schema_version: u32,
     pub scalpels_version: &'static str,
     pub run_id: String,
-    /// "running", "complete", or "failed" (end_reason says why).
-    pub status: &'static str,
+    /// Running until the run ends; failed: `end_reason` says why.
+    pub status: RunStatus,
     /// Why the run ended: "duration", "SIGINT", "SIGTERM", "targets exited".
     pub end_reason: Option<String>,
     pub host: Host,
@@ -44,6 +44,43 @@ pub struct Manifest {
     pub upload: Option<crate::fleet::live::UploadRecord>,
 }
 
+/// What became of a run: written `running` at its start, so that a killed run says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Complete,
+    Failed,
+}
+
+/// What the run traced: `--service`, `--pid` or `-- COMMAND`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    Service,
+    Pids,
+    Command,
+}
+
+/// How a `--service` name was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum ServiceFoundBy {
+    /// A systemd unit's cgroup: the kernel filters by cgroup id.
+    #[serde(rename = "systemd unit cgroup")]
+    SystemdUnitCgroup,
+    /// Processes whose name or command line matches: the kernel filters by process id.
+    #[serde(rename = "process name")]
+    ProcessName,
+}
+
+/// Whether a tracer asked for ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TracerStatus {
+    Attached,
+    Unavailable,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Host {
     pub hostname: String,
@@ -53,11 +90,10 @@ pub struct Host {
 
 #[derive(Debug, Serialize)]
 pub struct Target {
-    /// "service", "pids" or "command".
-    pub kind: &'static str,
+    pub kind: TargetKind,
     pub service: Option<String>,
-    /// How a service was found: "systemd unit cgroup" or "process name".
-    pub resolved_as: Option<&'static str>,
+    /// How a service was found.
+    pub resolved_as: Option<ServiceFoundBy>,
     pub cgroup: Option<String>,
     pub cgroup_id: Option<u64>,
     pub command: Option<Vec<String>>,
@@ -79,8 +115,8 @@ pub struct Options {
 #[derive(Debug, Serialize)]
 pub struct TracerRecord {
     pub name: &'static str,
-    /// "attached" or "unavailable".
-    pub status: &'static str,
+    /// Unavailable: `reason` says why.
+    pub status: TracerStatus,
     pub reason: Option<String>,
     /// Records the tracer produced (rows of its event tables and interval tables).
     pub events: u64,
@@ -159,4 +195,31 @@ pub struct ProgramCost {
     /// Runs the kernel skipped because the program was already running on that CPU (an event
     /// the program never saw).
     pub recursion_misses: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(value: impl Serialize) -> String {
+        serde_json::to_string(&value).unwrap()
+    }
+
+    /// The manifest's states are enums in the code and the strings readers match on in JSON.
+    #[test]
+    fn states_are_written_as_the_documented_strings() {
+        assert_eq!(json(RunStatus::Running), "\"running\"");
+        assert_eq!(json(RunStatus::Complete), "\"complete\"");
+        assert_eq!(json(RunStatus::Failed), "\"failed\"");
+        assert_eq!(json(TargetKind::Pids), "\"pids\"");
+        assert_eq!(json(TargetKind::Command), "\"command\"");
+        assert_eq!(json(TargetKind::Service), "\"service\"");
+        assert_eq!(
+            json(ServiceFoundBy::SystemdUnitCgroup),
+            "\"systemd unit cgroup\""
+        );
+        assert_eq!(json(ServiceFoundBy::ProcessName), "\"process name\"");
+        assert_eq!(json(TracerStatus::Attached), "\"attached\"");
+        assert_eq!(json(TracerStatus::Unavailable), "\"unavailable\"");
+    }
 }
