@@ -170,19 +170,26 @@ impl Symbolizer {
             .collect();
         unchecked.sort_unstable();
         unchecked.dedup();
-        let addresses: Vec<u64> = unchecked
+        // The name and line-table pointers are neighbours in every version's PyCodeObject:
+        // one run of words per code object, from the first to the last.
+        let (first, last) = (
+            name.min(layout.code_linetable),
+            name.max(layout.code_linetable),
+        );
+        let len = ((last - first) / 8 + 1) as usize;
+        let starts: Vec<u64> = unchecked
             .iter()
-            .flat_map(|&addr| {
-                [name, layout.code_linetable].map(|offset| addr.wrapping_add(u64::from(offset)))
-            })
+            .map(|&addr| addr.wrapping_add(u64::from(first)))
             .collect();
-        let words = ProcessMemory::new(pid).read_words(&addresses);
-        for (addr, identity) in unchecked.iter().zip(words.chunks_exact(2)) {
+        let words = ProcessMemory::new(pid).read_runs(&starts, len);
+        let pick = |run: &[Option<u64>], offset: u32| run[((offset - first) / 8) as usize];
+        for (addr, run) in unchecked.iter().zip(words.chunks_exact(len)) {
+            let identity = [pick(run, name), pick(run, layout.code_linetable)];
             let Some(cached) = self.codes.get_mut(&(pid, *addr)) else {
                 continue;
             };
             if let Cached::Read(code, checked, _) = cached {
-                if still_the_same(code, identity) {
+                if still_the_same(code, &identity) {
                     *checked = self.check;
                 } else {
                     *cached = Cached::Failed(0);
@@ -257,6 +264,21 @@ fn instruction_offset(layout: &Layout, code_addr: u64, instr: u64) -> Position {
 mod tests {
     use super::*;
     use crate::python::{test_pythons, versions::layout};
+
+    /// `check` reads a code object's name and line-table pointers as one run of words.
+    #[test]
+    fn python_code_identity_fields_are_neighbouring_words_in_every_version() {
+        for minor in 8..=13 {
+            let l = layout(3, minor).unwrap();
+            let name = l.code_qualname.unwrap_or(l.code_name);
+            let gap = name.abs_diff(l.code_linetable);
+            assert!(
+                gap % 8 == 0 && gap <= 64,
+                "3.{minor}: {name} and {}",
+                l.code_linetable
+            );
+        }
+    }
 
     #[test]
     fn python_instructions_become_byte_offsets() {

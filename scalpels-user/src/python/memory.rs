@@ -61,30 +61,33 @@ impl ProcessMemory {
         }
     }
 
-    /// The words at `addresses`, read with as few system calls as the kernel allows (one per
-    /// [`IOV_MAX`] words, and one more after each word that cannot be read); `None` for those.
-    pub fn read_words(&self, addresses: &[u64]) -> Vec<Option<u64>> {
-        let mut words = vec![0u64; addresses.len()];
-        let mut read = vec![false; addresses.len()];
+    /// The runs of `len` words starting at `starts`, read with as few system calls as the
+    /// kernel allows (one per [`IOV_MAX`] runs, and one more after each run that cannot be
+    /// read: it transfers whole iovecs only); `len` entries per start, `None` for a run that
+    /// could not be read. A run is one iovec, so neighbouring fields cost one page lookup.
+    pub fn read_runs(&self, starts: &[u64], len: usize) -> Vec<Option<u64>> {
+        let run_bytes = len * WORD;
+        let mut words = vec![0u64; starts.len() * len];
+        let mut read = vec![false; starts.len()];
         let mut at = 0;
-        while at < addresses.len() {
-            let end = (at + IOV_MAX).min(addresses.len());
-            let local: Vec<libc::iovec> = words[at..end]
-                .iter_mut()
-                .map(|word| libc::iovec {
-                    iov_base: std::ptr::from_mut(word).cast(),
-                    iov_len: WORD,
+        while at < starts.len() && len > 0 {
+            let end = (at + IOV_MAX).min(starts.len());
+            let local: Vec<libc::iovec> = words[at * len..end * len]
+                .chunks_exact_mut(len)
+                .map(|run| libc::iovec {
+                    iov_base: run.as_mut_ptr().cast(),
+                    iov_len: run_bytes,
                 })
                 .collect();
-            let remote: Vec<libc::iovec> = addresses[at..end]
+            let remote: Vec<libc::iovec> = starts[at..end]
                 .iter()
                 .map(|&addr| libc::iovec {
                     iov_base: addr as *mut libc::c_void,
-                    iov_len: WORD,
+                    iov_len: run_bytes,
                 })
                 .collect();
-            // SAFETY: each local iovec covers one element of `words`, writable for the call;
-            // the remote ones are only read, by the kernel, in the other process.
+            // SAFETY: each local iovec covers one run of `words`, writable for the call; the
+            // remote ones are only read, by the kernel, in the other process.
             let bytes = unsafe {
                 libc::process_vm_readv(
                     self.pid as libc::pid_t,
@@ -98,16 +101,16 @@ impl ProcessMemory {
             if bytes < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
                 break;
             }
-            // The kernel stops at the first word it cannot read: those before it are read,
+            // The kernel stops at the first run it cannot read: those before it are read,
             // that one is not, and the rest are asked again.
-            let done = usize::try_from(bytes).map_or(0, |bytes| bytes / WORD);
+            let done = usize::try_from(bytes).map_or(0, |bytes| bytes / run_bytes);
             read[at..at + done].fill(true);
             at += done + 1;
         }
         words
-            .into_iter()
+            .chunks_exact(len.max(1))
             .zip(read)
-            .map(|(word, read)| read.then_some(word))
+            .flat_map(|(run, read)| run.iter().map(move |&word| read.then_some(word)))
             .collect()
     }
 
@@ -252,12 +255,28 @@ mod tests {
         // across more than one call's worth of iovecs.
         addresses.insert(700, 8);
         addresses.push(16);
-        let words = mem.read_words(&addresses);
+        let words = mem.read_runs(&addresses, 1);
         assert_eq!(words.len(), 1502);
         assert_eq!(words[700], None);
         assert_eq!(words[1501], None);
         let read: Vec<u64> = words.iter().flatten().copied().collect();
         assert_eq!(read, values);
+        // Runs of three words: each read whole, or not at all.
+        let starts = [values.as_ptr() as u64, 8, values[10..].as_ptr() as u64];
+        assert_eq!(
+            mem.read_runs(&starts, 3),
+            [
+                Some(1),
+                Some(2),
+                Some(3),
+                None,
+                None,
+                None,
+                Some(11),
+                Some(12),
+                Some(13)
+            ]
+        );
     }
 
     #[test]
