@@ -33,36 +33,14 @@ pub enum Format {
 /// regression).
 pub fn run(analysis: Analysis) -> Result<u8> {
     match analysis {
-        Analysis::Flamegraph {
-            run,
-            off_cpu,
-            pid,
-            output,
-        } => {
-            let svg = crate::python::flamegraph::write(&crate::python::flamegraph::Request {
-                run: &run,
-                off_cpu,
-                pid,
-                output,
-            })?;
+        Analysis::Flamegraph(request) => {
+            let svg = crate::python::flamegraph::write(&request)?;
             println!("flame graph: {}", svg.display());
             println!("folded stacks: {}", svg.with_extension("folded").display());
             Ok(0)
         }
-        Analysis::Export {
-            run,
-            format,
-            off_cpu,
-            pid,
-            output,
-        } => {
-            let request = crate::python::flamegraph::Request {
-                run: &run,
-                off_cpu,
-                pid,
-                output,
-            };
-            let path = crate::python::export::write(&request, format)?;
+        Analysis::Export { stacks, format } => {
+            let path = crate::python::export::write(&stacks, format)?;
             println!("exported: {}", path.display());
             Ok(0)
         }
@@ -85,7 +63,7 @@ pub fn run(analysis: Analysis) -> Result<u8> {
 
 async fn dispatch(analysis: Analysis) -> Result<u8> {
     match analysis {
-        Analysis::Flamegraph { .. } | Analysis::Export { .. } | Analysis::Publish { .. } => {
+        Analysis::Flamegraph(_) | Analysis::Export { .. } | Analysis::Publish { .. } => {
             unreachable!("run() handles the commands that need no query engine")
         }
         Analysis::Sql {

@@ -8,43 +8,22 @@ use scalpels_run::durations::duration;
 
 use crate::analysis::{Format, SqlFormat};
 use crate::fleet::destination::Location;
-use crate::python::export::ExportFormat;
+use crate::python::{export::ExportFormat, flamegraph::Request};
 
 #[derive(Debug, Subcommand)]
 pub enum Analysis {
     /// Draw a run's Python stacks as an SVG flame graph, with its folded stacks beside it
     /// (`.folded`, which Speedscope and flamegraph.pl read too).
-    Flamegraph {
-        /// The run directory.
-        run: PathBuf,
-        /// Where the service waited (off-CPU stacks) instead of where it ran.
-        #[arg(long)]
-        off_cpu: bool,
-        /// Only this process.
-        #[arg(long)]
-        pid: Option<u32>,
-        /// The SVG to write (default: RUN/python-on-cpu.svg or python-off-cpu.svg).
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-    },
+    Flamegraph(Request),
     /// Export a run's Python stacks for a profile viewer: speedscope's JSON (one profile per
     /// process; open it at https://www.speedscope.app) or collapsed stacks (flamegraph.pl,
     /// inferno and most viewers).
     Export {
-        /// The run directory.
-        run: PathBuf,
+        #[command(flatten)]
+        stacks: Request,
+        /// speedscope's JSON, or collapsed stacks.
         #[arg(long, value_enum, default_value_t = ExportFormat::Speedscope)]
         format: ExportFormat,
-        /// Where the service waited (off-CPU stacks) instead of where it ran.
-        #[arg(long)]
-        off_cpu: bool,
-        /// Only this process.
-        #[arg(long)]
-        pid: Option<u32>,
-        /// The file to write (default: RUN/python-on-cpu.speedscope.json, .collapsed, or
-        /// python-off-cpu.*).
-        #[arg(short, long)]
-        output: Option<PathBuf>,
     },
     /// Query runs with SQL. Each table (syscalls, python_samples, ...) holds the rows of every
     /// run given, with the columns host, service and run added; `runs` lists the runs.

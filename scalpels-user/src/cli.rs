@@ -269,7 +269,7 @@ mod tests {
             Cli::try_parse_from(["scalpels-trace", "flamegraph", "run", "--off-cpu"]).unwrap();
         assert!(matches!(
             cli.analysis,
-            Some(Analysis::Flamegraph { off_cpu: true, .. })
+            Some(Analysis::Flamegraph(ref request)) if request.off_cpu
         ));
         let cli = Cli::try_parse_from(["scalpels-trace", "sql", "a", "b", "SELECT 1"]).unwrap();
         let Some(Analysis::Sql { runs, query, .. }) = cli.analysis else {

@@ -8,7 +8,7 @@ pub mod counters;
 mod devices;
 mod process;
 mod system;
-mod tables;
+pub(crate) mod tables;
 
 use std::{
     collections::{BTreeMap, BTreeSet},

@@ -113,6 +113,60 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_tracers_page_documents_every_column() {
+        assert_documented(
+            "syscalls",
+            &[
+                ("syscalls", crate::syscalls::tables::stats_schema()),
+                ("syscall_events", crate::syscalls::tables::events_schema()),
+            ],
+        );
+        assert_documented(
+            "block",
+            &[
+                ("block_io", crate::block::tables::events_schema()),
+                ("block_io_stats", crate::block::tables::stats_schema()),
+            ],
+        );
+        assert_documented(
+            "files",
+            &[
+                ("file_io", crate::files::tables::stats_schema()),
+                ("file_io_events", crate::files::tables::events_schema()),
+            ],
+        );
+        assert_documented(
+            "protocols",
+            &[
+                (
+                    "connections",
+                    crate::protocols::tables::connections_schema(),
+                ),
+                ("sql", crate::protocols::tables::sql_schema()),
+                ("http", crate::protocols::tables::http_schema()),
+                ("rpc", crate::protocols::tables::rpc_schema()),
+            ],
+        );
+        assert_documented(
+            "proc",
+            &[
+                ("proc_stats", crate::proc::tables::proc_schema()),
+                ("system_stats", crate::proc::tables::system_schema()),
+                ("disk_stats", crate::proc::tables::disk_schema()),
+                ("net_stats", crate::proc::tables::net_schema()),
+            ],
+        );
+        assert_documented(
+            "python",
+            &[
+                ("python_samples", crate::python::tables::samples_schema()),
+                ("python_stacks", crate::python::tables::stacks_schema()),
+                ("python_calls", crate::python::tables::calls_schema()),
+            ],
+        );
+    }
+
+    #[test]
     fn ranges_and_table_cells_are_read() {
         let text = "| `a`, `b` | uint32 | x |\n| `c` | y |\n`arg0`..`arg5` (uint64)";
         let named = named(text);

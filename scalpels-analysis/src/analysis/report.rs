@@ -112,7 +112,7 @@ impl Report {
             (true, "Flame graph: Python off CPU (waiting)"),
         ] {
             let request = flamegraph::Request {
-                run: &self.run.dir,
+                run: self.run.dir.clone(),
                 off_cpu,
                 pid: None,
                 output: None,

@@ -105,7 +105,7 @@ pub fn write(request: &Request, format: ExportFormat) -> Result<PathBuf> {
 
 fn speedscope(request: &Request) -> Result<SpeedscopeFile> {
     let kind = if request.off_cpu { "off-CPU" } else { "on-CPU" };
-    let stacks = flamegraph::stacks(request.run)?;
+    let stacks = flamegraph::stacks(&request.run)?;
     // By process, stacks in a stable order (heaviest first).
     let mut by_pid: BTreeMap<u32, Vec<(u64, i64)>> = BTreeMap::new();
     for ((pid, id), ns) in flamegraph::weights(request)? {

@@ -18,11 +18,21 @@ use inferno::flamegraph;
 
 use crate::run::read;
 
-/// What to draw.
-pub struct Request<'a> {
-    pub run: &'a Path,
+/// Which of a run's Python stacks to draw or export, and where to (the arguments `flamegraph`
+/// and `export` share).
+#[derive(Debug, clap::Args)]
+pub struct Request {
+    /// The run directory.
+    pub run: PathBuf,
+    /// Where the service waited (off-CPU stacks) instead of where it ran.
+    #[arg(long)]
     pub off_cpu: bool,
+    /// Only this process.
+    #[arg(long)]
     pub pid: Option<u32>,
+    /// The file to write (default: in the run directory, named after what it holds:
+    /// python-on-cpu.svg, .speedscope.json, .collapsed; python-off-cpu.* with --off-cpu).
+    #[arg(short, long)]
     pub output: Option<PathBuf>,
 }
 
@@ -96,7 +106,7 @@ pub fn stacks(run: &Path) -> Result<HashMap<u64, Vec<Frame>>> {
 pub fn weights(request: &Request) -> Result<HashMap<(u32, u64), i64>> {
     let kind = if request.off_cpu { "off_cpu" } else { "on_cpu" };
     let mut weights: HashMap<(u32, u64), i64> = HashMap::new();
-    for batch in read::table(request.run, "python_samples")? {
+    for batch in read::table(&request.run, "python_samples")? {
         let pids = column(&batch, "pid")?.as_primitive::<UInt32Type>();
         let ids = column(&batch, "stack_id")?.as_primitive::<UInt64Type>();
         let weight = column(&batch, "weight")?.as_primitive::<DurationNanosecondType>();
@@ -117,7 +127,7 @@ pub fn folded(request: &Request) -> Result<Vec<String>> {
     for ((_, id), ns) in weights(request)? {
         *by_stack.entry(id).or_default() += ns;
     }
-    let stacks = stacks(request.run)?;
+    let stacks = stacks(&request.run)?;
     let mut lines: Vec<(i64, String)> = by_stack
         .into_iter()
         .filter_map(|(id, ns)| {

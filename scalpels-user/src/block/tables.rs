@@ -184,19 +184,3 @@ pub fn stats_batch(
     ];
     Ok(RecordBatch::try_new(stats_schema(), columns)?)
 }
-
-#[cfg(test)]
-mod documented {
-    use super::*;
-
-    #[test]
-    fn the_tracers_page_documents_every_column() {
-        crate::schema_docs::assert_documented(
-            "block",
-            &[
-                ("block_io", events_schema()),
-                ("block_io_stats", stats_schema()),
-            ],
-        );
-    }
-}

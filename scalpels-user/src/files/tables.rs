@@ -161,19 +161,3 @@ pub fn events_batch(rows: &[EventRow]) -> Result<RecordBatch> {
     ];
     Ok(RecordBatch::try_new(events_schema(), columns)?)
 }
-
-#[cfg(test)]
-mod documented {
-    use super::*;
-
-    #[test]
-    fn the_tracers_page_documents_every_column() {
-        crate::schema_docs::assert_documented(
-            "files",
-            &[
-                ("file_io", stats_schema()),
-                ("file_io_events", events_schema()),
-            ],
-        );
-    }
-}

@@ -369,21 +369,3 @@ mod tests {
         assert_eq!(proc_batch(10, 20, &[], ticks).expect("empty").num_rows(), 0);
     }
 }
-
-#[cfg(test)]
-mod documented {
-    use super::*;
-
-    #[test]
-    fn the_tracers_page_documents_every_column() {
-        crate::schema_docs::assert_documented(
-            "proc",
-            &[
-                ("proc_stats", proc_schema()),
-                ("system_stats", system_schema()),
-                ("disk_stats", disk_schema()),
-                ("net_stats", net_schema()),
-            ],
-        );
-    }
-}

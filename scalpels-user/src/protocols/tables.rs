@@ -397,21 +397,3 @@ mod tests {
         }
     }
 }
-
-#[cfg(test)]
-mod documented {
-    use super::*;
-
-    #[test]
-    fn the_tracers_page_documents_every_column() {
-        crate::schema_docs::assert_documented(
-            "protocols",
-            &[
-                ("connections", connections_schema()),
-                ("sql", sql_schema()),
-                ("http", http_schema()),
-                ("rpc", rpc_schema()),
-            ],
-        );
-    }
-}

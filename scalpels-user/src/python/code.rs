@@ -273,7 +273,7 @@ mod tests {
             let name = l.code_qualname.unwrap_or(l.code_name);
             let gap = name.abs_diff(l.code_linetable);
             assert!(
-                gap % 8 == 0 && gap <= 64,
+                gap.is_multiple_of(8) && gap <= 64,
                 "3.{minor}: {name} and {}",
                 l.code_linetable
             );

@@ -159,20 +159,3 @@ pub fn calls_batch(start: i64, end: i64, rows: &[CallRow]) -> Result<RecordBatch
     ];
     Ok(RecordBatch::try_new(calls_schema(), columns)?)
 }
-
-#[cfg(test)]
-mod documented {
-    use super::*;
-
-    #[test]
-    fn the_tracers_page_documents_every_column() {
-        crate::schema_docs::assert_documented(
-            "python",
-            &[
-                ("python_samples", samples_schema()),
-                ("python_stacks", stacks_schema()),
-                ("python_calls", calls_schema()),
-            ],
-        );
-    }
-}

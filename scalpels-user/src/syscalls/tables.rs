@@ -158,19 +158,3 @@ pub fn events_batch(
     ));
     Ok(RecordBatch::try_new(events_schema(), columns)?)
 }
-
-#[cfg(test)]
-mod documented {
-    use super::*;
-
-    #[test]
-    fn the_tracers_page_documents_every_column() {
-        crate::schema_docs::assert_documented(
-            "syscalls",
-            &[
-                ("syscalls", stats_schema()),
-                ("syscall_events", events_schema()),
-            ],
-        );
-    }
-}
