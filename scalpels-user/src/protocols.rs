@@ -3,6 +3,8 @@
 //! task to a socket), follows each connection from the kernel's events into
 //! `connections.parquet`, and hands each connection's payloads, in order, to a protocol parser.
 
+pub mod cache;
+mod cache_key;
 mod connections;
 mod ends;
 mod events;
@@ -41,6 +43,7 @@ use crate::{
     tracefs,
     tracer::{Env, Interval, Prepared, Tracer},
 };
+use cache::CacheRow;
 use connections::{Book, Connection, Payload};
 use events::Event;
 use parsers::Parsed;
@@ -84,8 +87,8 @@ pub struct Options {
           value_parser = clap::value_parser!(u32).range(1..=tracers::protocols::MAX_PAYLOAD as i64))]
     pub payload_bytes: u32,
 
-    /// Store SQL statements as sent, literals included (default: normalized, each literal
-    /// replaced by `?`).
+    /// Store SQL statements as sent, literals included, and cache keys with their ids
+    /// (default: each literal and id replaced by `?`).
     #[arg(long)]
     pub sql_literals: bool,
 }
@@ -223,12 +226,14 @@ impl Prepared for PreparedProtocols {
             sql_rows: Pending::default(),
             http_rows: Pending::default(),
             rpc_rows: Pending::default(),
+            cache_rows: Pending::default(),
             connection_rows: Pending::default(),
 
             connections_table: env.table("connections", tables::connections_schema()),
             sql_table: env.table("sql", tables::sql_schema()),
             http_table: env.table("http", tables::http_schema()),
             rpc_table: env.table("rpc", tables::rpc_schema()),
+            cache_table: env.table("cache", cache::cache_schema()),
             processes: BTreeSet::new(),
             totals: BTreeMap::new(),
         }))
@@ -266,12 +271,14 @@ pub struct ProtocolsTracer {
     sql_rows: Pending<SqlRow>,
     http_rows: Pending<(Origin, HttpRecord)>,
     rpc_rows: Pending<RpcRecord>,
+    cache_rows: Pending<CacheRow>,
     connection_rows: Pending<ConnectionRow>,
 
     connections_table: TableWriter,
     sql_table: TableWriter,
     http_table: TableWriter,
     rpc_table: TableWriter,
+    cache_table: TableWriter,
     processes: BTreeSet<u32>,
     /// By protocol name.
     totals: BTreeMap<&'static str, Totals>,
@@ -360,6 +367,15 @@ impl ProtocolsTracer {
         for message in self.parsed.amqp.drain(..) {
             self.rpc.push(origin, &message, self.rpc_rows.rows_mut());
         }
+        for record in self.parsed.cache.drain(..) {
+            let row = CacheRow::new(
+                origin.pid,
+                origin.conn_id,
+                record,
+                self.sql_rows_of.literals(),
+            );
+            self.cache_rows.push(row);
+        }
     }
 
     /// Flushes the parsers of connections that ended and gathers their rows.
@@ -416,6 +432,13 @@ impl ProtocolsTracer {
         if let Some(rows) = self.rpc_rows.take(due) {
             keep(tables::rpc_batch(&rows).and_then(|b| self.rpc_table.write(&b)));
             self.totals.entry("amqp").or_default().records += rows.len() as u64;
+        }
+        if let Some(rows) = self.cache_rows.take(due) {
+            keep(cache::cache_batch(&rows).and_then(|b| self.cache_table.write(&b)));
+            for row in &rows {
+                let system = cache::system(row.record.system);
+                self.totals.entry(system).or_default().records += 1;
+            }
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -478,6 +501,7 @@ impl Tracer for ProtocolsTracer {
             + self.sql_table.rows()
             + self.http_table.rows()
             + self.rpc_table.rows()
+            + self.cache_table.rows()
     }
 
     fn processes(&self) -> &BTreeSet<u32> {
@@ -490,6 +514,7 @@ impl Tracer for ProtocolsTracer {
             &mut self.sql_table,
             &mut self.http_table,
             &mut self.rpc_table,
+            &mut self.cache_table,
         ]
     }
 
@@ -540,6 +565,7 @@ impl Tracer for ProtocolsTracer {
             self.sql_table,
             self.http_table,
             self.rpc_table,
+            self.cache_table,
         ]
     }
 }

@@ -145,6 +145,7 @@ mod tests {
                 ("sql", crate::protocols::tables::sql_schema()),
                 ("http", crate::protocols::tables::http_schema()),
                 ("rpc", crate::protocols::tables::rpc_schema()),
+                ("cache", crate::protocols::cache::cache_schema()),
             ],
         );
         assert_documented(

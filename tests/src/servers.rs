@@ -1,4 +1,4 @@
-//! Real database and message-broker servers for the protocol tests, from the Debian packages
+//! Real database, message-broker and cache servers for the protocol tests, from the Debian packages
 //! `cargo xtask test` installs: each started at most once per test binary, on 127.0.0.1 with
 //! a free port and a data directory of its own, and stopped when the binary exits.
 //!
@@ -6,11 +6,13 @@
 //! PostgreSQL's `log_statement = all`), so a test can compare what a tracer saw with what
 //! the server itself received.
 
+mod cache;
 mod mariadb;
 mod postgres;
 mod process;
 mod rabbitmq;
 
+pub use cache::{Memcached, Redis};
 pub use mariadb::{LoggedCommand, LoggedError, MariaDb};
 pub use postgres::{LoggedStatement, Postgres};
 pub use rabbitmq::RabbitMq;
@@ -47,6 +49,18 @@ pub fn postgres() -> &'static Postgres {
 pub fn rabbitmq() -> &'static RabbitMq {
     static SERVER: OnceLock<RabbitMq> = OnceLock::new();
     SERVER.get_or_init(RabbitMq::start)
+}
+
+/// The memcached server of this test binary (started on first use).
+pub fn memcached() -> &'static Memcached {
+    static SERVER: OnceLock<Memcached> = OnceLock::new();
+    SERVER.get_or_init(Memcached::start)
+}
+
+/// The Redis server of this test binary (started on first use).
+pub fn redis() -> &'static Redis {
+    static SERVER: OnceLock<Redis> = OnceLock::new();
+    SERVER.get_or_init(Redis::start)
 }
 
 /// Removes what servers of test binaries that no longer run left behind (a binary that was

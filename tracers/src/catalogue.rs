@@ -52,7 +52,7 @@ pub const TRACERS: &[TracerInfo] = &[
     TracerInfo {
         name: "protocols",
         summary: "socket conversations: connections with addresses and bytes; SQL, HTTP and RPC over them, with latency",
-        tables: &["connections", "sql", "http", "rpc"],
+        tables: &["connections", "sql", "http", "rpc", "cache"],
         maps: &[
             protocols::SYSCALLS_MAP,
             protocols::CONNS_MAP,

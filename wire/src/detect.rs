@@ -3,6 +3,8 @@
 //! win over the ports: services run on any port, and a connection that existed before the
 //! trace is met mid-stream, so mid-stream messages are recognised too.
 
+mod cache;
+
 use crate::stream::Side;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -11,6 +13,8 @@ pub enum Protocol {
     Postgresql,
     Amqp,
     Http,
+    Memcached,
+    Redis,
     Unknown,
 }
 
@@ -22,6 +26,8 @@ impl Protocol {
             Self::Postgresql => "postgresql",
             Self::Amqp => "amqp",
             Self::Http => "http",
+            Self::Memcached => "memcached",
+            Self::Redis => "redis",
             Self::Unknown => "unknown",
         }
     }
@@ -110,6 +116,9 @@ fn port_protocol(port: u16) -> Option<Protocol> {
         3306 => Protocol::Mysql,
         5432 => Protocol::Postgresql,
         5672 => Protocol::Amqp,
+        11211 => Protocol::Memcached,
+        // Redis, and Redis Sentinel (which speaks RESP too).
+        6379 | 26379 => Protocol::Redis,
         // Plain HTTP and the OpenStack API services' default ports.
         80 | 8000 | 8080 | 5000 | 8004 | 8041 | 8042 | 8774 | 8775 | 8776 | 8778 | 9292 | 9511
         | 9696 | 9876 | 6385 | 35357 => Protocol::Http,
@@ -140,6 +149,13 @@ fn classify(bytes: &[u8]) -> Option<(Protocol, Option<Side>)> {
     }
     if let Some(sender) = mysql(bytes) {
         return Some((Protocol::Mysql, Some(sender)));
+    }
+    // Last: their text is the easiest to meet by chance.
+    if let Some(sender) = cache::memcached(bytes) {
+        return Some((Protocol::Memcached, Some(sender)));
+    }
+    if let Some(sender) = cache::redis(bytes) {
+        return Some((Protocol::Redis, sender));
     }
     None
 }

@@ -4,15 +4,19 @@
 
 pub mod amqp;
 mod amqp_frames;
+mod cache_exchange;
 pub mod detect;
 pub mod http;
 mod http_message;
 mod json_scan;
+pub mod memcached;
 pub mod mysql;
 mod origin;
 pub mod oslo;
 pub mod postgres;
 pub mod records;
+pub mod redis;
 mod sql_framing;
 pub mod sql_text;
 pub mod stream;
+mod text_framing;

@@ -1,4 +1,5 @@
-//! What the protocol parsers produce, before it becomes rows of `sql`, `http` and `rpc`.
+//! What the protocol parsers produce, before it becomes rows of `sql`, `http`, `rpc` and
+//! `cache`.
 //! Times are UTC ns; latencies are `None` when the response was never seen.
 
 use crate::stream::Side;
@@ -72,5 +73,44 @@ pub struct AmqpMessage {
     /// The body as captured (may be shorter than `body_size`).
     pub body: Vec<u8>,
     pub body_size: u64,
+    pub python_stack_id: Option<u64>,
+}
+
+/// Which cache server a `CacheRecord` is from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheSystem {
+    Memcached,
+    Redis,
+}
+
+/// One cache command and its reply.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CacheRecord {
+    /// When the request was sent (its first segment), UTC ns.
+    pub time_ns: i64,
+    pub tid: u32,
+    pub system: CacheSystem,
+    /// The command in lower case: get, gets, set, delete, incr, mg, ms, ... / get, set, mget,
+    /// hget, del, ...
+    pub command: String,
+    /// The first key, as sent (lossy UTF-8, at most 250 bytes kept); None for commands
+    /// without a key.
+    pub key: Option<String>,
+    /// How many keys the command names (multi-key gets, MGET, DEL k1 k2, ...); 0 without
+    /// keys.
+    pub keys: u32,
+    /// For reads (memcached get/gets/gat/gats/mg, Redis GET/MGET/HGET/HMGET/GETEX/GETDEL/
+    /// EXISTS...): how many of the keys were found; None for other commands.
+    pub hits: Option<u32>,
+    /// Value bytes moved: the data block of a storage command, the values of a read's reply.
+    pub bytes: u64,
+    /// From the request to the end of its reply; None when the reply never came.
+    pub latency_ns: Option<u64>,
+    /// The server's error reply (memcached ERROR / CLIENT_ERROR ... / SERVER_ERROR ...,
+    /// Redis -ERR ...), if any.
+    pub error: Option<String>,
+    /// False when part of the request or reply was not captured (so hits/bytes may be
+    /// unknown).
+    pub complete: bool,
     pub python_stack_id: Option<u64>,
 }

@@ -76,11 +76,31 @@ fn sql_connections() {
 }
 
 #[test]
+fn cache_connections() {
+    for (fixture, protocol) in [
+        ("memcached_text.seg", Protocol::Memcached),
+        ("memcached_meta.seg", Protocol::Memcached),
+        ("redis_resp2.seg", Protocol::Redis),
+        ("redis_resp3.seg", Protocol::Redis),
+    ] {
+        let segments = common::load(fixture)
+            .into_iter()
+            .map(|r| (r.from, r.bytes))
+            .collect();
+        assert_eq!(both_ends(segments), expect(protocol), "{fixture}");
+    }
+}
+
+#[test]
 fn connections_met_mid_stream() {
     // The trace began after the handshakes: the third message each way is the first seen.
     for (fixture, protocol) in [
         ("mysql_pymysql.seg", Protocol::Mysql),
         ("pg_psycopg2.seg", Protocol::Postgresql),
+        ("memcached_text.seg", Protocol::Memcached),
+        ("memcached_meta.seg", Protocol::Memcached),
+        ("redis_resp2.seg", Protocol::Redis),
+        ("redis_resp3.seg", Protocol::Redis),
     ] {
         let recorded = common::load(fixture);
         let later: Vec<_> = recorded

@@ -8,32 +8,40 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Recorded, Rng, load, mutate, run};
+use wire::memcached::MemcachedParser;
 use wire::mysql::MysqlParser;
 use wire::postgres::PostgresParser;
-use wire::records::SqlRecord;
+use wire::records::{CacheRecord, SqlRecord};
+use wire::redis::RedisParser;
 use wire::sql_text::{fingerprint, normalize};
 use wire::stream::{ConnectionParser, Side};
 
 const ROUNDS: usize = 400;
 
-fn check<P: ConnectionParser<Record = SqlRecord>>(new: impl Fn() -> P, fixtures: &[&str]) {
+/// Every record stands for at least one client message of at least `shortest` bytes, and
+/// passes `inspect`.
+fn check<P: ConnectionParser>(
+    new: impl Fn() -> P,
+    fixtures: &[&str],
+    shortest: u64,
+    inspect: impl Fn(&P::Record),
+) {
     let started = Instant::now();
     for name in fixtures {
         let segments = load(name);
         let mut rng = Rng::new(0xdead_beef ^ name.len() as u64);
         for _ in 0..ROUNDS {
             let damaged = mutate(&segments, &mut rng);
-            let (records, _) = run(new(), &damaged);
+            let (records, parser) = run(new(), &damaged);
             let client_bytes: u64 = damaged
                 .iter()
                 .filter(|s| s.from == Side::Client)
                 .map(|s| s.len)
                 .sum();
-            // Every record stands for at least one client message of at least 5 bytes.
-            assert!(records.len() as u64 <= client_bytes / 5 + 1);
-            for record in &records {
-                fingerprint(&normalize(&record.statement));
-            }
+            assert!(records.len() as u64 <= client_bytes / shortest + 1);
+            let total: u64 = damaged.iter().map(|s| s.len).sum();
+            assert!(parser.unparsed().bytes <= total);
+            records.iter().for_each(&inspect);
         }
     }
     assert!(
@@ -41,6 +49,23 @@ fn check<P: ConnectionParser<Record = SqlRecord>>(new: impl Fn() -> P, fixtures:
         "{:?}",
         started.elapsed()
     );
+}
+
+fn statement(record: &SqlRecord) {
+    fingerprint(&normalize(&record.statement));
+}
+
+/// What a cache record keeps is bounded (invalid UTF-8 becomes one character per byte).
+fn bounded(record: &CacheRecord) {
+    assert!(record.key.as_ref().is_none_or(|k| k.chars().count() <= 250));
+    assert!(
+        record
+            .error
+            .as_ref()
+            .is_none_or(|e| e.chars().count() <= 512)
+    );
+    assert!(record.command.chars().count() <= 64);
+    assert!(record.key.is_some() || record.keys == 0);
 }
 
 #[test]
@@ -53,6 +78,8 @@ fn mysql_survives_damaged_streams() {
             "mysql_prepared.seg",
             "mysql_deprecate_eof.seg",
         ],
+        5,
+        statement,
     );
 }
 
@@ -61,6 +88,29 @@ fn postgres_survives_damaged_streams() {
     check(
         PostgresParser::new,
         &["pg_psycopg2.seg", "pg_psycopg3_extended.seg"],
+        5,
+        statement,
+    );
+}
+
+// The shortest requests are a command word and "\n".
+#[test]
+fn memcached_survives_damaged_streams() {
+    check(
+        MemcachedParser::new,
+        &["memcached_text.seg", "memcached_meta.seg"],
+        2,
+        bounded,
+    );
+}
+
+#[test]
+fn redis_survives_damaged_streams() {
+    check(
+        RedisParser::new,
+        &["redis_resp2.seg", "redis_resp3.seg"],
+        2,
+        bounded,
     );
 }
 
@@ -86,6 +136,14 @@ fn parsers_survive_noise() {
             .collect();
         run(MysqlParser::new(), &segments);
         run(PostgresParser::new(), &segments);
+        run(MemcachedParser::new(), &segments)
+            .0
+            .iter()
+            .for_each(bounded);
+        run(RedisParser::new(), &segments)
+            .0
+            .iter()
+            .for_each(bounded);
         let text: Vec<u8> = segments.iter().flat_map(|s| s.bytes.clone()).collect();
         normalize(&String::from_utf8_lossy(&text));
     }

@@ -28,11 +28,19 @@ const TEST_DEBIAN_PACKAGES: &[&str] = &[
     "mariadb-server",
     "postgresql",
     "rabbitmq-server",
+    "memcached",
+    "redis-server",
     // The sqlite probes' tests read Debian's libsqlite3 (the one Python's sqlite3 module links).
     "libsqlite3-0",
 ];
 /// The packaged services of those servers, which the tests do not use.
-const PACKAGED_SERVICES: &[&str] = &["mariadb", "postgresql", "rabbitmq-server"];
+const PACKAGED_SERVICES: &[&str] = &[
+    "mariadb",
+    "postgresql",
+    "rabbitmq-server",
+    "memcached",
+    "redis-server",
+];
 /// (module, pip requirement) for the tests' Python: pyarrow/pandas and DuckDB read runs and
 /// fleets back; moto's server is the S3 store of the fleet tests (its S3 part and Flask: not
 /// `moto[server]`, which brings the dependencies of every AWS service); nbconvert with ipykernel
@@ -54,6 +62,8 @@ const TEST_PYTHON_MODULES: &[(&str, &str)] = &[
     ("psycopg2", "psycopg2-binary"),
     ("psycopg", "psycopg[binary]"),
     ("oslo_messaging", "oslo.messaging"),
+    ("pymemcache", "pymemcache"),
+    ("redis", "redis"),
 ];
 /// What the benchmarks compare against, and wrk, the load generator of the service benchmarks.
 const BENCH_TOOLS: &[&str] = &["bpftrace", "strace", "wrk"];

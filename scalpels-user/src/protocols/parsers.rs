@@ -5,9 +5,11 @@ use wire::{
     amqp::AmqpParser,
     detect::Protocol,
     http::HttpParser,
+    memcached::MemcachedParser,
     mysql::MysqlParser,
     postgres::PostgresParser,
-    records::{AmqpMessage, HttpRecord, SqlRecord},
+    records::{AmqpMessage, CacheRecord, HttpRecord, SqlRecord},
+    redis::RedisParser,
     stream::{ConnectionParser, Segment, Unparsed},
 };
 
@@ -17,6 +19,7 @@ pub struct Parsed {
     pub sql: Vec<SqlRecord>,
     pub http: Vec<HttpRecord>,
     pub amqp: Vec<AmqpMessage>,
+    pub cache: Vec<CacheRecord>,
 }
 
 /// The parser of one connection, whatever its protocol.
@@ -64,6 +67,14 @@ pub fn for_protocol(protocol: Protocol) -> Option<Box<dyn Parse>> {
         Protocol::Amqp => Some(Box::new(Sorted {
             parser: AmqpParser::new(),
             list: |parsed| &mut parsed.amqp,
+        })),
+        Protocol::Memcached => Some(Box::new(Sorted {
+            parser: MemcachedParser::new(),
+            list: |parsed| &mut parsed.cache,
+        })),
+        Protocol::Redis => Some(Box::new(Sorted {
+            parser: RedisParser::new(),
+            list: |parsed| &mut parsed.cache,
         })),
         Protocol::Unknown => None,
     }

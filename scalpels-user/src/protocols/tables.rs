@@ -59,7 +59,7 @@ pub struct ConnectionRow {
     pub bytes_not_captured: u64,
 }
 
-fn dictionary_of<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+pub(super) fn dictionary_of<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
     let mut builder = StringDictionaryBuilder::<Int32Type>::new();
     for value in values {
         builder.append_option(value);
@@ -67,7 +67,7 @@ fn dictionary_of<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef 
     Arc::new(builder.finish())
 }
 
-fn timestamps_of(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
+pub(super) fn timestamps_of(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
     let mut builder = timestamps();
     for value in values {
         builder.append_option(value);
@@ -75,7 +75,7 @@ fn timestamps_of(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
     Arc::new(builder.finish())
 }
 
-fn durations_of(values: impl Iterator<Item = Option<u64>>) -> ArrayRef {
+pub(super) fn durations_of(values: impl Iterator<Item = Option<u64>>) -> ArrayRef {
     Arc::new(
         values
             .map(|v| v.map(|ns| ns as i64))
@@ -161,6 +161,11 @@ pub struct SqlRows {
 }
 
 impl SqlRows {
+    /// `--sql-literals`: literals (of statements, and of cache keys) stored as sent.
+    pub fn literals(&self) -> bool {
+        self.literals
+    }
+
     pub fn new(literals: bool) -> Self {
         Self {
             literals,
