@@ -165,6 +165,71 @@ fn memcached_and_redis_commands_hits_and_misses_are_counted_exactly() {
         "{get_keys:?}"
     );
 
+    // `report` has a cache section: per (system, command, key) with the hit ratio of reads.
+    let report = std::process::Command::new(scalpels_trace())
+        .args([
+            "report",
+            run.to_str().unwrap(),
+            "--format",
+            "json",
+            "--top",
+            "50",
+        ])
+        .output()
+        .unwrap();
+    assert!(report.status.success(), "{}", stderr(&report));
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let cache = report["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "cache")
+        .expect("a cache section")["rows"]
+        .as_array()
+        .unwrap();
+    let row = |system: &str, command: &str, key: &str| {
+        cache
+            .iter()
+            .find(|r| r["system"] == system && r["command"] == command && r["key"] == key)
+            .unwrap_or_else(|| panic!("no {system} {command} {key} in {cache:#?}"))
+    };
+    // memcached: five single gets and the multi-key one name k?: 7 of 8 keys found.
+    assert_eq!(row("memcached", "get", "k?")["commands"], 6);
+    assert_eq!(row("memcached", "get", "k?")["hit_pct"], 87.5);
+    assert_eq!(row("memcached", "get", "missing?")["hit_pct"], 0.0);
+    assert_eq!(row("redis", "incrby", "word")["errors"], 1);
+
+    // `diff` judges cache commands like HTTP endpoints: a run against itself has its rows and
+    // no regression.
+    let diff = std::process::Command::new(scalpels_trace())
+        .args([
+            "diff",
+            run.to_str().unwrap(),
+            run.to_str().unwrap(),
+            "--format",
+            "json",
+            "--top",
+            "100",
+        ])
+        .output()
+        .unwrap();
+    assert!(diff.status.success(), "{}", stderr(&diff));
+    let diff: serde_json::Value = serde_json::from_slice(&diff.stdout).unwrap();
+    let dimension = diff["dimensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["key"] == "cache")
+        .expect("a cache dimension");
+    let judged = dimension["rows"].as_array().unwrap();
+    assert!(
+        judged
+            .iter()
+            .any(|r| r["system"] == "redis" && r["command"] == "mget" && r["key"] == "a?"),
+        "{judged:#?}"
+    );
+    assert_eq!(diff["regressions"], serde_json::json!([]));
+
     let manifest = manifest(&run);
     let protocols = &manifest["tracers"][0];
     assert_eq!(protocols["drops"]["events_dropped"], 0, "{protocols}");

@@ -227,6 +227,22 @@ pub fn all() -> Vec<Spec> {
             ),
         },
         Spec {
+            key: "cache",
+            title: "Cache commands",
+            table: "cache",
+            labels: vec![text("system"), text("command"), text("key")],
+            events: "commands",
+            shape: Shape::Each,
+            judged: EVERYTHING,
+            waits: &[],
+            sql: format!(
+                "SELECT system, command, key, count(*) AS events,
+                        coalesce(sum({l}), 0) AS time_ns, array_agg({l}) AS latencies
+                 FROM cache GROUP BY system, command, key",
+                l = ns("latency")
+            ),
+        },
+        Spec {
             key: "block",
             title: "Block devices",
             table: "block_io_stats",

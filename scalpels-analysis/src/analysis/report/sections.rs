@@ -43,6 +43,9 @@ pub async fn all(scope: &Scope<'_>) -> Result<Vec<Table>> {
     if has("http") {
         tables.push(http(scope).await?);
     }
+    if has("cache") {
+        tables.push(cache(scope).await?);
+    }
     if has("proc_stats") {
         tables.push(processes(scope).await?);
     }
@@ -303,6 +306,40 @@ async fn http(scope: &Scope<'_>) -> Result<Table> {
                 percentile_cont({latency}, 0.99) AS p99_ns
          FROM http GROUP BY role, method, route
          ORDER BY total_ns DESC NULLS LAST, requests DESC, route LIMIT {top}",
+        latency = ns("latency"),
+        top = scope.top,
+    );
+    query_table::run(scope.dataset, table, &sql).await
+}
+
+async fn cache(scope: &Scope<'_>) -> Result<Table> {
+    let table = Table::new(
+        "cache",
+        "Cache commands by total time (memcached, Redis)",
+        vec![
+            column("system", "system", Text),
+            column("command", "command", Text),
+            column("key", "key", Text),
+            column("commands", "commands", Count),
+            column("hit_pct", "hits", Percent),
+            column("errors", "errors", Count),
+            column("total_ns", "total", Duration),
+            column("p50_ns", "p50", Duration),
+            column("p99_ns", "p99", Duration),
+        ],
+    )
+    .with_note("hits: of the keys read, those found (reads only); keys with their ids as ?")
+    .with_bar("total_ns");
+    let sql = format!(
+        "SELECT system, command, key, count(*) AS commands,
+                100.0 * sum(hits) / nullif(sum(CASE WHEN hits IS NULL THEN 0 ELSE keys END), 0)
+                    AS hit_pct,
+                count(error) AS errors,
+                sum({latency}) AS total_ns,
+                percentile_cont({latency}, 0.5) AS p50_ns,
+                percentile_cont({latency}, 0.99) AS p99_ns
+         FROM cache GROUP BY system, command, key
+         ORDER BY total_ns DESC NULLS LAST, commands DESC, key LIMIT {top}",
         latency = ns("latency"),
         top = scope.top,
     );
