@@ -33,13 +33,13 @@ const TEST_DEBIAN_PACKAGES: &[&str] = &[
     // The sqlite probes' tests read Debian's libsqlite3 (the one Python's sqlite3 module links).
     "libsqlite3-0",
 ];
-/// The packaged services of those servers, which the tests do not use.
-const PACKAGED_SERVICES: &[&str] = &[
-    "mariadb",
-    "postgresql",
-    "rabbitmq-server",
-    "memcached",
-    "redis-server",
+/// The packaged services of those servers, which the tests do not use, by package.
+const PACKAGED_SERVICES: &[(&str, &str)] = &[
+    ("mariadb-server", "mariadb"),
+    ("postgresql", "postgresql"),
+    ("rabbitmq-server", "rabbitmq-server"),
+    ("memcached", "memcached"),
+    ("redis-server", "redis-server"),
 ];
 /// (module, pip requirement) for the tests' Python: pyarrow/pandas and DuckDB read runs and
 /// fleets back; moto's server is the S3 store of the fleet tests (its S3 part and Flask: not
@@ -151,7 +151,7 @@ fn test_packages() -> Result<()> {
     }
     eprintln!("xtask: installing {} for the tests", missing.join(", "));
     apt_install(&missing)?;
-    stop_packaged_services();
+    stop_packaged_services(&missing);
     Ok(())
 }
 
@@ -177,11 +177,14 @@ fn not_installed<'a>(packages: &[&'a str]) -> Result<Vec<&'a str>> {
 /// Installing a server package starts and enables its service where the machine lets it
 /// (systemd, or an init script without a policy-rc.d that forbids it). The tests start
 /// instances of their own on free ports, so the packaged ones would only take memory and
-/// CPU: stop them and keep them from starting at boot. Only right after installing them,
-/// so a developer's own running database is never touched.
-fn stop_packaged_services() {
+/// CPU: stop them and keep them from starting at boot. Only those of the packages just
+/// installed (`installed`), so a developer's own running database is never touched.
+fn stop_packaged_services(installed: &[&str]) {
     let systemd = Path::new("/run/systemd/system").is_dir();
-    for service in PACKAGED_SERVICES {
+    let services = PACKAGED_SERVICES
+        .iter()
+        .filter(|(package, _)| installed.contains(package));
+    for (_, service) in services {
         let stopped = if systemd {
             succeeds("systemctl", &["disable", "--now", service])
         } else {
@@ -197,6 +200,23 @@ fn stop_packaged_services() {
             }
         );
     }
+    // rabbitmq-server's install also starts Erlang's port mapper, which outlives the broker
+    // (and on systemd is socket-activated): the tests run one of their own on a free port.
+    if !installed.contains(&"rabbitmq-server") {
+        return;
+    }
+    let stopped = if systemd {
+        succeeds(
+            "systemctl",
+            &["disable", "--now", "epmd.socket", "epmd.service"],
+        )
+    } else {
+        succeeds("epmd", &["-kill"])
+    };
+    eprintln!(
+        "xtask: Erlang port mapper (epmd): {}",
+        if stopped { "stopped" } else { "not running" }
+    );
 }
 
 /// The virtual environment the tests and benchmarks run their Python in, made from Debian's
