@@ -2,6 +2,9 @@
 //! becomes, and the queue of commands waiting for replies, which both protocols answer in
 //! order.
 
+#[cfg(test)]
+pub(crate) mod testing;
+
 use std::collections::VecDeque;
 
 use crate::origin::Origin;

@@ -20,13 +20,13 @@
 
 mod command;
 
-use command::{Kind, Request, is_known, number, starts_request, words};
+use command::{Kind, Request, is_known, number, words};
 
 use crate::cache_exchange::{ERROR_KEEP, Waiting, text};
 use crate::origin::Origin;
 use crate::records::{CacheRecord, CacheSystem};
 use crate::stream::{ConnectionParser, Segment, Side, Unparsed};
-use crate::text_framing::{Block, TextReader, Token};
+use crate::text_framing::{Block, RequestParser, Start, TextReader, Token, read_requests};
 
 /// Client lines hold a get's keys (memcached reads such lines whole); server lines are short.
 const CLIENT_MAX_LINE: usize = 1 << 20;
@@ -92,58 +92,25 @@ impl Default for MemcachedParser {
     }
 }
 
-impl MemcachedParser {
-    pub fn new() -> Self {
-        Self::default()
+impl RequestParser for MemcachedParser {
+    fn client(&mut self) -> &mut TextReader {
+        &mut self.client
     }
 
-    fn on_client(&mut self, segment: &Segment<'_>, out: &mut Vec<CacheRecord>) {
-        let origin = Origin::of(segment);
-        let mut bytes = segment.bytes;
-        loop {
-            if self.client.is_lost() {
-                let Some(at) = self.client.resync(bytes, starts_request) else {
-                    self.unparsed.bytes += bytes.len() as u64 + segment.missing();
-                    return;
-                };
-                self.unparsed.bytes += at as u64;
-                bytes = &bytes[at..];
-                self.resynced = true;
-            }
-            match self.client.next(&mut bytes, origin) {
-                Some(Token::Line(line)) => {
-                    if std::mem::take(&mut self.resynced) && !is_known(&line.text) {
-                        // It only looked like the start of a command.
-                        self.unparsed.bytes += line.text.len() as u64;
-                        self.client_lost(out);
-                    } else {
-                        self.on_request_line(&line.text, line.origin, out);
-                    }
-                }
-                Some(Token::Block(block)) => self.on_request_block(&block, out),
-                Some(Token::Invalid) => self.client_lost(out),
-                None => break,
-            }
-        }
-        let hole = self.client.hole(segment.missing());
-        if let Some(block) = hole.block {
-            self.on_request_block(&block, out);
-        }
-        if hole.beyond > 0 {
-            if let Some(line) = hole
-                .cut_line
-                .filter(|l| !self.resynced || is_known(&l.text))
-            {
-                // What was captured of the line still names the command, and its reply
-                // will come.
-                self.settle_lost_server(out);
-                let mut request = command::parse(&line.text, line.origin);
-                request.exchange.complete = false;
-                self.queue(request, out);
-            }
-            self.client_lost(out);
-            self.unparsed.bytes += hole.beyond;
-        }
+    fn resynced(&mut self) -> &mut bool {
+        &mut self.resynced
+    }
+
+    fn unparsed_mut(&mut self) -> &mut Unparsed {
+        &mut self.unparsed
+    }
+
+    fn starts_request(bytes: &[u8]) -> Start {
+        command::starts_request(bytes)
+    }
+
+    fn is_request_line(line: &[u8]) -> bool {
+        is_known(line)
     }
 
     fn on_request_line(&mut self, line: &[u8], origin: Origin, out: &mut Vec<CacheRecord>) {
@@ -170,6 +137,29 @@ impl MemcachedParser {
         }
     }
 
+    fn on_cut_line(&mut self, line: &[u8], origin: Origin, out: &mut Vec<CacheRecord>) {
+        // What was captured of the line still names the command, and its reply will come.
+        self.settle_lost_server(out);
+        let mut request = command::parse(line, origin);
+        request.exchange.complete = false;
+        self.queue(request, out);
+    }
+
+    fn client_lost(&mut self, out: &mut Vec<CacheRecord>) {
+        self.client.lose();
+        self.unparsed.messages += 1;
+        if let Some(mut request) = self.storing.take() {
+            request.exchange.complete = false;
+            self.queue(request, out);
+        }
+    }
+}
+
+impl MemcachedParser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// The request was sent whole: it waits for its reply, unless none will come.
     fn queue(&mut self, request: Request, out: &mut Vec<CacheRecord>) {
         if request.silent {
@@ -182,15 +172,6 @@ impl MemcachedParser {
                 self.unparsed.messages += 1;
             }
             self.emit_unanswered(oldest, out);
-        }
-    }
-
-    fn client_lost(&mut self, out: &mut Vec<CacheRecord>) {
-        self.client.lose();
-        self.unparsed.messages += 1;
-        if let Some(mut request) = self.storing.take() {
-            request.exchange.complete = false;
-            self.queue(request, out);
         }
     }
 
@@ -500,7 +481,7 @@ impl ConnectionParser for MemcachedParser {
             return;
         }
         match segment.from {
-            Side::Client => self.on_client(segment, out),
+            Side::Client => read_requests(self, segment, out),
             Side::Server => self.on_server(segment, out),
         }
     }

@@ -25,7 +25,7 @@ use crate::cache_exchange::{Exchange, KEY_KEEP, Waiting, text};
 use crate::origin::Origin;
 use crate::records::{CacheRecord, CacheSystem};
 use crate::stream::{ConnectionParser, Segment, Side, Unparsed};
-use crate::text_framing::{Block, Start, TextReader, Token};
+use crate::text_framing::{Block, RequestParser, Start, TextReader, Token, read_requests};
 
 /// Redis reads inline commands up to 64 kB; RESP lines are short but for error texts.
 const MAX_LINE: usize = 64 << 10;
@@ -171,54 +171,58 @@ impl Default for RedisParser {
     }
 }
 
-impl RedisParser {
-    pub fn new() -> Self {
-        Self::default()
+impl RequestParser for RedisParser {
+    fn client(&mut self) -> &mut TextReader {
+        &mut self.client
     }
 
-    fn on_client(&mut self, segment: &Segment<'_>, out: &mut Vec<CacheRecord>) {
-        let origin = Origin::of(segment);
-        let mut bytes = segment.bytes;
-        loop {
-            if self.client.is_lost() {
-                let Some(at) = self.client.resync(bytes, starts_request) else {
-                    self.unparsed.bytes += bytes.len() as u64 + segment.missing();
-                    return;
-                };
-                self.unparsed.bytes += at as u64;
-                bytes = &bytes[at..];
-                self.resynced = true;
-            }
-            match self.client.next(&mut bytes, origin) {
-                Some(Token::Line(line)) => {
-                    if std::mem::take(&mut self.resynced) && !is_request_line(&line.text) {
-                        // It only looked like the start of a request.
-                        self.unparsed.bytes += line.text.len() as u64;
-                        self.client_lost(out);
-                    } else {
-                        self.on_request_line(&line.text, line.origin, out);
-                    }
-                }
-                Some(Token::Block(block)) => self.on_argument(&block, out),
-                Some(Token::Invalid) => self.client_lost(out),
-                None => break,
-            }
+    fn resynced(&mut self) -> &mut bool {
+        &mut self.resynced
+    }
+
+    fn unparsed_mut(&mut self) -> &mut Unparsed {
+        &mut self.unparsed
+    }
+
+    /// Do these bytes begin a request? An array's count and its first bulk string's length, or
+    /// a common inline command.
+    fn starts_request(bytes: &[u8]) -> Start {
+        if let Some(rest) = bytes.strip_prefix(b"*") {
+            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            let after = &rest[digits..];
+            return match digits {
+                1..=10 if after.starts_with(b"\r\n$") => Start::Yes,
+                1..=10 if b"\r\n$".starts_with(after) => Start::Maybe,
+                0 if after.is_empty() => Start::Maybe,
+                _ => Start::No,
+            };
         }
-        let hole = self.client.hole(segment.missing());
-        if let Some(block) = hole.block {
-            self.on_argument(&block, out);
-        }
-        if hole.beyond > 0 {
-            if let Some(line) = hole.cut_line
-                && self.building.is_none()
-                && !line.text.starts_with(b"*")
-                && (!self.resynced || is_request_line(&line.text))
+        match bytes
+            .iter()
+            .take(16)
+            .position(|&b| matches!(b, b' ' | b'\r' | b'\n'))
+        {
+            Some(end) if INLINE.iter().any(|c| c.eq_ignore_ascii_case(&bytes[..end])) => Start::Yes,
+            None if INLINE.iter().any(|c| {
+                c.get(..bytes.len())
+                    .is_some_and(|c| c.eq_ignore_ascii_case(bytes))
+            }) =>
             {
-                // An inline command whose end was not captured: its reply will come.
-                self.inline(&line.text, line.origin, false, out);
+                Start::Maybe
             }
-            self.client_lost(out);
-            self.unparsed.bytes += hole.beyond;
+            _ => Start::No,
+        }
+    }
+
+    /// Does this line begin a request as a resynchronisation expects: an array's count, or a
+    /// common inline command?
+    fn is_request_line(line: &[u8]) -> bool {
+        match line.strip_prefix(b"*") {
+            Some(count) => integer(count).is_some_and(|n| n > 0),
+            None => line
+                .split(u8::is_ascii_whitespace)
+                .next()
+                .is_some_and(|word| INLINE.iter().any(|c| c.eq_ignore_ascii_case(word))),
         }
     }
 
@@ -248,6 +252,45 @@ impl RedisParser {
         }
     }
 
+    fn on_request_block(&mut self, block: &Block, out: &mut Vec<CacheRecord>) {
+        let Some(building) = &mut self.building else {
+            return;
+        };
+        building.argument(&block.head, block.len);
+        building.request.exchange.complete &= !block.missing;
+        if building.is_whole()
+            && let Some(building) = self.building.take()
+        {
+            self.queue(building.request, out);
+        }
+    }
+
+    fn on_cut_line(&mut self, line: &[u8], origin: Origin, out: &mut Vec<CacheRecord>) {
+        if self.building.is_none() && !line.starts_with(b"*") {
+            // An inline command whose end was not captured: its reply will come.
+            self.inline(line, origin, false, out);
+        }
+    }
+
+    /// The client's bytes are out of step; a request cut short still gets its reply if its
+    /// command was read.
+    fn client_lost(&mut self, out: &mut Vec<CacheRecord>) {
+        self.client.lose();
+        self.unparsed.messages += 1;
+        if let Some(mut building) = self.building.take()
+            && building.next > 0
+        {
+            building.request.exchange.complete = false;
+            self.queue(building.request, out);
+        }
+    }
+}
+
+impl RedisParser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// An inline command: its arguments are the line's words.
     fn inline(&mut self, line: &[u8], origin: Origin, whole: bool, out: &mut Vec<CacheRecord>) {
         let words: Vec<&[u8]> = line
@@ -266,19 +309,6 @@ impl RedisParser {
         self.queue(building.request, out);
     }
 
-    fn on_argument(&mut self, block: &Block, out: &mut Vec<CacheRecord>) {
-        let Some(building) = &mut self.building else {
-            return;
-        };
-        building.argument(&block.head, block.len);
-        building.request.exchange.complete &= !block.missing;
-        if building.is_whole()
-            && let Some(building) = self.building.take()
-        {
-            self.queue(building.request, out);
-        }
-    }
-
     fn queue(&mut self, request: Request, out: &mut Vec<CacheRecord>) {
         if let Some(oldest) = self.waiting.push(request) {
             self.unparsed.messages += 1;
@@ -287,19 +317,6 @@ impl RedisParser {
                     .exchange
                     .unanswered(CacheSystem::Redis, self.last_server_ns),
             );
-        }
-    }
-
-    /// The client's bytes are out of step; a request cut short still gets its reply if its
-    /// command was read.
-    fn client_lost(&mut self, out: &mut Vec<CacheRecord>) {
-        self.client.lose();
-        self.unparsed.messages += 1;
-        if let Some(mut building) = self.building.take()
-            && building.next > 0
-        {
-            building.request.exchange.complete = false;
-            self.queue(building.request, out);
         }
     }
 
@@ -420,7 +437,7 @@ impl ConnectionParser for RedisParser {
             return;
         }
         match segment.from {
-            Side::Client => self.on_client(segment, out),
+            Side::Client => read_requests(self, segment, out),
             Side::Server => self.on_server(segment, out),
         }
     }
@@ -465,48 +482,6 @@ fn answers(read: Read, reply: &Reply) -> bool {
 
 fn integer(text: &[u8]) -> Option<i64> {
     std::str::from_utf8(text).ok()?.parse().ok()
-}
-
-/// Do these bytes begin a request? An array's count and its first bulk string's length, or
-/// a common inline command.
-fn starts_request(bytes: &[u8]) -> Start {
-    if let Some(rest) = bytes.strip_prefix(b"*") {
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        let after = &rest[digits..];
-        return match digits {
-            1..=10 if after.starts_with(b"\r\n$") => Start::Yes,
-            1..=10 if b"\r\n$".starts_with(after) => Start::Maybe,
-            0 if after.is_empty() => Start::Maybe,
-            _ => Start::No,
-        };
-    }
-    match bytes
-        .iter()
-        .take(16)
-        .position(|&b| matches!(b, b' ' | b'\r' | b'\n'))
-    {
-        Some(end) if INLINE.iter().any(|c| c.eq_ignore_ascii_case(&bytes[..end])) => Start::Yes,
-        None if INLINE.iter().any(|c| {
-            c.get(..bytes.len())
-                .is_some_and(|c| c.eq_ignore_ascii_case(bytes))
-        }) =>
-        {
-            Start::Maybe
-        }
-        _ => Start::No,
-    }
-}
-
-/// Does this line begin a request as a resynchronisation expects: an array's count, or a
-/// common inline command?
-fn is_request_line(line: &[u8]) -> bool {
-    match line.strip_prefix(b"*") {
-        Some(count) => integer(count).is_some_and(|n| n > 0),
-        None => line
-            .split(u8::is_ascii_whitespace)
-            .next()
-            .is_some_and(|word| INLINE.iter().any(|c| c.eq_ignore_ascii_case(word))),
-    }
 }
 
 #[cfg(test)]

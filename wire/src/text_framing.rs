@@ -5,9 +5,11 @@
 //! the capture cut is skipped by its length. Like the servers, the reader takes the two bytes
 //! after a block as its end whatever they are, and says whether they were "\r\n". Bytes
 //! missing anywhere else are the parser's to judge: it resynchronises at a line that starts
-//! a message, or waits to be reset.
+//! a message, or waits to be reset. The client side's loop (resynchronising, handing lines
+//! and blocks to the parser, judging a hole) is the same for both protocols: `read_requests`.
 
 use crate::origin::Origin;
+use crate::stream::{ConnectionParser, Segment, Unparsed};
 
 /// One line, without its end.
 #[derive(Debug)]
@@ -218,6 +220,78 @@ impl TextReader {
             hole.beyond = missing;
         }
         hole
+    }
+}
+
+/// A text protocol's parser as `read_requests` drives it on the client's side: the reader of
+/// the client's bytes, how a request starts, and what to do with the lines and blocks read.
+pub(crate) trait RequestParser: ConnectionParser {
+    fn client(&mut self) -> &mut TextReader;
+    /// Whether the client's bytes were picked up where a request may begin: the line must
+    /// then be one.
+    fn resynced(&mut self) -> &mut bool;
+    fn unparsed_mut(&mut self) -> &mut Unparsed;
+    /// Do these bytes begin a request? Where a lost reader picks the client's bytes up.
+    fn starts_request(bytes: &[u8]) -> Start;
+    /// Does this line begin a request as a resynchronisation expects?
+    fn is_request_line(line: &[u8]) -> bool;
+    fn on_request_line(&mut self, line: &[u8], origin: Origin, out: &mut Vec<Self::Record>);
+    fn on_request_block(&mut self, block: &Block, out: &mut Vec<Self::Record>);
+    /// A line the capture cut (one a resynchronisation would take): what was captured may
+    /// still tell a request whose reply will come.
+    fn on_cut_line(&mut self, line: &[u8], origin: Origin, out: &mut Vec<Self::Record>);
+    /// The client's bytes are out of step: the reader is to be lost.
+    fn client_lost(&mut self, out: &mut Vec<Self::Record>);
+}
+
+/// Reads one client segment: resynchronises while the framing is lost, hands the lines and
+/// blocks to the parser, and judges the bytes the capture missed.
+pub(crate) fn read_requests<P: RequestParser>(
+    parser: &mut P,
+    segment: &Segment<'_>,
+    out: &mut Vec<P::Record>,
+) {
+    let origin = Origin::of(segment);
+    let mut bytes = segment.bytes;
+    loop {
+        if parser.client().is_lost() {
+            let Some(at) = parser.client().resync(bytes, P::starts_request) else {
+                parser.unparsed_mut().bytes += bytes.len() as u64 + segment.missing();
+                return;
+            };
+            parser.unparsed_mut().bytes += at as u64;
+            bytes = &bytes[at..];
+            *parser.resynced() = true;
+        }
+        match parser.client().next(&mut bytes, origin) {
+            Some(Token::Line(line)) => {
+                if std::mem::take(parser.resynced()) && !P::is_request_line(&line.text) {
+                    // It only looked like the start of a request.
+                    parser.unparsed_mut().bytes += line.text.len() as u64;
+                    parser.client_lost(out);
+                } else {
+                    parser.on_request_line(&line.text, line.origin, out);
+                }
+            }
+            Some(Token::Block(block)) => parser.on_request_block(&block, out),
+            Some(Token::Invalid) => parser.client_lost(out),
+            None => break,
+        }
+    }
+    let hole = parser.client().hole(segment.missing());
+    if let Some(block) = hole.block {
+        parser.on_request_block(&block, out);
+    }
+    if hole.beyond > 0 {
+        let resynced = *parser.resynced();
+        if let Some(line) = hole
+            .cut_line
+            .filter(|l| !resynced || P::is_request_line(&l.text))
+        {
+            parser.on_cut_line(&line.text, line.origin, out);
+        }
+        parser.client_lost(out);
+        parser.unparsed_mut().bytes += hole.beyond;
     }
 }
 

@@ -1,76 +1,9 @@
 use super::*;
+use crate::cache_exchange::testing::{feed, row, summary, whole};
 
 /// Feeds (time, side, captured bytes, true length) and closes at the end.
 fn parse(segments: &[(i64, Side, &[u8], usize)]) -> (Vec<CacheRecord>, Unparsed) {
-    let mut parser = MemcachedParser::new();
-    let mut out = Vec::new();
-    for &(time_ns, from, bytes, len) in segments {
-        let segment = Segment {
-            time_ns,
-            tid: 7,
-            from,
-            bytes,
-            len: len as u64,
-            python_stack_id: None,
-        };
-        parser.feed(&segment, &mut out);
-    }
-    parser.close(1_000, &mut out);
-    (out, parser.unparsed())
-}
-
-fn whole(time_ns: i64, from: Side, bytes: &[u8]) -> (i64, Side, &[u8], usize) {
-    (time_ns, from, bytes, bytes.len())
-}
-
-/// command, key, keys, hits, bytes, latency, error, complete.
-type Summary = (
-    String,
-    Option<String>,
-    u32,
-    Option<u32>,
-    u64,
-    Option<u64>,
-    Option<String>,
-    bool,
-);
-
-fn summary(records: &[CacheRecord]) -> Vec<Summary> {
-    records
-        .iter()
-        .map(|r| {
-            (
-                r.command.clone(),
-                r.key.clone(),
-                r.keys,
-                r.hits,
-                r.bytes,
-                r.latency_ns,
-                r.error.clone(),
-                r.complete,
-            )
-        })
-        .collect()
-}
-
-fn row(
-    command: &str,
-    key: Option<&str>,
-    keys: u32,
-    hits: Option<u32>,
-    bytes: u64,
-    latency: Option<u64>,
-) -> Summary {
-    (
-        command.into(),
-        key.map(Into::into),
-        keys,
-        hits,
-        bytes,
-        latency,
-        None,
-        true,
-    )
+    feed(MemcachedParser::new(), segments)
 }
 
 use Side::{Client as C, Server as S};
