@@ -21,7 +21,7 @@ use crate::{
     counters::Counters,
     ebpf,
     events_ready::EventsReady,
-    fleet::{Partition, destination::Location, live::LiveUpload},
+    fleet::{Partition, destination::Location, live::LiveUpload, uploader::Tally},
     hooks::{self, Hooks},
     preflight,
     program_stats::{self, ProgramStats},
@@ -231,6 +231,66 @@ struct Attached {
 
 impl Attached {
     /// The tracer's loss counters, with the runs of its programs the kernel skipped.
+    /// Ends the run's tracing at the end of the last interval (begun at `interval_start`, of
+    /// the targets `pids`): the hooks stop, counting the calls cut, and every tracer drains and
+    /// finishes. When it ended (UTC ns).
+    fn end(
+        &mut self,
+        pids: &BTreeSet<u32>,
+        interval_start: i64,
+        failure: &mut Option<anyhow::Error>,
+    ) -> i64 {
+        // The run ends here: the hooks stop, and the system calls target threads are in the
+        // middle of are counted as cut.
+        if let Some(hooks) = &mut self.hooks {
+            match hooks.stop(pids) {
+                Ok(cut) => self.calls_cut_at_end = cut,
+                Err(e) => keep(failure, Err(e)),
+            }
+        }
+        // Last drain: what the kernel holds since the previous interval, for the targets of the
+        // last interval (an exited command is still a zombie, readable in /proc, until its caller reaps it).
+        let ended_ns = utc_now_ns();
+        let interval = Interval {
+            start: interval_start,
+            end: ended_ns,
+            pids,
+        };
+        // Every tracer reads its ring buffer before any collects, so the events of one that
+        // point at another's records (Python stacks) find them. After a failure each step is
+        // still tried: whatever can be saved is.
+        for t in &mut self.tracers {
+            keep(failure, t.poll_events(true));
+        }
+        for t in &mut self.tracers {
+            keep(failure, t.poll_events(true));
+            keep(failure, t.collect_interval(&interval));
+            keep(failure, t.finish());
+        }
+        ended_ns
+    }
+
+    /// For the status line: each tracer's rows per second since the previous line (whose
+    /// counts `last_events` holds, and takes the new ones), and the kernel's drops so far.
+    fn rates(&self, last_events: &mut [u64], seconds: f64) -> String {
+        let rates: Vec<String> = self
+            .tracers
+            .iter()
+            .zip(last_events)
+            .map(|(t, last)| {
+                let rate = t.events().saturating_sub(*last) as f64 / seconds;
+                *last = t.events();
+                format!("{} {rate:.0}/s", t.name())
+            })
+            .collect();
+        let drops: u64 = self
+            .tracers
+            .iter()
+            .flat_map(|t| self.counters.of(t.name()).into_values())
+            .sum();
+        format!("{}  drops {drops}", rates.join("  "))
+    }
+
     fn drops(&self, tracer: &str) -> BTreeMap<&'static str, u64> {
         let mut drops = self.counters.of(tracer);
         let hooked = self.hooked.contains(&tracer);
@@ -559,6 +619,149 @@ impl Session<'_> {
         Ok(None)
     }
 
+    /// Starts tracing: the tracers begin, the command (if any) is spawned held at its gate,
+    /// the targets are set, the first manifest written, and the command let go. The command,
+    /// the first targets, and every pid traced so far.
+    fn start(
+        &mut self,
+        attached: &mut Attached,
+    ) -> Result<(Option<GatedChild>, Members, BTreeSet<u32>)> {
+        for t in &mut attached.tracers {
+            t.begin()?;
+        }
+        let mut child: Option<GatedChild> = None;
+        if let TargetSpec::Command(argv) = &self.spec {
+            let spawned = target::spawn::spawn_gated(argv)?;
+            attached.add_targets(&Members {
+                pids: [spawned.pid].into(),
+                ..Members::default()
+            })?;
+            child = Some(spawned);
+        }
+        let mut pids_seen = BTreeSet::new();
+        let members = self.members(attached);
+        attached.add_targets(&members)?;
+        for t in &mut attached.tracers {
+            t.watch(&members.pids);
+        }
+        pids_seen.extend(&members.pids);
+        self.traced_ns = utc_now_ns();
+        self.manifest(attached, &pids_seen, None)
+            .write(&self.run_dir)?;
+        if let Some(live) = &self.live {
+            live.manifest(self.run_dir.path());
+        }
+        if let Some(child) = &mut child {
+            child.release()?;
+        }
+        match &self.live {
+            None => eprintln!(
+                "scalpels-trace: tracing into {}",
+                self.run_dir.path().display()
+            ),
+            Some(_) => eprintln!(
+                "scalpels-trace: tracing into {}, uploaded to {} as it is written",
+                self.run_dir.path().display(),
+                self.cli.out
+            ),
+        }
+        Ok((child, members, pids_seen))
+    }
+
+    /// Closes every tracer's tables (merged, or handed to the upload as segments) and counts
+    /// in the manifest the rows each has on disk and those a write error kept off it.
+    fn close_tables(
+        &mut self,
+        tracers: Vec<Box<dyn Tracer>>,
+        manifest: &mut manifest::Manifest,
+        failure: &mut Option<anyhow::Error>,
+    ) {
+        for t in tracers {
+            let tracer = t.name();
+            let mut tracer_rows = 0;
+            for mut table in t.into_tables() {
+                let name = table.name();
+                match &mut self.live {
+                    None => keep(failure, table.finish().map(drop)),
+                    Some(live) => keep(
+                        failure,
+                        table
+                            .finish_as_segments()
+                            .map(|segments| live.segments(name, segments)),
+                    ),
+                }
+                tracer_rows += table.rows();
+                if let Some(record) = manifest.tables.get_mut(name) {
+                    record.rows = table.rows();
+                    record.rows_lost = table.rows_lost();
+                }
+            }
+            // Counted once the tables are closed: rows on disk, not rows meant to be.
+            if let Some(record) = manifest.tracers.iter_mut().find(|r| r.name == tracer) {
+                record.events = tracer_rows;
+            }
+        }
+    }
+
+    /// What the run was, on standard output: where it went, why it ended, each tracer's rows,
+    /// losses and kernel time, and the tracers' own summaries.
+    fn print_summary(
+        &self,
+        manifest: &manifest::Manifest,
+        summaries: Vec<(&'static str, Vec<String>)>,
+        uploaded: Option<&Result<Tally>>,
+        end_reason: &str,
+    ) {
+        match uploaded {
+            None => println!("run: {}", self.run_dir.path().display()),
+            Some(tally) => {
+                let p = &self.partition;
+                println!(
+                    "run: {} host={} service={} run={}",
+                    self.cli.out, p.host, p.service, p.run
+                );
+                if let Ok(tally) = tally {
+                    println!(
+                        "uploaded: {} files, {} bytes (staging copy removed)",
+                        tally.objects, tally.bytes
+                    );
+                }
+            }
+        }
+        println!("ended: {end_reason}");
+        for record in &manifest.tracers {
+            let drops: u64 = record.drops.values().sum();
+            match &record.reason {
+                Some(reason) => println!("tracer {}: unavailable: {reason}", record.name),
+                None => println!(
+                    "tracer {}: {} rows, {drops} dropped",
+                    record.name, record.events
+                ),
+            }
+            let lost: Vec<String> = manifest
+                .tables
+                .iter()
+                .filter(|(_, t)| t.tracer == record.name && t.rows_lost > 0)
+                .map(|(name, t)| format!("{name} {}", t.rows_lost))
+                .collect();
+            if !lost.is_empty() {
+                println!("  rows lost to write errors: {}", lost.join(", "));
+            }
+            if let Some(line) = program_stats::summary_line(&record.programs) {
+                println!("{line}");
+            }
+        }
+        if let Some(line) = program_stats::summary_line(&manifest.shared_programs) {
+            println!("system-call hooks (shared by the tracers above):\n{line}");
+        }
+        for (name, lines) in summaries {
+            println!("{name}:");
+            for line in lines {
+                println!("{line}");
+            }
+        }
+    }
+
     async fn trace(&mut self, tracefs: &std::path::Path, names: &[&'static str]) -> Result<u8> {
         let mut attached = self.attach(tracefs, names)?;
         let mut sigint =
@@ -585,45 +788,7 @@ impl Session<'_> {
                 None => return Ok(0),
             }
         }
-        for t in &mut attached.tracers {
-            t.begin()?;
-        }
-        let mut child: Option<GatedChild> = None;
-        if let TargetSpec::Command(argv) = &self.spec {
-            let spawned = target::spawn::spawn_gated(argv)?;
-            attached.add_targets(&Members {
-                pids: [spawned.pid].into(),
-                ..Members::default()
-            })?;
-            child = Some(spawned);
-        }
-        let mut pids_seen = BTreeSet::new();
-        let mut members = self.members(&attached);
-        attached.add_targets(&members)?;
-        for t in &mut attached.tracers {
-            t.watch(&members.pids);
-        }
-        pids_seen.extend(&members.pids);
-        self.traced_ns = utc_now_ns();
-        self.manifest(&attached, &pids_seen, None)
-            .write(&self.run_dir)?;
-        if let Some(live) = &self.live {
-            live.manifest(self.run_dir.path());
-        }
-        if let Some(child) = &mut child {
-            child.release()?;
-        }
-        match &self.live {
-            None => eprintln!(
-                "scalpels-trace: tracing into {}",
-                self.run_dir.path().display()
-            ),
-            Some(_) => eprintln!(
-                "scalpels-trace: tracing into {}, uploaded to {} as it is written",
-                self.run_dir.path().display(),
-                self.cli.out
-            ),
-        }
+        let (mut child, mut members, mut pids_seen) = self.start(&mut attached)?;
 
         let deadline = tokio::time::sleep(self.cli.duration.unwrap_or(FOREVER));
         tokio::pin!(deadline);
@@ -689,56 +854,19 @@ impl Session<'_> {
                         break "targets exited".to_owned();
                     }
                     let seconds = self.cli.interval.as_secs_f64();
-                    let rates: Vec<String> = attached
-                        .tracers
-                        .iter()
-                        .zip(&mut last_events)
-                        .map(|(t, last)| {
-                            let rate = t.events().saturating_sub(*last) as f64 / seconds;
-                            *last = t.events();
-                            format!("{} {rate:.0}/s", t.name())
-                        })
-                        .collect();
-                    let drops: u64 = attached.tracers.iter().flat_map(|t| attached.counters.of(t.name()).into_values()).sum();
+                    let rates = attached.rates(&mut last_events, seconds);
                     let waiting = if members.pids.is_empty() { "  (waiting for the service)" } else { "" };
                     status.show(&format!(
-                        "scalpels {:>5.0}s  targets {}  {}  drops {drops}{waiting}",
+                        "scalpels {:>5.0}s  targets {}  {rates}{waiting}",
                         began.elapsed().as_secs_f64(),
                         members.pids.len(),
-                        rates.join("  "),
                     ));
                 }
             }
         };
         status.clear();
 
-        // The run ends here: the hooks stop, and the system calls target threads are in the
-        // middle of are counted as cut.
-        if let Some(hooks) = &mut attached.hooks {
-            match hooks.stop(&members.pids) {
-                Ok(cut) => attached.calls_cut_at_end = cut,
-                Err(e) => keep(&mut failure, Err(e)),
-            }
-        }
-        // Last drain: what the kernel holds since the previous interval, for the targets of the
-        // last interval (an exited command is still a zombie, readable in /proc, until reaped below).
-        let ended_ns = utc_now_ns();
-        let interval = Interval {
-            start: interval_start,
-            end: ended_ns,
-            pids: &members.pids,
-        };
-        // Every tracer reads its ring buffer before any collects, so the events of one that
-        // point at another's records (Python stacks) find them. After a failure each step is
-        // still tried: whatever can be saved is.
-        for t in &mut attached.tracers {
-            keep(&mut failure, t.poll_events(true));
-        }
-        for t in &mut attached.tracers {
-            keep(&mut failure, t.poll_events(true));
-            keep(&mut failure, t.collect_interval(&interval));
-            keep(&mut failure, t.finish());
-        }
+        let ended_ns = attached.end(&members.pids, interval_start, &mut failure);
         if let Some(child) = &mut child {
             child.reap();
         }
@@ -751,31 +879,8 @@ impl Session<'_> {
             .iter()
             .map(|t| (t.name(), t.summary()))
             .collect();
-        for t in attached.tracers.drain(..) {
-            let tracer = t.name();
-            let mut tracer_rows = 0;
-            for mut table in t.into_tables() {
-                let name = table.name();
-                match &mut self.live {
-                    None => keep(&mut failure, table.finish().map(drop)),
-                    Some(live) => keep(
-                        &mut failure,
-                        table
-                            .finish_as_segments()
-                            .map(|segments| live.segments(name, segments)),
-                    ),
-                }
-                tracer_rows += table.rows();
-                if let Some(record) = manifest.tables.get_mut(name) {
-                    record.rows = table.rows();
-                    record.rows_lost = table.rows_lost();
-                }
-            }
-            // Counted once the tables are closed: rows on disk, not rows meant to be.
-            if let Some(record) = manifest.tracers.iter_mut().find(|r| r.name == tracer) {
-                record.events = tracer_rows;
-            }
-        }
+        let tracers = std::mem::take(&mut attached.tracers);
+        self.close_tables(tracers, &mut manifest, &mut failure);
         if let Some(e) = &failure {
             manifest.status = RunStatus::Failed;
             manifest.end_reason = Some(format!("error: {e:#}"));
@@ -793,54 +898,7 @@ impl Session<'_> {
             live.finish(self.run_dir.path())
         });
 
-        match &uploaded {
-            None => println!("run: {}", self.run_dir.path().display()),
-            Some(tally) => {
-                let p = &self.partition;
-                println!(
-                    "run: {} host={} service={} run={}",
-                    self.cli.out, p.host, p.service, p.run
-                );
-                if let Ok(tally) = tally {
-                    println!(
-                        "uploaded: {} files, {} bytes (staging copy removed)",
-                        tally.objects, tally.bytes
-                    );
-                }
-            }
-        }
-        println!("ended: {end_reason}");
-        for record in &manifest.tracers {
-            let drops: u64 = record.drops.values().sum();
-            match &record.reason {
-                Some(reason) => println!("tracer {}: unavailable: {reason}", record.name),
-                None => println!(
-                    "tracer {}: {} rows, {drops} dropped",
-                    record.name, record.events
-                ),
-            }
-            let lost: Vec<String> = manifest
-                .tables
-                .iter()
-                .filter(|(_, t)| t.tracer == record.name && t.rows_lost > 0)
-                .map(|(name, t)| format!("{name} {}", t.rows_lost))
-                .collect();
-            if !lost.is_empty() {
-                println!("  rows lost to write errors: {}", lost.join(", "));
-            }
-            if let Some(line) = program_stats::summary_line(&record.programs) {
-                println!("{line}");
-            }
-        }
-        if let Some(line) = program_stats::summary_line(&manifest.shared_programs) {
-            println!("system-call hooks (shared by the tracers above):\n{line}");
-        }
-        for (name, lines) in summaries {
-            println!("{name}:");
-            for line in lines {
-                println!("{line}");
-            }
-        }
+        self.print_summary(&manifest, summaries, uploaded.as_ref(), &end_reason);
         match (failure, uploaded) {
             (Some(e), _) => Err(e.context(format!(
                 "the run stopped; what was written before is in {}",
