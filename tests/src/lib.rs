@@ -123,6 +123,34 @@ pub fn manifest(run: &Path) -> serde_json::Value {
     serde_json::from_str(&text).expect("manifest is JSON")
 }
 
+/// What an analysis command (`report`, `diff`, ... with `--format json`) printed, which must
+/// have succeeded.
+pub fn analysis_json(args: &[&str]) -> serde_json::Value {
+    let output = std::process::Command::new(scalpels_trace())
+        .args(args)
+        .output()
+        .expect("scalpels-trace runs");
+    assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    serde_json::from_slice(&output.stdout).expect("the output is JSON")
+}
+
+/// The rows of the entry keyed `key` in the list `list` of an analysis's JSON (a report's
+/// `sections`, a diff's `dimensions`).
+pub fn keyed_rows<'a>(
+    json: &'a serde_json::Value,
+    list: &str,
+    key: &str,
+) -> &'a Vec<serde_json::Value> {
+    json[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {list} in {json}"))
+        .iter()
+        .find(|entry| entry["key"] == key)
+        .unwrap_or_else(|| panic!("no {key} in {list}"))["rows"]
+        .as_array()
+        .expect("rows")
+}
+
 /// All rows of a Parquet file (or of every part file in a directory) as one batch.
 pub fn read_table(path: &Path) -> RecordBatch {
     let files: Vec<PathBuf> = if path.is_dir() {

@@ -166,27 +166,9 @@ fn memcached_and_redis_commands_hits_and_misses_are_counted_exactly() {
     );
 
     // `report` has a cache section: per (system, command, key) with the hit ratio of reads.
-    let report = std::process::Command::new(scalpels_trace())
-        .args([
-            "report",
-            run.to_str().unwrap(),
-            "--format",
-            "json",
-            "--top",
-            "50",
-        ])
-        .output()
-        .unwrap();
-    assert!(report.status.success(), "{}", stderr(&report));
-    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
-    let cache = report["sections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["key"] == "cache")
-        .expect("a cache section")["rows"]
-        .as_array()
-        .unwrap();
+    let run_arg = run.to_str().unwrap();
+    let report = analysis_json(&["report", run_arg, "--format", "json", "--top", "50"]);
+    let cache = keyed_rows(&report, "sections", "cache");
     let row = |system: &str, command: &str, key: &str| {
         cache
             .iter()
@@ -201,27 +183,8 @@ fn memcached_and_redis_commands_hits_and_misses_are_counted_exactly() {
 
     // `diff` judges cache commands like HTTP endpoints: a run against itself has its rows and
     // no regression.
-    let diff = std::process::Command::new(scalpels_trace())
-        .args([
-            "diff",
-            run.to_str().unwrap(),
-            run.to_str().unwrap(),
-            "--format",
-            "json",
-            "--top",
-            "100",
-        ])
-        .output()
-        .unwrap();
-    assert!(diff.status.success(), "{}", stderr(&diff));
-    let diff: serde_json::Value = serde_json::from_slice(&diff.stdout).unwrap();
-    let dimension = diff["dimensions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["key"] == "cache")
-        .expect("a cache dimension");
-    let judged = dimension["rows"].as_array().unwrap();
+    let diff = analysis_json(&["diff", run_arg, run_arg, "--format", "json", "--top", "100"]);
+    let judged = keyed_rows(&diff, "dimensions", "cache");
     assert!(
         judged
             .iter()

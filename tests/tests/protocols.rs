@@ -2,7 +2,7 @@
 //! roles and exact byte counts, connections made before the trace, and what is parsed from
 //! their payloads.
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use arrow::array::{Array as _, RecordBatch};
 use scalpels_tests::*;
@@ -279,21 +279,9 @@ fn http_requests_with_status_bytes_latency_and_the_python_code_that_sent_them() 
     }
 
     // `report` lists one endpoint per route: the three users' DELETEs are one line a side.
-    let report = Command::new(scalpels_trace())
-        .args(["report", run.to_str().unwrap(), "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(report.status.success(), "{}", stderr(&report));
-    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
-    let endpoints = report["sections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["key"] == "http")
-        .expect("an http section");
-    let deletes: Vec<(&str, &str, u64)> = endpoints["rows"]
-        .as_array()
-        .unwrap()
+    let report = analysis_json(&["report", run.to_str().unwrap(), "--format", "json"]);
+    let endpoints = keyed_rows(&report, "sections", "http");
+    let deletes: Vec<(&str, &str, u64)> = endpoints
         .iter()
         .filter(|r| r["method"] == "DELETE")
         .map(|r| {
@@ -304,7 +292,7 @@ fn http_requests_with_status_bytes_latency_and_the_python_code_that_sent_them() 
             )
         })
         .collect();
-    assert_eq!(deletes.len(), 2, "{:#}", endpoints["rows"]);
+    assert_eq!(deletes.len(), 2, "{endpoints:#?}");
     for role in ["client", "server"] {
         assert!(
             deletes.contains(&(role, "/v3/users/{id}", 3)),

@@ -140,8 +140,8 @@ pub struct SqlRow {
     pub pid: u32,
     /// None for sqlite, which has no connection.
     pub conn_id: Option<u64>,
+    /// Its `statement` as stored: normalized unless `--sql-literals`.
     pub record: SqlRecord,
-    pub statement: String,
     pub fingerprint: u64,
 }
 
@@ -173,9 +173,10 @@ impl SqlRows {
         }
     }
 
-    pub fn row(&mut self, pid: u32, conn_id: Option<u64>, record: SqlRecord) -> SqlRow {
-        let (statement, fingerprint) = match self.plain.get(record.statement.as_str()) {
-            Some(&fingerprint) => (record.statement.clone(), fingerprint),
+    pub fn row(&mut self, pid: u32, conn_id: Option<u64>, mut record: SqlRecord) -> SqlRow {
+        let fingerprint = match self.plain.get(record.statement.as_str()) {
+            // Stored as sent either way: it normalizes to itself.
+            Some(&fingerprint) => fingerprint,
             None => {
                 let normalized = sql_text::normalize(&record.statement);
                 let fingerprint = sql_text::fingerprint(&normalized);
@@ -183,21 +184,17 @@ impl SqlRows {
                     if self.plain.len() >= PLAIN_MAX {
                         self.plain.clear();
                     }
-                    self.plain.insert(normalized.clone(), fingerprint);
+                    self.plain.insert(normalized, fingerprint);
+                } else if !self.literals {
+                    record.statement = normalized;
                 }
-                let statement = if self.literals {
-                    record.statement.clone()
-                } else {
-                    normalized
-                };
-                (statement, fingerprint)
+                fingerprint
             }
         };
         SqlRow {
             pid,
             conn_id,
             record,
-            statement,
             fingerprint,
         }
     }
@@ -219,7 +216,7 @@ pub fn sql_batch(rows: &[SqlRow]) -> Result<RecordBatch> {
         Arc::new(rows.iter().map(|r| r.conn_id).collect::<UInt64Array>()),
         dictionary_of(rows.iter().map(|r| Some(db_system(r.record.db_system)))),
         dictionary_of(rows.iter().map(|r| Some(r.record.operation))),
-        dictionary_of(rows.iter().map(|r| Some(r.statement.as_str()))),
+        dictionary_of(rows.iter().map(|r| Some(r.record.statement.as_str()))),
         Arc::new(rows.iter().map(|r| r.fingerprint).collect::<UInt64Array>()),
         Arc::new(rows.iter().map(|r| r.record.rows).collect::<UInt64Array>()),
         dictionary_of(rows.iter().map(|r| r.record.error_code.as_deref())),
@@ -393,7 +390,7 @@ mod tests {
                 let normalized = sql_text::normalize(statement);
                 let stored = if literals { statement } else { &normalized };
                 for row in [fresh, again] {
-                    assert_eq!(row.statement, stored, "{statement}");
+                    assert_eq!(row.record.statement, stored, "{statement}");
                     assert_eq!(row.fingerprint, sql_text::fingerprint(&normalized));
                 }
             }
