@@ -133,7 +133,13 @@ pub fn hooks_enter(ctx: RawTracePointContext) -> i32 {
         files::entered(nr, regs, &mut calls.file);
     }
     if running.runs(tracer::PROTOCOLS) {
-        protocols::entered(nr, regs, (pid_tgid >> 32) as u32, &mut calls.socket);
+        protocols::entered(
+            nr,
+            regs,
+            (pid_tgid >> 32) as u32,
+            &mut calls.socket,
+            &mut calls.tls,
+        );
     }
     0
 }

@@ -13,6 +13,7 @@ mod python_calls;
 mod syscalls;
 mod target;
 mod task_storage;
+mod uprobe_regs;
 mod wakeup;
 
 #[cfg(not(test))]

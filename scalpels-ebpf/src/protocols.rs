@@ -20,6 +20,7 @@ use tracers::{
         ADDR_BYTES, CONNS_MAX, CloseEvent, ConnEvent, ConnKey, ConnState, DataHeader, DataScratch,
         EVENTS_BYTES, ExitEvent, Inflight, MAX_IOVECS, MAX_PAYLOAD, PROCS_MAX, ProtocolsConfig,
         SYSCALLS_MAX, SocketSyscall, SocketWalk, direction, family, kind, op, role,
+        tls::{TlsCall, call as tls_call, payload},
     },
     python::kind as python_kind,
 };
@@ -32,6 +33,7 @@ use crate::{
 };
 
 mod sqlite;
+mod tls;
 
 #[map]
 static PROTO_SYSCALLS: Array<SocketSyscall> = Array::with_max_entries(SYSCALLS_MAX, 0);
@@ -151,6 +153,8 @@ fn follow(key: &ConnKey, file: u64, sk: u64, conn_role: u32, now: u64) -> Option
         lost_received: 0,
         role: conn_role,
         last_direction: 0,
+        tls: 0,
+        _pad: 0,
     };
     // An LRU map: a full table forgets its least used connection rather than failing.
     let _ = PROTO_CONNS.insert(key, &state, 0);
@@ -274,9 +278,10 @@ fn send_close(key: &ConnKey, state: &ConnState, now: u64) {
 }
 
 /// Entry of a target thread's system call (run by the hooks): a socket call on an fd worth
-/// following is remembered in `call`.
+/// following is remembered in `call`; one made inside the thread's SSL call `tls` ties that
+/// call to the socket, whose bytes are ciphertext from then on.
 #[inline(always)]
-pub fn entered(nr: u32, regs: Regs, tgid: u32, call: &mut Inflight) {
+pub fn entered(nr: u32, regs: Regs, tgid: u32, call: &mut Inflight, tls: &mut TlsCall) {
     // A call that never returned (the thread exec'd or was killed in it) is not this one.
     call.op = op::NONE;
     let Some(syscall) = syscall(nr) else {
@@ -340,6 +345,13 @@ pub fn entered(nr: u32, regs: Regs, tgid: u32, call: &mut Inflight) {
             conn
         }
     };
+    if tls.call != tls_call::NONE {
+        tls.fd = key.fd;
+        if let Some(state) = PROTO_CONNS.get_ptr_mut(&key) {
+            // SAFETY: a flag of this process's connection entry.
+            unsafe { (*state).tls = 1 };
+        }
+    }
     inflight.buf = regs.arg(syscall.buf_arg).unwrap_or(0);
     inflight.count = regs.arg(syscall.count_arg).unwrap_or(0);
     *call = inflight;
@@ -384,15 +396,15 @@ fn opened(inflight: &Inflight, ret: i64, tgid: u32) {
     follow(&ConnKey { tgid, fd }, file, sk, conn_role, now);
 }
 
-/// Exit of a data syscall on a followed socket: stream the payload.
+/// Exit of a data syscall on a followed socket: stream the payload (of a TLS connection,
+/// only its length: the plaintext comes from the SSL call around it).
 #[inline(always)]
 fn moved_data(inflight: &Inflight, ret: i64, pid_tgid: u64) {
-    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     if ret <= 0 {
         return;
     }
     let key = ConnKey {
-        tgid,
+        tgid: (pid_tgid >> 32) as u32,
         fd: inflight.fd,
     };
     let Some(state) = PROTO_CONNS.get_ptr_mut(&key) else {
@@ -404,40 +416,101 @@ fn moved_data(inflight: &Inflight, ret: i64, pid_tgid: u64) {
     if current.conn != inflight.conn {
         return;
     }
+    let tls = if current.tls != 0 {
+        payload::CIPHERTEXT
+    } else {
+        payload::PLAIN
+    };
+    stream(state, inflight, ret as u64, pid_tgid, tls);
+}
+
+/// Return of an SSL read or write on `fd` that moved `moved` bytes of plaintext: streamed on
+/// that connection.
+#[inline(always)]
+fn plaintext(pid_tgid: u64, fd: u32, tls: &TlsCall, moved: u64) {
+    let key = ConnKey {
+        tgid: (pid_tgid >> 32) as u32,
+        fd,
+    };
+    let Some(state) = PROTO_CONNS.get_ptr_mut(&key) else {
+        bump(Counter::TlsNoSocket);
+        return;
+    };
+    // SAFETY: as in `moved_data`.
+    let conn = unsafe {
+        (*state).tls = 1;
+        (*state).conn
+    };
+    let data_op = if tls_call::direction(tls.call) == direction::SEND {
+        op::SEND
+    } else {
+        op::RECV
+    };
+    let inflight = Inflight {
+        start_ns: tls.start_ns,
+        conn,
+        buf: tls.buf,
+        count: tls.num,
+        fd,
+        op: data_op,
+    };
+    stream(state, &inflight, moved, pid_tgid, payload::PLAINTEXT);
+}
+
+/// Streams `len` bytes the call `inflight` moved on the connection whose entry is `state`:
+/// the copied prefix (none for TLS ciphertext), with the Python stack of a request's first
+/// send; bytes the ring buffer could not take are counted on the connection.
+#[inline(always)]
+fn stream(state: *mut ConnState, inflight: &Inflight, len: u64, pid_tgid: u64, tls: u32) {
+    // SAFETY: as in `moved_data`.
+    let current = unsafe { *state };
     let data_direction = op::direction(inflight.op);
+    let ciphertext = tls == payload::CIPHERTEXT;
     // SAFETY: helper without arguments.
     let end_ns = unsafe { bpf_ktime_get_ns() };
     let duration_ns = end_ns.saturating_sub(inflight.start_ns);
     // A request starts with the first send after a receive: the Python code that sent it.
-    let python_stack = data_direction == direction::SEND
+    let python_stack = !ciphertext
+        && data_direction == direction::SEND
         && current.role != role::SERVER
         && current.last_direction != direction::SEND
         && python::send_stack(pid_tgid, python_kind::SYSCALL, duration_ns, end_ns);
     let header = DataHeader {
         kind: kind::DATA,
-        tgid,
-        tid,
+        tgid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
         fd: inflight.fd,
         conn: inflight.conn,
         end_ns,
         duration_ns,
-        len: ret as u64,
+        len,
         lost_sent: current.lost_sent,
         lost_received: current.lost_received,
         captured: 0,
         direction: data_direction,
         python_stack: u32::from(python_stack),
-        _pad: 0,
+        tls,
     };
+    if ciphertext {
+        // Its bytes are counted; what the parsers need is the plaintext. A lost record loses
+        // no plaintext, so it is only counted as a drop.
+        if PROTO_EVENTS
+            .output::<DataHeader>(&header, wakeup::flags(&PROTO_EVENTS, EVENTS_BYTES))
+            .is_err()
+        {
+            bump(Counter::ProtocolsEventsDropped);
+        }
+        return;
+    }
     let sent = send_data(&header, inflight, &config());
     // SAFETY: as above.
     unsafe {
         (*state).last_direction = data_direction;
         if !sent {
             if data_direction == direction::SEND {
-                (*state).lost_sent += ret as u64;
+                (*state).lost_sent += len;
             } else {
-                (*state).lost_received += ret as u64;
+                (*state).lost_received += len;
             }
         }
     }

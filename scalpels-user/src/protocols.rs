@@ -8,9 +8,12 @@ mod cache_key;
 mod connections;
 mod ends;
 mod events;
+mod library;
+mod library_probes;
 mod parsers;
 mod sqlite;
 pub mod tables;
+mod tls;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -26,7 +29,7 @@ use aya::{
 use syscalls::Sysno;
 use tracers::protocols::{
     CONFIG_GLOBAL, CONNS_MAP, ConnKey, ConnState, EVENTS_MAP, ProtocolsConfig, SCRATCH_MAP,
-    SYSCALLS_MAP, SocketSyscall, SocketWalk, op,
+    SYSCALLS_MAP, SocketSyscall, SocketWalk, op, tls::payload as tls_payload,
 };
 use wire::{
     detect::Protocol,
@@ -99,6 +102,8 @@ pub struct PreparedProtocols {
     cpus: u32,
     /// Where the sqlite probes find their registers; None when they cannot run here.
     sqlite: Option<tracers::protocols::sqlite::SqliteConfig>,
+    /// Where the TLS probes find theirs; None when they cannot run here.
+    tls: Option<tracers::protocols::tls::TlsConfig>,
 }
 
 /// The walk from the current task to an fd's socket and its addresses, and the user structs
@@ -183,6 +188,9 @@ pub fn prepare(env: &Env) -> Result<PreparedProtocols> {
         sqlite: sqlite::prepare()
             .inspect_err(|e| eprintln!("scalpels-trace: protocols: no sqlite: {e:#}"))
             .ok(),
+        tls: tls::prepare()
+            .inspect_err(|e| eprintln!("scalpels-trace: protocols: no tls: {e:#}"))
+            .ok(),
     })
 }
 
@@ -192,6 +200,9 @@ impl Prepared for PreparedProtocols {
         loader.map_max_entries(SCRATCH_MAP, self.cpus);
         if let Some(config) = &self.sqlite {
             sqlite::set_globals(config, loader);
+        }
+        if let Some(config) = &self.tls {
+            tls::set_globals(config, loader);
         }
     }
 
@@ -213,8 +224,14 @@ impl Prepared for PreparedProtocols {
                 .inspect_err(|e| eprintln!("scalpels-trace: protocols: no sqlite: {e:#}"))
                 .ok()
         });
+        let tls = self.tls.and_then(|_| {
+            tls::Tls::attach(ebpf)
+                .inspect_err(|e| eprintln!("scalpels-trace: protocols: no tls: {e:#}"))
+                .ok()
+        });
         Ok(Box::new(ProtocolsTracer {
             sqlite,
+            tls,
             events: RingBuf::try_from(take(ebpf, EVENTS_MAP)?)?,
             conns: BpfHashMap::try_from(take(ebpf, CONNS_MAP)?)?,
             book: Book::new(env.clock),
@@ -255,6 +272,8 @@ struct Totals {
 pub struct ProtocolsTracer {
     /// SQLite calls of the targets, by uprobes rather than sockets.
     sqlite: Option<sqlite::Sqlite>,
+    /// The TLS library's probes, whose plaintext comes with the socket payloads.
+    tls: Option<tls::Tls>,
     events: RingBuf<MapData>,
     /// The kernel's connection table: entries of exited processes are removed from it.
     conns: BpfHashMap<MapData, ConnKey, ConnState>,
@@ -305,6 +324,14 @@ impl ProtocolsTracer {
                         conn.push(gap, &mut self.parsed);
                     }
                     conn.account(&header);
+                    match header.tls {
+                        tls_payload::CIPHERTEXT => {
+                            ended.extend(replaced);
+                            continue;
+                        }
+                        tls_payload::PLAINTEXT => conn.tls_began(time_ns, &mut self.parsed),
+                        _ => {}
+                    }
                     let payload = Payload {
                         time_ns,
                         tid: header.tid,
@@ -466,6 +493,9 @@ impl Tracer for ProtocolsTracer {
         if let Some(sqlite) = &mut self.sqlite {
             sqlite.watch(pids);
         }
+        if let Some(tls) = &mut self.tls {
+            tls.watch(pids);
+        }
     }
 
     fn poll_events(&mut self, due: bool) -> Result<()> {
@@ -556,6 +586,7 @@ impl Tracer for ProtocolsTracer {
             )
         }));
         lines.extend(self.sqlite.as_ref().map(sqlite::Sqlite::summary));
+        lines.extend(self.tls.as_ref().map(tls::Tls::summary));
         lines
     }
 

@@ -13,7 +13,9 @@ use std::{
     path::Path,
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
+
+use crate::btf;
 
 const PMU_TYPE: &str = "/sys/bus/event_source/devices/uprobe/type";
 /// Which bit of `config` makes the probe a return probe ("config:N").
@@ -40,6 +42,39 @@ struct PerfEventAttr {
     config1: u64,
     /// For the uprobe PMU: the probe's offset in that file.
     config2: u64,
+}
+
+/// The x86-64 `struct pt_regs` members of the integer arguments, in order.
+const ARG_REGISTERS: [&str; 6] = ["di", "si", "dx", "cx", "r8", "r9"];
+
+/// Where a uprobe program finds the probed function's registers: byte offsets in
+/// `struct pt_regs`, from BTF.
+pub struct Registers {
+    /// Integer arguments 1..=6.
+    pub args: [u32; 6],
+    /// The return value.
+    pub ret: u32,
+    pub sp: u32,
+    pub ip: u32,
+}
+
+/// The registers of a probed function, from the kernel's BTF.
+pub fn registers() -> Result<Registers> {
+    if !cfg!(target_arch = "x86_64") {
+        bail!("the uprobes read x86-64 registers");
+    }
+    let vmlinux = btf::load_vmlinux()?;
+    let offset = |member: &str| btf::member_offset(&vmlinux, "pt_regs", member);
+    let mut args = [0; 6];
+    for (slot, member) in args.iter_mut().zip(ARG_REGISTERS) {
+        *slot = offset(member)?;
+    }
+    Ok(Registers {
+        args,
+        ret: offset("ax")?,
+        sp: offset("sp")?,
+        ip: offset("ip")?,
+    })
 }
 
 /// The uprobe PMU's type number.

@@ -71,6 +71,34 @@ pub fn out_dir(test: &str) -> PathBuf {
     dir
 }
 
+/// A self-signed certificate for 127.0.0.1 and its key, made with `openssl` in `dir`: what the
+/// TLS tests' servers present and their clients trust.
+pub fn tls_certificate(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs (cargo xtask setup --tests installs it)");
+    assert!(
+        made.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (cert, key)
+}
+
 /// Runs scalpels-trace to completion, killing it after `limit`.
 pub fn trace(args: &[&str], limit: Duration) -> Output {
     let child = spawn_trace(args);

@@ -181,19 +181,36 @@ fn connections_made_before_the_trace_are_followed_from_their_first_bytes() {
 
 #[test]
 fn http_requests_with_status_bytes_latency_and_the_python_code_that_sent_them() {
-    let out = out_dir("protocols-http");
-    let output = trace(
-        &[
-            "--out",
-            out.to_str().unwrap(),
-            "--tracers",
-            "protocols,python",
-            "--",
-            python(),
-            &workload("http_talk.py"),
-        ],
-        Duration::from_secs(60),
-    );
+    http_requests_traced(false);
+}
+
+/// The same requests over HTTPS: the same rows, read in plaintext from libssl on both ends.
+#[test]
+fn https_requests_are_read_in_plaintext_through_libssl() {
+    http_requests_traced(true);
+}
+
+fn http_requests_traced(tls: bool) {
+    let out = out_dir(if tls {
+        "protocols-https"
+    } else {
+        "protocols-http"
+    });
+    let script = workload("http_talk.py");
+    let certificate = tls.then(|| tls_certificate(&out));
+    let mut args = vec![
+        "--out",
+        out.to_str().unwrap(),
+        "--tracers",
+        "protocols,python",
+        "--",
+        python(),
+        &script,
+    ];
+    if let Some((cert, key)) = &certificate {
+        args.extend(["--tls", cert.to_str().unwrap(), key.to_str().unwrap()]);
+    }
+    let output = trace(&args, Duration::from_secs(60));
     let run = run_dir(&output);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let pid = printed(&output.stdout, "pid")[0];
@@ -229,6 +246,7 @@ fn http_requests_with_status_bytes_latency_and_the_python_code_that_sent_them() 
     let stack_ids = optional_u64s(&http, "python_stack_id");
     let conns = read_table(&run.join("connections.parquet"));
     let (conn_table_ids, conn_protocols) = (u64s(&conns, "conn_id"), strings(&conns, "protocol"));
+    let conn_tls = bools(&conns, "tls");
     // Both ends are in the process: each request is a client row and a server row.
     for role in ["client", "server"] {
         let mut rows: Vec<usize> = (0..http.num_rows())
@@ -266,6 +284,7 @@ fn http_requests_with_status_bytes_latency_and_the_python_code_that_sent_them() 
                 .position(|&c| c == conn_ids[i])
                 .unwrap();
             assert_eq!(conn_protocols[conn], "http");
+            assert_eq!(conn_tls[conn], tls);
         }
         // The 404 closed its connection: the POST after it went on a new one, kept alive
         // for the HEAD; the DELETEs share a third.
@@ -309,7 +328,6 @@ fn http_requests_with_status_bytes_latency_and_the_python_code_that_sent_them() 
         strings(&stacks, "file"),
         u64s(&stacks, "line"),
     );
-    let script = workload("http_talk.py");
     let source = std::fs::read_to_string(&script).unwrap();
     let line_of = |text: &str| source.lines().position(|l| l.contains(text)).unwrap() as u64 + 1;
     let mut client_rows: Vec<usize> = (0..http.num_rows())

@@ -1,11 +1,14 @@
 """Known HTTP/1.1 requests on loopback, for the protocols tracer: an http.server in a thread
 and an http.client in the main thread, in one process.
 
-usage: http_talk.py -- one keep-alive connection carries GET /items?page=2 (200), GET /missing
+usage: http_talk.py [--tls CERT KEY] -- one keep-alive connection carries GET /items?page=2 (200), GET /missing
        (404), POST /echo with a 1000-byte body (200, echoed back) and HEAD /items?page=2 (200,
        no body); a second connection carries GET /items?page=3; a third, DELETE /v3/users/ID
        (204) for three users, their ids in the forms keystone's ids take (a UUID, a UUID's
        32 hex digits, a number).
+
+With --tls, the server speaks HTTPS with the certificate CERT (for 127.0.0.1) and its key
+KEY, and the client trusts CERT.
 
 Prints pid= and port=, then per request in order: request=METHOD PATH STATUS REQUEST_BYTES
 RESPONSE_BYTES (body bytes as sent by the client and received from the server).
@@ -13,6 +16,8 @@ RESPONSE_BYTES (body bytes as sent by the client and received from the server).
 import http.client
 import http.server
 import os
+import ssl
+import sys
 import threading
 import time
 import uuid
@@ -59,17 +64,17 @@ def request(conn, method, path, body=None):
     print(f"request={method} {path} {response.status} {len(body or b'')} {len(received)}")
 
 
-def client_requests(port):
-    conn = http.client.HTTPConnection("127.0.0.1", port)
+def client_requests(port, connect):
+    conn = connect("127.0.0.1", port)
     request(conn, "GET", "/items?page=2")
     request(conn, "GET", "/missing")
     request(conn, "POST", "/echo", b"x" * 1000)
     request(conn, "HEAD", "/items?page=2")
     conn.close()
-    other = http.client.HTTPConnection("127.0.0.1", port)
+    other = connect("127.0.0.1", port)
     request(other, "GET", "/items?page=3")
     other.close()
-    users = http.client.HTTPConnection("127.0.0.1", port)
+    users = connect("127.0.0.1", port)
     for user in (str(uuid.uuid4()), uuid.uuid4().hex, "1042"):
         request(users, "DELETE", f"/v3/users/{user}")
     users.close()
@@ -81,10 +86,20 @@ def main():
     # interpreter.
     time.sleep(0.5)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    connect = http.client.HTTPConnection
+    if sys.argv[1:2] == ["--tls"]:
+        cert, key = sys.argv[2:4]
+        served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        served.load_cert_chain(cert, key)
+        server.socket = served.wrap_socket(server.socket, server_side=True)
+        trusted = ssl.create_default_context(cafile=cert)
+
+        def connect(host, port):
+            return http.client.HTTPSConnection(host, port, context=trusted)
     port = server.server_address[1]
     print(f"port={port}", flush=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    client_requests(port)
+    client_requests(port, connect)
     server.shutdown()
     server.server_close()
     print("done", flush=True)

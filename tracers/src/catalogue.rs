@@ -2,7 +2,7 @@
 
 use crate::{
     block, files,
-    protocols::{self, sqlite},
+    protocols::{self, sqlite, tls},
     python, python_calls, syscalls,
 };
 
@@ -62,6 +62,7 @@ pub const TRACERS: &[TracerInfo] = &[
             sqlite::PREPARING_MAP,
             sqlite::STEPPING_MAP,
             sqlite::RUNS_MAP,
+            tls::FDS_MAP,
         ],
         ring_buffers: &[protocols::EVENTS_MAP, sqlite::EVENTS_MAP],
         programs: &[
@@ -75,6 +76,14 @@ pub const TRACERS: &[TracerInfo] = &[
             sqlite::program::FINALIZE,
             sqlite::program::ERRMSG_RETURN,
             sqlite::program::CHANGES_RETURN,
+            tls::program::READ,
+            tls::program::READ_EX,
+            tls::program::WRITE,
+            tls::program::WRITE_EX,
+            tls::program::HANDSHAKE,
+            tls::program::SET_FD,
+            tls::program::FREE,
+            tls::program::RETURN,
         ],
     },
     TracerInfo {

@@ -49,10 +49,14 @@ pub enum Counter {
     /// A system call returned that a target thread was already in when its process became a
     /// target: cut by the start of the run, it has no row.
     SyscallsCutAtStart = 17,
+    /// An SSL read or write moved plaintext that could not be tied to a followed socket (the
+    /// SSL object does its I/O through memory BIOs, or its socket was never seen): no parser
+    /// had it.
+    TlsNoSocket = 18,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 18] = [
+    pub const ALL: [Counter; 19] = [
         Counter::TargetsMapFull,
         Counter::SyscallsInflightMapFull,
         Counter::SyscallsStatsMapFull,
@@ -71,6 +75,7 @@ impl Counter {
         Counter::SqliteMapFull,
         Counter::SqliteEventsDropped,
         Counter::SyscallsCutAtStart,
+        Counter::TlsNoSocket,
     ];
     pub const COUNT: u32 = Self::ALL.len() as u32;
 
@@ -93,7 +98,8 @@ impl Counter {
             | Counter::ProtocolsEventsDropped
             | Counter::ProtocolsProcsMapFull
             | Counter::SqliteMapFull
-            | Counter::SqliteEventsDropped => "protocols",
+            | Counter::SqliteEventsDropped
+            | Counter::TlsNoSocket => "protocols",
         }
     }
 
@@ -118,6 +124,7 @@ impl Counter {
             Counter::SqliteMapFull => "sqlite_map_full",
             Counter::SqliteEventsDropped => "sqlite_events_dropped",
             Counter::SyscallsCutAtStart => "calls_cut_at_start",
+            Counter::TlsNoSocket => "tls_without_socket",
         }
     }
 }

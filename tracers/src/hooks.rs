@@ -4,7 +4,11 @@
 //! machine, one target test, one thread-state lookup, and no `syscalls:*` tracepoint record
 //! formatted, however many of those tracers run.
 
-use crate::{files::FdInflight, protocols::Inflight, syscalls::SyscallInflight};
+use crate::{
+    files::FdInflight,
+    protocols::{Inflight, tls::TlsCall},
+    syscalls::SyscallInflight,
+};
 
 /// The programs: raw tracepoints `sys_enter` and `sys_exit`.
 pub mod program {
@@ -65,6 +69,8 @@ pub struct ThreadCalls {
     pub syscall: SyscallInflight,
     pub file: FdInflight,
     pub socket: Inflight,
+    /// The thread's SSL call in progress (the protocols tracer's TLS probes).
+    pub tls: TlsCall,
     /// Non-zero: the python tracer has an off-CPU period of this thread (it blocked since its
     /// last system-call entry), so the hooks look it up only then.
     pub python_blocked: u32,

@@ -4,6 +4,7 @@
 //! each connection and hands it to the protocol parsers of the `wire` crate.
 
 pub mod sqlite;
+pub mod tls;
 
 /// Array indexed by syscall number: the [`SocketSyscall`] each traced syscall is.
 pub const SYSCALLS_MAP: &str = "PROTO_SYSCALLS";
@@ -128,6 +129,10 @@ pub struct ConnState {
     /// Direction of the last payload: a send after a receive starts a request, whose Python
     /// stack is taken.
     pub last_direction: u32,
+    /// Non-zero once an SSL call of the process was seen on it: its bytes on the wire are
+    /// ciphertext, and its plaintext comes from the TLS probes ([`tls`]).
+    pub tls: u32,
+    pub _pad: u32,
 }
 
 /// A socket syscall in progress.
@@ -193,7 +198,8 @@ pub struct DataHeader {
     pub direction: u32,
     /// Non-zero: a Python stack sample was sent with this `tid` and `end_ns` as its time.
     pub python_stack: u32,
-    pub _pad: u32,
+    /// [`tls::payload`]: plain socket bytes, TLS ciphertext (not copied), or TLS plaintext.
+    pub tls: u32,
 }
 
 /// Where a data record is assembled: the header, then room for the copied payload. Twice

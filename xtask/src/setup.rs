@@ -32,6 +32,10 @@ const TEST_DEBIAN_PACKAGES: &[&str] = &[
     "redis-server",
     // The sqlite probes' tests read Debian's libsqlite3 (the one Python's sqlite3 module links).
     "libsqlite3-0",
+    // The TLS probes' tests: Debian's libssl3 (Python's ssl module links it) and the
+    // `openssl` command that makes their certificates.
+    "libssl3",
+    "openssl",
 ];
 /// The packaged services of those servers, which the tests do not use, by package.
 const PACKAGED_SERVICES: &[(&str, &str)] = &[

@@ -25,7 +25,7 @@ use tracers::{
     python::kind as python_kind,
 };
 
-use crate::{counters::bump, python, target::is_target, wakeup};
+use crate::{counters::bump, python, target::is_target, uprobe_regs::register, wakeup};
 
 #[map]
 static SQLITE_LIBS: HashMap<u32, Library> = HashMap::with_max_entries(LIBS_MAX, 0);
@@ -58,14 +58,6 @@ fn config() -> SqliteConfig {
     // SAFETY: a read of our own global; volatile so the loader's value is read, not the
     // compile-time zero.
     unsafe { core::ptr::read_volatile(&SQLITE_CONFIG) }
-}
-
-/// The 8-byte register at `offset` in the probe's `pt_regs`.
-#[inline(always)]
-fn register(regs: *const c_void, offset: u32) -> u64 {
-    // SAFETY: a checked read inside the context's pt_regs; the offset comes from BTF.
-    unsafe { bpf_probe_read_kernel((regs as *const u8).add(offset as usize) as *const u64) }
-        .unwrap_or(0)
 }
 
 #[inline(always)]

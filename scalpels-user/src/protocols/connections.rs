@@ -4,7 +4,7 @@
 
 use rustc_hash::FxHashMap;
 
-use tracers::protocols::{ConnEvent, ConnKey, DataHeader, direction, role};
+use tracers::protocols::{ConnEvent, ConnKey, DataHeader, direction, role, tls::payload};
 use wire::{
     detect::{self, Evidence, Protocol},
     stream::{Segment, Side, Unparsed},
@@ -102,6 +102,13 @@ pub struct Connection {
     lost_received: u64,
     /// `None` until the bytes (or the ports) tell.
     pub protocol: Option<Protocol>,
+    /// Its payloads are TLS: the parsers get the plaintext of the SSL calls, and the bytes
+    /// on the wire are only counted.
+    pub tls: bool,
+    /// Whether its first plaintext came.
+    plaintext_began: bool,
+    /// What parsers replaced when TLS began could not parse.
+    unparsed_before_tls: Unparsed,
     stream: Stream,
     /// The thread and Python stack of the send that began the sends since the last receive.
     sending: Option<(u32, u64)>,
@@ -118,6 +125,7 @@ impl Connection {
             local_addr: self.ends.local.clone(),
             remote_addr: self.ends.remote.clone(),
             protocol: self.protocol.unwrap_or(Protocol::Unknown).as_str(),
+            tls: self.tls,
             opened: self.opened,
             closed: self.closed,
             bytes_sent: self.bytes_sent,
@@ -127,14 +135,17 @@ impl Connection {
     }
 
     /// Takes the kernel's cumulative counts of bytes it could not stream; the bytes each way
-    /// newly lost, as empty payloads of that length (timed `time_ns`).
+    /// newly lost, as empty payloads of that length (timed `time_ns`). Of a TLS connection
+    /// they are plaintext, not bytes on the wire, which its ciphertext's lengths count.
     pub fn lost(&mut self, sent: u64, received: u64, time_ns: i64) -> Vec<Payload> {
         let new_sent = sent.saturating_sub(self.lost_sent);
         let new_received = received.saturating_sub(self.lost_received);
         self.lost_sent = self.lost_sent.max(sent);
         self.lost_received = self.lost_received.max(received);
-        self.bytes_sent += new_sent;
-        self.bytes_received += new_received;
+        if !self.tls {
+            self.bytes_sent += new_sent;
+            self.bytes_received += new_received;
+        }
         self.bytes_not_captured += new_sent + new_received;
         [(direction::SEND, new_sent), (direction::RECV, new_received)]
             .into_iter()
@@ -150,14 +161,25 @@ impl Connection {
             .collect()
     }
 
-    /// Counts one payload the kernel streamed.
+    /// Counts one payload the kernel streamed: bytes on the wire (plain or ciphertext), or
+    /// plaintext the parsers did not get all of.
     pub fn account(&mut self, header: &DataHeader) {
+        if header.tls != payload::PLAIN {
+            self.tls = true;
+        }
+        if header.tls == payload::PLAINTEXT {
+            self.bytes_not_captured += header.len.saturating_sub(u64::from(header.captured));
+            return;
+        }
+        // Ciphertext is only counted: its plaintext is what the parsers get.
         if header.direction == direction::SEND {
             self.bytes_sent += header.len;
         } else {
             self.bytes_received += header.len;
         }
-        self.bytes_not_captured += header.len.saturating_sub(u64::from(header.captured));
+        if header.tls == payload::PLAIN {
+            self.bytes_not_captured += header.len.saturating_sub(u64::from(header.captured));
+        }
     }
 
     /// The end that sent bytes going `way` ([`direction`]) for the traced process.
@@ -167,6 +189,26 @@ impl Connection {
             (false, Side::Client) => Side::Server,
             (false, Side::Server) => Side::Client,
         }
+    }
+
+    /// The first plaintext of a connection whose protocol began in clear (MySQL's and
+    /// PostgreSQL's TLS requests): its parser, which took the rest for encrypted, starts
+    /// again from the plaintext, as on a connection older than the trace.
+    pub fn tls_began(&mut self, time_ns: i64, out: &mut Parsed) {
+        if std::mem::replace(&mut self.plaintext_began, true) {
+            return;
+        }
+        let Stream::Parsing(parser) = &mut self.stream else {
+            return;
+        };
+        let Some(fresh) = self.protocol.and_then(parsers::for_protocol) else {
+            return;
+        };
+        parser.close(time_ns, out);
+        let unparsed = parser.unparsed();
+        self.unparsed_before_tls.messages += unparsed.messages;
+        self.unparsed_before_tls.bytes += unparsed.bytes;
+        self.stream = Stream::Parsing(fresh);
     }
 
     /// Parses one payload (or keeps it until the protocol is known); records go to `out`.
@@ -251,13 +293,14 @@ impl Connection {
     /// flushes the parser. What it could not parse.
     pub fn finish(&mut self, time_ns: i64, out: &mut Parsed) -> Unparsed {
         self.decide(true, out);
-        match &mut self.stream {
-            Stream::Parsing(parser) => {
-                parser.close(time_ns, out);
-                parser.unparsed()
-            }
-            _ => Unparsed::default(),
+        let mut unparsed = self.unparsed_before_tls;
+        if let Stream::Parsing(parser) = &mut self.stream {
+            parser.close(time_ns, out);
+            let after = parser.unparsed();
+            unparsed.messages += after.messages;
+            unparsed.bytes += after.bytes;
         }
+        unparsed
     }
 }
 
@@ -317,6 +360,9 @@ impl Book {
             lost_sent: 0,
             lost_received: 0,
             protocol: None,
+            tls: false,
+            plaintext_began: false,
+            unparsed_before_tls: Unparsed::default(),
             stream: Stream::Undecided(Vec::new()),
             sending: None,
         }

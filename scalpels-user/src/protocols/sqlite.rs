@@ -6,19 +6,13 @@
 //! spent in `sqlite3_step`.
 
 mod executions;
-mod library;
 
-use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
-    os::fd::{AsFd as _, OwnedFd},
-    path::Path,
-};
+use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::Result;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, RingBuf},
-    programs::{ProgramFd, UProbe},
 };
 use tracers::protocols::sqlite::{
     CONFIG_GLOBAL, EVENTS_MAP, LIBS_MAP, Library, SqliteConfig, program,
@@ -32,13 +26,16 @@ use crate::{
     uprobe_link,
 };
 use executions::{Command, Event, Executions};
-use library::{FileId, Mapped};
 
-use super::tables::{self, SqlRow, SqlRows};
+use super::{
+    library::{self, FileId, Mapped, Soname},
+    library_probes::{LibraryProbes, Probe},
+    tables::{self, SqlRow, SqlRows},
+};
 
 /// (function, program, whether the program runs at the function's return). A libsqlite3
 /// without `sqlite3_prepare_v3` or `sqlite3_changes64` (older ones) is probed without them.
-const PROBES: [(&str, &str, bool); 11] = [
+const PROBES: [Probe; 11] = [
     ("sqlite3_prepare_v2", program::PREPARE_V2, false),
     ("sqlite3_prepare_v2", program::PREPARE_RETURN, true),
     ("sqlite3_prepare_v3", program::PREPARE_V3, false),
@@ -51,29 +48,20 @@ const PROBES: [(&str, &str, bool); 11] = [
     ("sqlite3_changes", program::CHANGES_RETURN, true),
     ("sqlite3_changes64", program::CHANGES_RETURN, true),
 ];
+const LIBSQLITE3: Soname = b"libsqlite3.so";
 /// Without these the events make no rows.
 const REQUIRED: [&str; 2] = ["sqlite3_prepare_v2", "sqlite3_step"];
 
-/// The x86-64 `struct pt_regs` members of the integer arguments, in order.
-const ARG_REGISTERS: [&str; 6] = ["di", "si", "dx", "cx", "r8", "r9"];
-
-/// Where the probes find their registers, from BTF.
+/// Where the probes find their registers and mappings' bounds, from BTF.
 pub fn prepare() -> Result<SqliteConfig> {
-    if !cfg!(target_arch = "x86_64") {
-        bail!("the sqlite probes read x86-64 registers");
-    }
+    let registers = uprobe_link::registers()?;
     let vmlinux = btf::load_vmlinux()?;
-    let offset = |member: &str| btf::member_offset(&vmlinux, "pt_regs", member);
-    let mut args = [0; 6];
-    for (slot, member) in args.iter_mut().zip(ARG_REGISTERS) {
-        *slot = offset(member)?;
-    }
     let vma = |member: &str| btf::member_offset(&vmlinux, "vm_area_struct", member);
     Ok(SqliteConfig {
-        args,
-        ret: offset("ax")?,
-        sp: offset("sp")?,
-        ip: offset("ip")?,
+        args: registers.args,
+        ret: registers.ret,
+        sp: registers.sp,
+        ip: registers.ip,
         vm_start: vma("vm_start")?,
         vm_end: vma("vm_end")?,
         _pad: 0,
@@ -84,24 +72,10 @@ pub fn set_globals<'a>(config: &'a SqliteConfig, loader: &mut EbpfLoader<'a>) {
     loader.override_global(CONFIG_GLOBAL, config, true);
 }
 
-fn load_program(ebpf: &mut Ebpf, name: &str) -> Result<ProgramFd> {
-    let prog: &mut UProbe = ebpf
-        .program_mut(name)
-        .with_context(|| format!("eBPF object has no program {name}"))?
-        .try_into()?;
-    prog.load().with_context(|| format!("loading {name}"))?;
-    Ok(prog.fd()?.try_clone()?)
-}
-
 pub struct Sqlite {
-    pmu: u32,
-    retprobe: u64,
-    programs: HashMap<&'static str, ProgramFd>,
+    probes: LibraryProbes,
     libs: BpfHashMap<MapData, u32, Library>,
     events: RingBuf<MapData>,
-    /// libsqlite3 files seen: their uprobe perf events (closing them detaches the probes), or
-    /// why they could not be probed.
-    files: HashMap<FileId, Result<Vec<OwnedFd>, String>>,
     /// Target processes whose libsqlite3 the kernel side follows.
     armed: BTreeMap<u32, FileId>,
     executions: Executions,
@@ -114,53 +88,22 @@ pub struct Sqlite {
 
 impl Sqlite {
     pub fn attach(ebpf: &mut Ebpf, env: &Env) -> Result<Self> {
-        let mut programs = HashMap::new();
-        for (_, name, _) in PROBES {
-            if !programs.contains_key(name) {
-                programs.insert(name, load_program(ebpf, name)?);
-            }
+        let mut probes = LibraryProbes::load(ebpf, "sqlite", &PROBES, &REQUIRED)?;
+        for (file, path) in library::in_loader_cache(LIBSQLITE3) {
+            probes.probe(file, &path, "the dynamic loader's cache");
         }
         let take = crate::ebpf::take_map;
-        let mut sqlite = Sqlite {
-            pmu: uprobe_link::pmu_type()?,
-            retprobe: uprobe_link::retprobe_config()?,
-            programs,
+        Ok(Sqlite {
+            probes,
             libs: BpfHashMap::try_from(take(ebpf, LIBS_MAP)?)?,
             events: RingBuf::try_from(take(ebpf, EVENTS_MAP)?)?,
-            files: HashMap::new(),
             armed: BTreeMap::new(),
             executions: Executions::new(env.clock),
             waiting: AwaitingStacks::new(env.stacks),
             rows_of: SqlRows::new(env.cli.options.protocols.sql_literals),
             pending: Pending::default(),
             rows: 0,
-        };
-        for (file, path) in library::in_loader_cache() {
-            sqlite.probe(file, &path, "the dynamic loader's cache");
-        }
-        Ok(sqlite)
-    }
-
-    /// Attaches every probe to the file at `path`.
-    fn probe_file(&self, path: &Path) -> Result<Vec<OwnedFd>> {
-        let functions: Vec<&str> = PROBES.iter().map(|&(function, _, _)| function).collect();
-        let offsets = library::function_offsets(path, &functions)?;
-        if let Some(missing) = REQUIRED.iter().find(|f| !offsets.contains_key(*f)) {
-            bail!("{} does not define {missing}", path.display());
-        }
-        let mut links = Vec::new();
-        for (function, name, at_return) in PROBES {
-            let Some(&offset) = offsets.get(function) else {
-                continue;
-            };
-            let program = self.programs[name].as_fd();
-            links.push(if at_return {
-                uprobe_link::attach_return(self.pmu, self.retprobe, program, path, offset)?
-            } else {
-                uprobe_link::attach(self.pmu, program, path, offset)?
-            });
-        }
-        Ok(links)
+        })
     }
 
     /// Follows the target processes that map a libsqlite3 (looked for again each interval
@@ -182,27 +125,17 @@ impl Sqlite {
                 continue;
             }
             // Gone, or not readable: nothing to follow.
-            if let Ok(Some(mapped)) = library::find(pid) {
+            if let Ok(Some(mapped)) = library::find(pid, LIBSQLITE3) {
                 self.arm(pid, mapped);
             }
         }
     }
 
-    /// Probes the libsqlite3 `file` at `path` unless it was already (`whose` names who uses
-    /// it, for messages); whether it is probed.
-    fn probe(&mut self, file: FileId, path: &Path, whose: &str) -> bool {
-        if !self.files.contains_key(&file) {
-            let probed = self.probe_file(path).map_err(|e| format!("{e:#}"));
-            if let Err(why) = &probed {
-                eprintln!("scalpels-trace: protocols: sqlite: {whose}: {why}");
-            }
-            self.files.insert(file, probed);
-        }
-        self.files[&file].is_ok()
-    }
-
     fn arm(&mut self, pid: u32, mapped: Mapped) {
-        if !self.probe(mapped.file, &mapped.path, &format!("process {pid}")) {
+        if !self
+            .probes
+            .probe(mapped.file, &mapped.path, &format!("process {pid}"))
+        {
             return;
         }
         let library = Library {
@@ -254,7 +187,7 @@ impl Sqlite {
     }
 
     pub fn summary(&self) -> String {
-        let probed = self.files.values().filter(|f| f.is_ok()).count();
+        let probed = self.probes.files_probed();
         format!(
             "  sqlite: {} statement executions from {} processes ({probed} libsqlite3 files probed)",
             self.rows,

@@ -33,6 +33,7 @@ pub fn connections_schema() -> SchemaRef {
         Field::new("local_addr", DataType::Utf8, false),
         Field::new("remote_addr", DataType::Utf8, false),
         Field::new("protocol", dictionary(), false),
+        Field::new("tls", DataType::Boolean, false),
         Field::new("opened", timestamp(), true),
         Field::new("closed", timestamp(), true),
         Field::new("bytes_sent", DataType::UInt64, false),
@@ -51,6 +52,8 @@ pub struct ConnectionRow {
     pub local_addr: String,
     pub remote_addr: String,
     pub protocol: &'static str,
+    /// Whether its payloads were TLS, read in plaintext through the TLS library.
+    pub tls: bool,
     /// UTC ns.
     pub opened: Option<i64>,
     pub closed: Option<i64>,
@@ -97,6 +100,7 @@ pub fn connections_batch(rows: &[ConnectionRow]) -> Result<RecordBatch> {
             rows.iter().map(|r| r.remote_addr.as_str()),
         )),
         dictionary_of(rows.iter().map(|r| Some(r.protocol))),
+        Arc::new(rows.iter().map(|r| Some(r.tls)).collect::<BooleanArray>()),
         timestamps_of(rows.iter().map(|r| r.opened)),
         timestamps_of(rows.iter().map(|r| r.closed)),
         Arc::new(rows.iter().map(|r| r.bytes_sent).collect::<UInt64Array>()),

@@ -1,6 +1,6 @@
-//! Where a process's libsqlite3 is: the file it mapped and the addresses it mapped it at
-//! (from /proc/PID/maps), and where SQLite's API functions start in that file (from its
-//! dynamic symbols), for the uprobes.
+//! Where a process's copy of a shared library is (libsqlite3, libssl): the file it mapped and
+//! the addresses it mapped it at (from /proc/PID/maps), and where the library's API functions
+//! start in that file (from its dynamic symbols), for the uprobes.
 
 use std::{
     collections::HashMap,
@@ -17,7 +17,7 @@ use procfs::process::{MMapPath, Process};
 /// another mount namespace).
 pub type FileId = (u64, u64);
 
-/// A libsqlite3 mapped by a process.
+/// A library mapped by a process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mapped {
     pub file: FileId,
@@ -28,18 +28,19 @@ pub struct Mapped {
     pub end: u64,
 }
 
-/// The start of the library's file names.
-const LIBRARY: &[u8] = b"libsqlite3.so";
+/// A library, by the start of its files' names (`libssl.so`: `libssl.so.3`, `libssl.so.1.1`).
+pub type Soname = &'static [u8];
 
-fn is_libsqlite3(path: &Path) -> bool {
+fn is_library(path: &Path, soname: Soname) -> bool {
     path.file_name()
-        .is_some_and(|name| name.as_encoded_bytes().starts_with(LIBRARY))
+        .is_some_and(|name| name.as_encoded_bytes().starts_with(soname))
 }
 
-/// The libsqlite3 files the dynamic loader gives programs (its cache, as `ldconfig -p` lists
-/// it), so that their probes are in place before a target that loads one starts: a short
-/// program may load SQLite, run its statements and exit between two looks at its mappings.
-pub fn in_loader_cache() -> Vec<(FileId, PathBuf)> {
+/// The files of the library that the dynamic loader gives programs (its cache, as
+/// `ldconfig -p` lists it), so that their probes are in place before a target that loads one
+/// starts: a short program may load SQLite, run its statements and exit between two looks at
+/// its mappings.
+pub fn in_loader_cache(soname: Soname) -> Vec<(FileId, PathBuf)> {
     let Ok(output) = std::process::Command::new("ldconfig").arg("-p").output() else {
         return Vec::new();
     };
@@ -50,7 +51,7 @@ pub fn in_loader_cache() -> Vec<(FileId, PathBuf)> {
         let Some((_, path)) = line.split_once(" => ") else {
             continue;
         };
-        if !line.as_bytes().starts_with(LIBRARY) {
+        if !line.as_bytes().starts_with(soname) {
             continue;
         }
         let Ok(path) = Path::new(path.trim()).canonicalize() else {
@@ -72,13 +73,13 @@ fn device_id(dev: u64) -> u64 {
     u64::from(libc::major(dev)) << 32 | u64::from(libc::minor(dev))
 }
 
-/// The libsqlite3 process `pid` has mapped, if any.
-pub fn find(pid: u32) -> Result<Option<Mapped>> {
+/// The copy of the library that process `pid` has mapped, if any.
+pub fn find(pid: u32, soname: Soname) -> Result<Option<Mapped>> {
     // Asked again every interval of a process that has none: the text is searched before it
     // is parsed into a mapping per line.
     let text = fs::read(format!("/proc/{pid}/maps"))
         .with_context(|| format!("reading the mappings of process {pid}"))?;
-    if !text.windows(LIBRARY.len()).any(|window| window == LIBRARY) {
+    if !text.windows(soname.len()).any(|window| window == soname) {
         return Ok(None);
     }
     let maps = Process::new(pid as i32)
@@ -89,7 +90,7 @@ pub fn find(pid: u32) -> Result<Option<Mapped>> {
         let MMapPath::Path(path) = &map.pathname else {
             continue;
         };
-        if !is_libsqlite3(path) {
+        if !is_library(path, soname) {
             continue;
         }
         let file = ((map.dev.0 as u64) << 32 | map.dev.1 as u64, map.inode);
@@ -99,7 +100,7 @@ pub fn find(pid: u32) -> Result<Option<Mapped>> {
                 mapped.start = mapped.start.min(start);
                 mapped.end = mapped.end.max(end);
             }
-            // A second libsqlite3 in one process: the first one is probed.
+            // A second copy in one process: the first one is probed.
             Some(_) => {}
             None => {
                 let relative = path.strip_prefix("/").unwrap_or(path);
@@ -155,7 +156,7 @@ mod tests {
     /// This test process maps no libsqlite3; Debian's (which its Python links) has the API.
     #[test]
     fn finds_the_api_of_the_system_libsqlite3() {
-        assert_eq!(find(std::process::id()).unwrap(), None);
+        assert_eq!(find(std::process::id(), b"libsqlite3.so").unwrap(), None);
         let system = Path::new("/lib/x86_64-linux-gnu/libsqlite3.so.0");
         let names = ["sqlite3_prepare_v2", "sqlite3_step", "no_such_function"];
         let offsets = function_offsets(system, &names).unwrap();
