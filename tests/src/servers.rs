@@ -13,7 +13,7 @@ mod process;
 mod rabbitmq;
 
 pub use cache::{Memcached, Redis};
-pub use mariadb::{LoggedCommand, LoggedError, MariaDb};
+pub use mariadb::{LoggedCommand, LoggedError, MariaDb, TLS_USER as MARIADB_TLS_USER};
 pub use postgres::{LoggedStatement, Postgres};
 pub use rabbitmq::RabbitMq;
 

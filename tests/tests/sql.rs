@@ -79,7 +79,15 @@ fn optional_strings(batch: &RecordBatch, column: &str) -> Vec<Option<String>> {
 
 /// Traces `script` against the server on `port` (from its first syscall, so every
 /// connection is seen from its handshake on).
-fn trace_workload(test: &str, script: &str, port: u16, literals: bool) -> Traced {
+/// Traces `script` against the server on `port`; over TLS when given the certificate to
+/// trust (as the user who may connect only that way).
+fn trace_workload(
+    test: &str,
+    script: &str,
+    port: u16,
+    literals: bool,
+    tls: Option<&Path>,
+) -> Traced {
     let out = out_dir(test);
     let port = port.to_string();
     let script = workload(script);
@@ -98,10 +106,17 @@ fn trace_workload(test: &str, script: &str, port: u16, literals: bool) -> Traced
         &script,
         "127.0.0.1",
         &port,
-        SQL_USER,
+        if tls.is_some() {
+            servers::MARIADB_TLS_USER
+        } else {
+            SQL_USER
+        },
         SQL_PASSWORD,
         SQL_DATABASE,
     ]);
+    if let Some(certificate) = tls {
+        args.extend(["--tls", certificate.to_str().unwrap()]);
+    }
     let output = trace(&args, Duration::from_secs(90));
     let run = run_dir(&output);
     let printed = printed_json(&output.stdout, None);
@@ -144,6 +159,7 @@ fn trace_workload(test: &str, script: &str, port: u16, literals: bool) -> Traced
         strings(&connections, "local_addr"),
         strings(&connections, "protocol"),
     );
+    let conn_tls = bools(&connections, "tls");
 
     let connected: Vec<&Value> = printed
         .iter()
@@ -164,6 +180,7 @@ fn trace_workload(test: &str, script: &str, port: u16, literals: bool) -> Traced
                 "postgresql"
             };
             assert_eq!(protocols[conn], system);
+            assert_eq!(conn_tls[conn], tls.is_some(), "tls of {local}");
             let rows = (0..table.num_rows())
                 .filter(|&i| conn_ids[i] == conn_table_ids[conn])
                 .map(|i| {
@@ -437,8 +454,8 @@ fn check_no_password(run: &Path) {
 fn trace_both(name: &str, script: &str, port: u16) -> [(Traced, bool); 2] {
     std::thread::scope(|scope| {
         let literal =
-            scope.spawn(|| trace_workload(&format!("{name}-literals"), script, port, true));
-        let normal = trace_workload(&format!("{name}-normalized"), script, port, false);
+            scope.spawn(|| trace_workload(&format!("{name}-literals"), script, port, true, None));
+        let normal = trace_workload(&format!("{name}-normalized"), script, port, false, None);
         [(normal, false), (literal.join().unwrap(), true)]
     })
 }
@@ -538,6 +555,38 @@ fn mariadb_statements_over_both_protocols_match_the_workload_and_the_general_log
         check_no_password(&traced.run);
     }
     check_same_fingerprints(&both);
+}
+
+/// The same workload over TLS, as a user the server lets in only that way: PyMySQL and
+/// mysql-connector encrypt after the greeting; the rows are read in plaintext from libssl,
+/// and equal the workload's and the server's log.
+#[test]
+fn mariadb_statements_over_tls_match_the_workload_and_the_general_log() {
+    let db = servers::mariadb();
+    let traced = trace_workload(
+        "sql-mariadb-tls",
+        "sql_mysql.py",
+        db.port,
+        true,
+        Some(&db.certificate),
+    );
+    assert_eq!(traced.sessions.len(), 2);
+    for session in &traced.sessions {
+        let expected: Vec<Expected> = session.queries.iter().flat_map(mysql_expected).collect();
+        let function = match session.printed["driver"].as_str() {
+            Some("pymysql") => "text_protocol",
+            _ => "binary_protocol",
+        };
+        check_session(
+            &traced,
+            session,
+            &expected,
+            true,
+            mysql_normalized,
+            function,
+        );
+        check_general_log(db, session);
+    }
 }
 
 /// Every command the tracer saw on the connection is in the server's general log, in the

@@ -4,7 +4,9 @@ as OpenStack does), then over one mysql-connector-python connection with a prepa
 (the binary protocol: COM_STMT_PREPARE once per statement text, COM_STMT_EXECUTE per
 execution, COM_STMT_RESET/CLOSE between them).
 
-usage: sql_mysql.py HOST PORT USER PASSWORD DATABASE [--go GO_FILE]
+usage: sql_mysql.py HOST PORT USER PASSWORD DATABASE [--go GO_FILE] [--tls CA_FILE]
+
+With --tls, both connections are TLS, the server's certificate checked against CA_FILE.
 
 With --go, waits for GO_FILE before connecting, so a tracer attached meanwhile sees the
 whole connection from its handshake on. Prints JSON lines:
@@ -72,6 +74,7 @@ def main():
     for name in ("host", "port", "user", "password", "database"):
         parser.add_argument(name)
     parser.add_argument("--go")
+    parser.add_argument("--tls")
     args = parser.parse_args()
     if args.go:
         wait_for(args.go)
@@ -86,8 +89,10 @@ def check(sent, rows, errno, want_rows, want_errno):
 
 
 def text_protocol(args):
+    # Both drivers use TLS whenever the server offers it, unless told not to.
+    tls = {"ssl_ca": args.tls} if args.tls else {"ssl_disabled": True}
     conn = pymysql.connect(host=args.host, port=int(args.port), user=args.user,
-                           password=args.password, database=args.database)
+                           password=args.password, database=args.database, **tls)
     session = conn.thread_id()
     emit(event="connected", pid=os.getpid(), session=session,
          local_port=conn._sock.getsockname()[1], driver="pymysql", protocol="text")
@@ -110,9 +115,10 @@ def text_protocol(args):
 
 def binary_protocol(args):
     # use_pure: the protocol code is the Python one, like the rest of the workloads.
+    tls = {"ssl_ca": args.tls, "ssl_verify_cert": True} if args.tls else {"ssl_disabled": True}
     conn = mysql.connector.connect(host=args.host, port=int(args.port), user=args.user,
                                    password=args.password, database=args.database,
-                                   use_pure=True)
+                                   use_pure=True, **tls)
     session = conn.connection_id
     emit(event="connected", pid=os.getpid(), session=session,
          local_port=conn._socket.sock.getsockname()[1], driver="mysql-connector",

@@ -10,7 +10,7 @@ import pymysql
 port, user, password, database, n, result = sys.argv[1:7]
 n = int(n)
 conn = pymysql.connect(host="127.0.0.1", port=int(port), user=user, password=password,
-                       database=database, autocommit=True)
+                       database=database, autocommit=True, ssl_disabled=True)
 with conn.cursor() as cur:
     cur.execute("CREATE TABLE IF NOT EXISTS bench_items (id INT PRIMARY KEY, name VARCHAR(40))")
     cur.execute("REPLACE INTO bench_items VALUES (1, 'one'), (2, 'two'), (3, 'three')")

@@ -1,5 +1,6 @@
 //! MariaDB (`mariadbd` from `mariadb-server`), run as root, with its general query log and
-//! the `sql_errlog` plugin's error log written to files the tests read back.
+//! the `sql_errlog` plugin's error log written to files the tests read back. It also speaks
+//! TLS, with a certificate the set-up makes, and has a user who may connect only over TLS.
 
 use std::{
     path::PathBuf,
@@ -10,9 +11,14 @@ use std::{
 
 use super::{SQL_DATABASE, SQL_PASSWORD, SQL_USER, process};
 
+/// The user whose connections the server refuses unless they are TLS (`REQUIRE SSL`).
+pub const TLS_USER: &str = "scalpels_tls";
+
 pub struct MariaDb {
     pub port: u16,
     pub pid: u32,
+    /// The server's certificate, which TLS clients trust.
+    pub certificate: PathBuf,
     /// How long the server took from `mariadb-install-db` to accepting connections.
     pub startup: Duration,
     general_log: PathBuf,
@@ -62,10 +68,13 @@ impl MariaDb {
             format!(
                 "CREATE DATABASE {SQL_DATABASE};\n\
                  CREATE USER '{SQL_USER}'@'%' IDENTIFIED BY '{SQL_PASSWORD}';\n\
-                 GRANT ALL ON {SQL_DATABASE}.* TO '{SQL_USER}'@'%';\n"
+                 GRANT ALL ON {SQL_DATABASE}.* TO '{SQL_USER}'@'%';\n\
+                 CREATE USER '{TLS_USER}'@'%' IDENTIFIED BY '{SQL_PASSWORD}' REQUIRE SSL;\n\
+                 GRANT ALL ON {SQL_DATABASE}.* TO '{TLS_USER}'@'%';\n"
             ),
         )
         .expect("write init.sql");
+        let (certificate, key) = crate::tls_certificate(&dir);
         let [port] = super::free_ports();
         let general_log = dir.join("general.log");
         let error_log = dir.join("sql_errors.log");
@@ -85,6 +94,8 @@ impl MariaDb {
             .arg("--plugin-load-add=sql_errlog")
             .arg(format!("--sql-error-log-filename={}", path(&error_log)))
             .arg(format!("--init-file={}", path(&init)))
+            .arg(format!("--ssl-cert={}", path(&certificate)))
+            .arg(format!("--ssl-key={}", path(&key)))
             .args(["--skip-name-resolve", "--innodb-flush-log-at-trx-commit=0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -103,6 +114,7 @@ impl MariaDb {
         MariaDb {
             port,
             pid,
+            certificate,
             startup,
             general_log,
             error_log,
