@@ -120,26 +120,44 @@ fn assert_called_from(run: &Path, rows: &[&Rpc], function: &str, call: &str) {
 
 #[test]
 fn calls_casts_and_replies_of_both_processes_paired_across_connections() {
+    calls_casts_and_replies_traced(false);
+}
+
+/// The same over AMQP with TLS (amqps): read in plaintext from libssl in both processes.
+#[test]
+fn calls_casts_and_replies_over_tls_are_paired_the_same() {
+    calls_casts_and_replies_traced(true);
+}
+
+fn calls_casts_and_replies_traced(tls: bool) {
     let broker = servers::rabbitmq();
-    let out = out_dir("rpc-oslo");
+    let out = out_dir(if tls { "rpc-oslo-tls" } else { "rpc-oslo" });
     let (calls, casts) = (CALLS.to_string(), CASTS.to_string());
-    let output = trace(
-        &[
-            "--out",
-            out.to_str().unwrap(),
-            "--tracers",
-            "protocols,python",
-            "--",
-            python(),
-            &workload("rpc_oslo.py"),
-            &broker.transport_url(),
-            "--calls",
-            &calls,
-            "--casts",
-            &casts,
-        ],
-        Duration::from_secs(120),
-    );
+    let (url, broker_port) = if tls {
+        (broker.tls_transport_url(), broker.tls_port)
+    } else {
+        (broker.transport_url(), broker.port)
+    };
+    let script = workload("rpc_oslo.py");
+    let mut args = vec![
+        "--out",
+        out.to_str().unwrap(),
+        "--tracers",
+        "protocols,python",
+        "--",
+        python(),
+        &script,
+        &url,
+        "--calls",
+        &calls,
+        "--casts",
+        &casts,
+    ];
+    let certificate = broker.certificate.to_str().unwrap();
+    if tls {
+        args.extend(["--tls", certificate]);
+    }
+    let output = trace(&args, Duration::from_secs(120));
     let run = run_dir(&output);
     let printed = printed_json(&output.stdout, None);
     let config = only_event(&printed, "config")[0];
@@ -299,15 +317,16 @@ fn calls_casts_and_replies_of_both_processes_paired_across_connections() {
         strings(&conns, "protocol"),
         strings(&conns, "role"),
     );
-    let broker_addr = format!("127.0.0.1:{}", broker.port);
+    let conn_tls = bools(&conns, "tls");
+    let broker_addr = format!("127.0.0.1:{broker_port}");
     for pid in [client, server] {
-        let to_broker: Vec<(&str, &str)> = (0..conns.num_rows())
+        let to_broker: Vec<(&str, &str, bool)> = (0..conns.num_rows())
             .filter(|&i| conn_pids[i] == pid && remotes[i] == broker_addr)
-            .map(|i| (roles[i].as_str(), protocols[i].as_str()))
+            .map(|i| (roles[i].as_str(), protocols[i].as_str(), conn_tls[i]))
             .collect();
         assert!(to_broker.len() >= 2, "pid {pid}: {to_broker:?}");
         assert!(
-            to_broker.iter().all(|&c| c == ("client", "amqp")),
+            to_broker.iter().all(|&c| c == ("client", "amqp", tls)),
             "pid {pid}: {to_broker:?}"
         );
     }

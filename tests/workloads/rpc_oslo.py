@@ -1,7 +1,10 @@
 """oslo.messaging RPC over RabbitMQ: a server process and a client process, K call()s of a
 method that sleeps a known time and L cast()s, with everything each side did printed.
 
-usage: rpc_oslo.py TRANSPORT_URL [--calls K] [--casts L] [--go GO_FILE]
+usage: rpc_oslo.py TRANSPORT_URL [--calls K] [--casts L] [--go GO_FILE] [--tls CA_FILE]
+
+With --tls, both sides talk to the broker over TLS (oslo.messaging's [oslo_messaging_rabbit]
+ssl, from a configuration file as a service has it), trusting the certificate CA_FILE.
 
 Two processes, as in OpenStack (nova-api calling nova-conductor): each side has its own pid
 and its own AMQP connections, so a trace can be asserted per side, and a call's request and
@@ -29,6 +32,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -36,7 +40,9 @@ import oslo_messaging
 from oslo_config import cfg
 
 EXCHANGE = "openstack"  # oslo.messaging's default control_exchange
-TOPIC = "scalpels_test"
+# The client's pid names the topic (the server is told it), so that runs sharing a broker
+# never take each other's messages.
+TOPIC = f"scalpels_test_{os.getpid()}"
 SERVER = "server-1"
 CALL_METHOD = "slow_echo"
 CAST_METHOD = "record_event"
@@ -55,10 +61,19 @@ def write_line(line):
         sys.stdout.flush()
 
 
+TLS_CA = None
+
+
 def transport(url):
     # The global configuration, as in a service: oslo.messaging registers some of its
     # options (tracing) on it alone.
-    cfg.CONF([], project="scalpels-test")
+    args = []
+    if TLS_CA:
+        config = tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False)
+        config.write(f"[oslo_messaging_rabbit]\nssl = true\nssl_ca_file = {TLS_CA}\n")
+        config.close()
+        args = ["--config-file", config.name]
+    cfg.CONF(args, project="scalpels-test")
     return oslo_messaging.get_rpc_transport(cfg.CONF, url=url)
 
 
@@ -144,7 +159,12 @@ def main():
     parser.add_argument("--casts", type=int, default=3)
     parser.add_argument("--go")
     parser.add_argument("--serve", action="store_true")
+    parser.add_argument("--tls")
+    parser.add_argument("--topic")
     args = parser.parse_args()
+    global TLS_CA, TOPIC
+    TLS_CA = args.tls
+    TOPIC = args.topic or TOPIC
     if args.serve:
         serve(args.url, args.calls + args.casts)
         return
@@ -158,7 +178,8 @@ def main():
          call_method=CALL_METHOD, cast_method=CAST_METHOD, call_sleep_ms=CALL_SLEEP * 1000)
     server = subprocess.Popen(
         [sys.executable, __file__, args.url, "--serve", "--calls", str(args.calls),
-         "--casts", str(args.casts)],
+         "--casts", str(args.casts), "--topic", TOPIC]
+        + (["--tls", args.tls] if args.tls else []),
         stdout=subprocess.PIPE, text=True)
     try:
         copier = relay(server)

@@ -2,6 +2,8 @@
 //! node name of its own, so it never meets the packaged broker or another test binary's.
 //! Erlang's port mapper (epmd) normally daemonizes and outlives the broker: here it is
 //! started in the foreground on a port of its own, as a child stopped like the broker.
+//! Besides plain AMQP it listens for AMQP over TLS (amqps), with a certificate the set-up
+//! makes.
 
 use std::{
     path::PathBuf,
@@ -13,6 +15,10 @@ use super::process;
 
 pub struct RabbitMq {
     pub port: u16,
+    /// Where it speaks AMQP over TLS.
+    pub tls_port: u16,
+    /// The certificate it presents there, which TLS clients trust.
+    pub certificate: PathBuf,
     pub pid: u32,
     /// How long the broker took to accept AMQP connections.
     pub startup: Duration,
@@ -51,7 +57,7 @@ impl RabbitMq {
     fn boot() -> Result<RabbitMq, String> {
         let started = Instant::now();
         let dir = process::server_dir("rabbitmq");
-        let [port, dist_port, epmd_port] = super::free_ports();
+        let [port, tls_port, dist_port, epmd_port] = super::free_ports();
         let epmd_log = std::fs::File::create(dir.join("epmd.log")).expect("epmd log");
         let mut epmd = Command::new("epmd");
         epmd.args(["-port", &epmd_port.to_string(), "-address", "127.0.0.1"])
@@ -71,8 +77,21 @@ impl RabbitMq {
         let log = dir.join("rabbit.log");
         let enabled_plugins = dir.join("enabled_plugins");
         std::fs::write(&enabled_plugins, "[].\n").expect("write enabled_plugins");
+        let (certificate, key) = crate::tls_certificate(&dir);
         let config = dir.join("rabbitmq.conf");
-        std::fs::write(&config, "").expect("write rabbitmq.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listeners.ssl.1 = 127.0.0.1:{tls_port}\n\
+                 ssl_options.certfile = {}\n\
+                 ssl_options.keyfile = {}\n\
+                 ssl_options.verify = verify_none\n\
+                 ssl_options.fail_if_no_peer_cert = false\n",
+                certificate.display(),
+                key.display()
+            ),
+        )
+        .expect("write rabbitmq.conf");
         let output = std::fs::File::create(dir.join("rabbitmq-server.out")).expect("output file");
         let path = |name: &str| dir.join(name).display().to_string();
         let node = format!("scalpels-test-{}@localhost", std::process::id());
@@ -111,6 +130,8 @@ impl RabbitMq {
         )?;
         Ok(RabbitMq {
             port,
+            tls_port,
+            certificate,
             pid,
             startup,
             log,
@@ -121,5 +142,11 @@ impl RabbitMq {
     /// from loopback only).
     pub fn transport_url(&self) -> String {
         format!("rabbit://guest:guest@127.0.0.1:{}/", self.port)
+    }
+
+    /// The same over TLS: the URL of the TLS listener (oslo.messaging's `ssl` option, with
+    /// [`RabbitMq::certificate`] as its CA, turns TLS on).
+    pub fn tls_transport_url(&self) -> String {
+        format!("rabbit://guest:guest@127.0.0.1:{}/", self.tls_port)
     }
 }
