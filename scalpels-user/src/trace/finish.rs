@@ -1,0 +1,216 @@
+//! The end of a run: the hooks stopped, the last drain, the tables closed and counted, the
+//! final manifest written, the upload finished, and the summary printed.
+
+use std::collections::BTreeSet;
+
+use anyhow::Result;
+
+use super::{Session, attach::Attached, event_loop::Progress, keep};
+use crate::{
+    clock::utc_now_ns,
+    fleet::uploader::Tally,
+    program_stats,
+    run::manifest::{self, RunStatus},
+    tracer::{Interval, Tracer},
+};
+
+impl Attached {
+    /// Ends the run's tracing at the end of the last interval (begun at `interval_start`, of
+    /// the targets `pids`): the hooks stop, counting the calls cut, and every tracer drains and
+    /// finishes. When it ended (UTC ns).
+    fn end(
+        &mut self,
+        pids: &BTreeSet<u32>,
+        interval_start: i64,
+        failure: &mut Option<anyhow::Error>,
+    ) -> i64 {
+        // The run ends here: the hooks stop, and the system calls target threads are in the
+        // middle of are counted as cut.
+        if let Some(hooks) = &mut self.hooks {
+            match hooks.stop(pids) {
+                Ok(cut) => self.calls_cut_at_end = cut,
+                Err(e) => keep(failure, Err(e)),
+            }
+        }
+        // Last drain: what the kernel holds since the previous interval, for the targets of the
+        // last interval (an exited command is still a zombie, readable in /proc, until its caller reaps it).
+        let ended_ns = utc_now_ns();
+        let interval = Interval {
+            start: interval_start,
+            end: ended_ns,
+            pids,
+        };
+        // Every tracer reads its ring buffer before any collects, so the events of one that
+        // point at another's records (Python stacks) find them. After a failure each step is
+        // still tried: whatever can be saved is.
+        for t in &mut self.tracers {
+            keep(failure, t.poll_events(true));
+        }
+        for t in &mut self.tracers {
+            keep(failure, t.poll_events(true));
+            keep(failure, t.collect_interval(&interval));
+            keep(failure, t.finish());
+        }
+        ended_ns
+    }
+}
+
+impl Session<'_> {
+    /// Ends the run that ended for `end_reason`, and reports it; the process exit code, or the
+    /// run's first failure.
+    pub(super) fn finish(
+        &mut self,
+        attached: &mut Attached,
+        progress: Progress,
+        end_reason: &str,
+    ) -> Result<u8> {
+        let Progress {
+            mut child,
+            members,
+            mut pids_seen,
+            interval_start,
+            mut failure,
+        } = progress;
+        let ended_ns = attached.end(&members.pids, interval_start, &mut failure);
+        if let Some(child) = &mut child {
+            child.reap();
+        }
+        for t in &attached.tracers {
+            pids_seen.extend(t.processes());
+        }
+        let mut manifest = self.manifest(attached, &pids_seen, Some((end_reason, ended_ns)));
+        let summaries: Vec<(&'static str, Vec<String>)> = attached
+            .tracers
+            .iter()
+            .map(|t| (t.name(), t.summary()))
+            .collect();
+        let tracers = std::mem::take(&mut attached.tracers);
+        self.close_tables(tracers, &mut manifest, &mut failure);
+        if let Some(e) = &failure {
+            manifest.status = RunStatus::Failed;
+            manifest.end_reason = Some(format!("error: {e:#}"));
+        }
+        if let Some(live) = &self.live {
+            match live.record() {
+                Ok(record) => manifest.upload = Some(record),
+                Err(e) => keep(&mut failure, Err(e)),
+            }
+        }
+        keep(&mut failure, manifest.write(&self.run_dir));
+        crate::run::release_room(&self.run_dir);
+        let uploaded = self.live.take().map(|live| {
+            live.manifest(self.run_dir.path());
+            live.finish(self.run_dir.path())
+        });
+
+        self.print_summary(&manifest, summaries, uploaded.as_ref(), end_reason);
+        match (failure, uploaded) {
+            (Some(e), _) => Err(e.context(format!(
+                "the run stopped; what was written before is in {}",
+                self.run_dir.path().display()
+            ))),
+            (None, Some(Err(e))) => Err(e),
+            (None, _) => Ok(0),
+        }
+    }
+
+    /// Closes every tracer's tables (merged, or handed to the upload as segments) and counts
+    /// in the manifest the rows each has on disk and those a write error kept off it.
+    fn close_tables(
+        &mut self,
+        tracers: Vec<Box<dyn Tracer>>,
+        manifest: &mut manifest::Manifest,
+        failure: &mut Option<anyhow::Error>,
+    ) {
+        for t in tracers {
+            let tracer = t.name();
+            let mut tracer_rows = 0;
+            for mut table in t.into_tables() {
+                let name = table.name();
+                match &mut self.live {
+                    None => keep(failure, table.finish().map(drop)),
+                    Some(live) => keep(
+                        failure,
+                        table
+                            .finish_as_segments()
+                            .map(|segments| live.segments(name, segments)),
+                    ),
+                }
+                tracer_rows += table.rows();
+                if let Some(record) = manifest.tables.get_mut(name) {
+                    record.rows = table.rows();
+                    record.rows_lost = table.rows_lost();
+                }
+            }
+            // Counted once the tables are closed: rows on disk, not rows meant to be.
+            if let Some(record) = manifest.tracers.iter_mut().find(|r| r.name == tracer) {
+                record.events = tracer_rows;
+            }
+        }
+    }
+
+    /// What the run was, on standard output: where it went, why it ended, each tracer's rows,
+    /// losses and kernel time, and the tracers' own summaries.
+    fn print_summary(
+        &self,
+        manifest: &manifest::Manifest,
+        summaries: Vec<(&'static str, Vec<String>)>,
+        uploaded: Option<&Result<Tally>>,
+        end_reason: &str,
+    ) {
+        self.print_destination(uploaded);
+        println!("ended: {end_reason}");
+        for record in &manifest.tracers {
+            let drops: u64 = record.drops.values().sum();
+            match &record.reason {
+                Some(reason) => println!("tracer {}: unavailable: {reason}", record.name),
+                None => println!(
+                    "tracer {}: {} rows, {drops} dropped",
+                    record.name, record.events
+                ),
+            }
+            let lost: Vec<String> = manifest
+                .tables
+                .iter()
+                .filter(|(_, t)| t.tracer == record.name && t.rows_lost > 0)
+                .map(|(name, t)| format!("{name} {}", t.rows_lost))
+                .collect();
+            if !lost.is_empty() {
+                println!("  rows lost to write errors: {}", lost.join(", "));
+            }
+            if let Some(line) = program_stats::summary_line(&record.programs) {
+                println!("{line}");
+            }
+        }
+        if let Some(line) = program_stats::summary_line(&manifest.shared_programs) {
+            println!("system-call hooks (shared by the tracers above):\n{line}");
+        }
+        for (name, lines) in summaries {
+            println!("{name}:");
+            for line in lines {
+                println!("{line}");
+            }
+        }
+    }
+
+    /// Where the run went: its directory, or the object store's partition and what was
+    /// uploaded there.
+    fn print_destination(&self, uploaded: Option<&Result<Tally>>) {
+        match uploaded {
+            None => println!("run: {}", self.run_dir.path().display()),
+            Some(tally) => {
+                let p = &self.partition;
+                println!(
+                    "run: {} host={} service={} run={}",
+                    self.cli.out, p.host, p.service, p.run
+                );
+                if let Ok(tally) = tally {
+                    println!(
+                        "uploaded: {} files, {} bytes (staging copy removed)",
+                        tally.objects, tally.bytes
+                    );
+                }
+            }
+        }
+    }
+}
