@@ -307,6 +307,7 @@ mod tests {
                 "slow_file_io_ns": 10_000_000,
                 "payload_bytes": 4096,
                 "sql_literals": false,
+                "no_tls": false,
                 "keep_cmdline": false,
                 "python_hz": 99,
                 "python_depth": tracers::python::MAX_WALK,

@@ -94,6 +94,11 @@ pub struct Options {
     /// (default: each literal and id replaced by `?`).
     #[arg(long)]
     pub sql_literals: bool,
+
+    /// Do not put uprobes on libssl: TLS connections are then counted, not parsed. The
+    /// probes fire in every process that uses the probed libssl, targets or not.
+    #[arg(long)]
+    pub no_tls: bool,
 }
 
 pub struct PreparedProtocols {
@@ -188,9 +193,13 @@ pub fn prepare(env: &Env) -> Result<PreparedProtocols> {
         sqlite: sqlite::prepare()
             .inspect_err(|e| eprintln!("scalpels-trace: protocols: no sqlite: {e:#}"))
             .ok(),
-        tls: tls::prepare()
-            .inspect_err(|e| eprintln!("scalpels-trace: protocols: no tls: {e:#}"))
-            .ok(),
+        tls: if env.cli.options.protocols.no_tls {
+            None
+        } else {
+            tls::prepare()
+                .inspect_err(|e| eprintln!("scalpels-trace: protocols: no tls: {e:#}"))
+                .ok()
+        },
     })
 }
 

@@ -32,6 +32,11 @@ const SQL_WAYS: &[Way] = &[
     Way::Scalpels("protocols,python", &[]),
     Way::Scalpels("syscalls,files,protocols,python", &[]),
 ];
+const TLS_WAYS: &[Way] = &[
+    Way::Untraced,
+    Way::Scalpels("protocols", &[]),
+    Way::Scalpels("protocols", &["--no-tls"]),
+];
 const PYTHON_CPU_WAYS: &[Way] = &[
     Way::Untraced,
     Way::Scalpels("python", &["--python-hz", "99"]),
@@ -198,6 +203,19 @@ pub fn run(dir: &Path, mariadb: &process::TestServer, opts: &Options) -> Result<
     let cpu_script = root().join("xtask/bench/python_cpu.py");
     let data = bench.dir.join("io-data").display().to_string();
     let sql_script = root().join("xtask/bench/pymysql_selects.py");
+    let tls_script = root().join("xtask/bench/tls_echo.py");
+    let echo_argv = |mode: &'static str| {
+        let (python, script, result) = (python.clone(), tls_script.clone(), result.clone());
+        Box::new(move |n: u64| {
+            vec![
+                python.clone(),
+                script.display().to_string(),
+                mode.into(),
+                n.to_string(),
+                result.clone(),
+            ]
+        })
+    };
     let file_io_argv = |mode: &'static str| {
         let (program, data, result) = (file_io.display().to_string(), data.clone(), result.clone());
         Box::new(move |n: u64| {
@@ -210,7 +228,7 @@ pub fn run(dir: &Path, mariadb: &process::TestServer, opts: &Options) -> Result<
             ]
         })
     };
-    let workloads: [Workload; 6] = [
+    let workloads: [Workload; 8] = [
         Workload {
             title: "getppid loop in C: ns per call",
             operations: opts.calls,
@@ -265,6 +283,18 @@ pub fn run(dir: &Path, mariadb: &process::TestServer, opts: &Options) -> Result<
                 argv
             }),
             ways: SQL_WAYS,
+        },
+        Workload {
+            title: "64-byte round trips over TLS, both ends in one Python process (4 SSL calls each): ns per round trip",
+            operations: opts.requests / 4,
+            argv: echo_argv("tls"),
+            ways: TLS_WAYS,
+        },
+        Workload {
+            title: "The same round trips in clear: ns per round trip",
+            operations: opts.requests / 4,
+            argv: echo_argv("clear"),
+            ways: TLS_WAYS,
         },
     ];
 
