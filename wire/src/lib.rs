@@ -16,6 +16,7 @@ pub mod oslo;
 pub mod postgres;
 pub mod records;
 pub mod redis;
+mod sql_conversation;
 mod sql_framing;
 pub mod sql_text;
 pub mod stream;

@@ -10,15 +10,16 @@
 mod packets;
 mod response;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
-use packets::{Framed, Packet, PacketReader};
+use packets::{Packet, PacketReader};
 use response::{Expect, Prepare, Response, Results, Step};
 
 use crate::origin::Origin;
 use crate::records::{DbSystem, SqlRecord};
-use crate::sql_framing::{Framer, frame_server, latency_ns, lost_end};
-use crate::stream::{ConnectionParser, Segment, Side, Unparsed};
+use crate::sql_conversation::{self, Conversation, SqlProtocol};
+use crate::sql_framing::{Framer, latency_ns, lost_end};
+use crate::stream::{ConnectionParser, Segment, Unparsed};
 
 const CLIENT_COMPRESS: u32 = 0x0000_0020;
 const CLIENT_SSL: u32 = 0x0000_0800;
@@ -29,15 +30,11 @@ const PROTOCOL_V10: u8 = 10;
 /// COM_STMT_EXECUTE's statement id meaning "the statement prepared last" (MariaDB).
 const LAST_PREPARED: u32 = 0xFFFF_FFFF;
 
-/// Client packets carry statements: keep them whole up to this; server packets only need
-/// their first bytes (OK/ERR fields, column counts).
-const CLIENT_KEEP: usize = 1 << 20;
-const SERVER_KEEP: usize = 4096;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum Phase {
     /// Nothing seen yet: a greeting starts a handshake, a command means the connection is
     /// older than the trace.
+    #[default]
     Unknown,
     /// Greeting seen, waiting for the client's HandshakeResponse.
     Handshake,
@@ -48,9 +45,9 @@ enum Phase {
     Opaque,
 }
 
+#[derive(Default)]
 pub struct MysqlParser {
-    client: PacketReader,
-    server: PacketReader,
+    conversation: Conversation<PacketReader, Request>,
     phase: Phase,
     server_caps: u32,
     deprecate_eof: Option<bool>,
@@ -58,13 +55,9 @@ pub struct MysqlParser {
     swallow_eof: bool,
     statements: HashMap<u32, String>,
     last_prepare: String,
-    pending: VecDeque<Request>,
-    /// Time of the last server segment: the end of a response whose framing was lost.
-    last_server_ns: i64,
-    unparsed: Unparsed,
 }
 
-struct Request {
+pub(crate) struct Request {
     origin: Origin,
     operation: &'static str,
     statement: String,
@@ -74,70 +67,20 @@ struct Request {
     lost: bool,
 }
 
-impl Default for MysqlParser {
-    fn default() -> Self {
-        MysqlParser {
-            // The client's stream is picked up at the greeting or at a command; the server's
-            // first bytes are a greeting or, on an older connection, junk that fails framing.
-            client: PacketReader::new(CLIENT_KEEP, false),
-            server: PacketReader::new(SERVER_KEEP, true),
-            phase: Phase::Unknown,
-            server_caps: 0,
-            deprecate_eof: None,
-            swallow_eof: false,
-            statements: HashMap::new(),
-            last_prepare: String::new(),
-            pending: VecDeque::new(),
-            last_server_ns: i64::MIN,
-            unparsed: Unparsed::default(),
-        }
-    }
-}
-
 impl MysqlParser {
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn on_client(&mut self, segment: &Segment<'_>, out: &mut Vec<SqlRecord>) {
-        if self.client.is_lost() {
-            if !starts_with_command(segment.bytes) {
-                self.unparsed.bytes += segment.len;
-                return;
-            }
-            self.client.reset();
-        }
-        let mut framed = Vec::new();
-        self.client.push(segment, &mut framed);
-        for frame in framed {
-            match frame {
-                Framed::Whole(packet) => self.on_client_packet(packet, out),
-                Framed::Lost => self.unparsed.messages += 1,
-            }
-        }
-    }
-
-    fn on_client_packet(&mut self, packet: Packet, out: &mut Vec<SqlRecord>) {
-        match self.phase {
-            Phase::Unknown | Phase::Command if packet.seq == 0 => {
-                self.phase = Phase::Command;
-                self.on_command(packet, out);
-            }
-            Phase::Handshake => self.on_handshake_response(&packet),
-            // LOCAL INFILE contents, authentication data: nothing to keep.
-            Phase::Unknown | Phase::Command | Phase::Auth | Phase::Opaque => {}
-        }
-    }
-
     fn on_handshake_response(&mut self, packet: &Packet) {
         let Some(caps) = packet.payload.get(..4) else {
-            self.unparsed.messages += 1;
+            self.conversation.unparsed.messages += 1;
             return;
         };
         let caps = u32::from_le_bytes([caps[0], caps[1], caps[2], caps[3]]) & self.server_caps;
         if caps & CLIENT_SSL != 0 && packet.len == SSL_REQUEST_LEN || caps & CLIENT_COMPRESS != 0 {
             self.phase = Phase::Opaque;
-            self.unparsed.messages += 1;
+            self.conversation.unparsed.messages += 1;
             return;
         }
         self.deprecate_eof = Some(caps & CLIENT_DEPRECATE_EOF != 0);
@@ -147,7 +90,7 @@ impl MysqlParser {
     fn on_command(&mut self, packet: Packet, out: &mut Vec<SqlRecord>) {
         self.settle_before_command(out);
         let Some(&command) = packet.payload.first() else {
-            self.unparsed.messages += 1;
+            self.conversation.unparsed.messages += 1;
             return;
         };
         let args = &packet.payload[1..];
@@ -207,7 +150,7 @@ impl MysqlParser {
             lost: false,
         };
         if expect_response {
-            self.pending.push_back(request);
+            self.conversation.waiting.push_back(request);
         } else {
             out.push(record(request, None));
         }
@@ -217,51 +160,14 @@ impl MysqlParser {
     /// lost it) was misread or cut short, since MySQL answers commands in order.
     fn settle_before_command(&mut self, out: &mut Vec<SqlRecord>) {
         let stale = self
-            .pending
+            .conversation
+            .waiting
             .iter()
             .any(|request| request.lost || request.response.started);
-        if stale || self.server.is_lost() {
-            for request in self.pending.drain(..) {
-                out.push(incomplete(request, self.last_server_ns));
-            }
-            self.server.reset();
+        if stale || self.conversation.server.is_lost() {
+            self.conversation
+                .restart(|request, last_server_ns| out.push(incomplete(request, last_server_ns)));
             self.swallow_eof = false;
-        }
-    }
-
-    fn on_server(&mut self, segment: &Segment<'_>, out: &mut Vec<SqlRecord>) {
-        let framed = frame_server(
-            &mut self.server,
-            segment,
-            &mut self.last_server_ns,
-            &mut self.unparsed,
-        );
-        for frame in framed {
-            match frame {
-                Framed::Whole(packet) => self.on_server_packet(&packet, out),
-                Framed::Lost => {
-                    self.unparsed.messages += 1;
-                    for request in &mut self.pending {
-                        request.lost = true;
-                    }
-                }
-            }
-        }
-    }
-
-    fn on_server_packet(&mut self, packet: &Packet, out: &mut Vec<SqlRecord>) {
-        let first = packet.payload.first().copied();
-        match self.phase {
-            Phase::Unknown if packet.seq == 0 && first == Some(PROTOCOL_V10) => {
-                self.server_caps = greeting_capabilities(&packet.payload);
-                self.phase = Phase::Handshake;
-                self.client.reset();
-            }
-            Phase::Auth if first == Some(0x00) => self.phase = Phase::Command,
-            Phase::Handshake | Phase::Auth if first == Some(0xFF) => self.phase = Phase::Opaque,
-            Phase::Command => self.on_response_packet(packet, out),
-            Phase::Unknown => self.unparsed.messages += 1,
-            Phase::Handshake | Phase::Auth | Phase::Opaque => {}
         }
     }
 
@@ -269,8 +175,7 @@ impl MysqlParser {
         if std::mem::take(&mut self.swallow_eof) && response::is_eof(packet) {
             return;
         }
-        let Some(request) = self.pending.front_mut() else {
-            self.unparsed.messages += 1;
+        let Some(request) = self.conversation.oldest_waiting() else {
             return;
         };
         if request.lost {
@@ -279,7 +184,7 @@ impl MysqlParser {
         if let Step::More = request.response.on_packet(packet, &mut self.deprecate_eof) {
             return;
         }
-        let Some(request) = self.pending.pop_front() else {
+        let Some(request) = self.conversation.waiting.pop_front() else {
             return;
         };
         if let Some(id) = request.response.prepared_id {
@@ -290,36 +195,84 @@ impl MysqlParser {
     }
 }
 
+impl SqlProtocol for MysqlParser {
+    type Framer = PacketReader;
+    type Waiting = Request;
+
+    fn conversation(&mut self) -> &mut Conversation<PacketReader, Request> {
+        &mut self.conversation
+    }
+
+    fn is_opaque(&self) -> bool {
+        self.phase == Phase::Opaque
+    }
+
+    fn pick_up_client(&mut self, segment: &Segment<'_>) -> bool {
+        let starts = starts_with_command(segment.bytes);
+        if starts {
+            self.conversation.client.reset();
+        }
+        starts
+    }
+
+    fn on_client(&mut self, packet: Packet, out: &mut Vec<SqlRecord>) {
+        match self.phase {
+            Phase::Unknown | Phase::Command if packet.seq == 0 => {
+                self.phase = Phase::Command;
+                self.on_command(packet, out);
+            }
+            Phase::Handshake => self.on_handshake_response(&packet),
+            // LOCAL INFILE contents, authentication data: nothing to keep.
+            Phase::Unknown | Phase::Command | Phase::Auth | Phase::Opaque => {}
+        }
+    }
+
+    fn on_server(&mut self, packet: Packet, out: &mut Vec<SqlRecord>) {
+        let first = packet.payload.first().copied();
+        match self.phase {
+            Phase::Unknown if packet.seq == 0 && first == Some(PROTOCOL_V10) => {
+                self.server_caps = greeting_capabilities(&packet.payload);
+                self.phase = Phase::Handshake;
+                self.conversation.client.reset();
+            }
+            Phase::Auth if first == Some(0x00) => self.phase = Phase::Command,
+            Phase::Handshake | Phase::Auth if first == Some(0xFF) => self.phase = Phase::Opaque,
+            Phase::Command => self.on_response_packet(&packet, out),
+            Phase::Unknown => self.conversation.unparsed.messages += 1,
+            Phase::Handshake | Phase::Auth | Phase::Opaque => {}
+        }
+    }
+
+    fn lose(request: &mut Request) {
+        request.lost = true;
+    }
+
+    fn unanswered(request: Request, last_server_ns: i64, out: &mut Vec<SqlRecord>) {
+        if request.lost {
+            out.push(incomplete(request, last_server_ns));
+        } else {
+            let complete = !request.response.started;
+            let mut row = record(request, None);
+            row.rows = None;
+            row.complete &= complete;
+            out.push(row);
+        }
+    }
+}
+
 impl ConnectionParser for MysqlParser {
     type Record = SqlRecord;
 
     fn feed(&mut self, segment: &Segment<'_>, out: &mut Vec<SqlRecord>) {
-        if self.phase == Phase::Opaque {
-            self.unparsed.bytes += segment.len;
-            return;
-        }
-        match segment.from {
-            Side::Client => self.on_client(segment, out),
-            Side::Server => self.on_server(segment, out),
-        }
+        sql_conversation::feed(self, segment, out);
     }
 
     fn close(&mut self, _time_ns: i64, out: &mut Vec<SqlRecord>) {
-        for request in self.pending.drain(..) {
-            if request.lost {
-                out.push(incomplete(request, self.last_server_ns));
-            } else {
-                let complete = !request.response.started;
-                let mut row = record(request, None);
-                row.rows = None;
-                row.complete &= complete;
-                out.push(row);
-            }
-        }
+        sql_conversation::close(self, out);
     }
 
     fn unparsed(&self) -> Unparsed {
-        self.unparsed
+        self.conversation.unparsed
     }
 }
 

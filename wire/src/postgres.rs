@@ -12,29 +12,26 @@
 mod batch;
 mod messages;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use batch::{Batch, Entry, Kind};
-use messages::{Framed, Message, MessageReader, Next};
+use messages::{Message, MessageReader, Next};
 
 use crate::origin::Origin;
 use crate::records::{DbSystem, SqlRecord};
-use crate::sql_framing::{Framer, frame_server, latency_ns, lost_end};
-use crate::stream::{ConnectionParser, Segment, Side, Unparsed};
+use crate::sql_conversation::{self, Conversation, SqlProtocol};
+use crate::sql_framing::{Framer, latency_ns, lost_end};
+use crate::stream::{ConnectionParser, Segment, Unparsed};
 
 const PROTOCOL_3: u32 = 196_608;
 const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
 
-/// Client messages carry statements: keep them whole up to this; server messages only need
-/// their first bytes (tags, error fields).
-const CLIENT_KEEP: usize = 1 << 20;
-const SERVER_KEEP: usize = 4096;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum Phase {
     /// Nothing seen yet: a startup message starts the handshake, a typed message means the
     /// connection is older than the trace.
+    #[default]
     Unknown,
     /// SSLRequest / GSSENCRequest sent, waiting for the one-byte answer.
     EncryptionAnswer,
@@ -52,80 +49,20 @@ struct Portal {
     parsed_in: Option<(u64, usize)>,
 }
 
+#[derive(Default)]
 pub struct PostgresParser {
-    client: MessageReader,
-    server: MessageReader,
+    /// The batches wait for their ReadyForQuery; the last one may still be open.
+    conversation: Conversation<MessageReader, Batch>,
     phase: Phase,
     /// Statement name -> text, as the client's Parse messages set them ("" is the unnamed).
     statements: HashMap<String, String>,
     portals: HashMap<String, Portal>,
-    /// Waiting for their ReadyForQuery, oldest first; the last one may still be open.
-    batches: VecDeque<Batch>,
     next_serial: u64,
-    /// Time of the last server segment: the end of a response whose framing was lost.
-    last_server_ns: i64,
-    unparsed: Unparsed,
-}
-
-impl Default for PostgresParser {
-    fn default() -> Self {
-        PostgresParser {
-            // The client's stream is picked up at a startup message or at a request; the
-            // server's first bytes answer one or, on an older connection, fail framing.
-            client: MessageReader::new(CLIENT_KEEP, false),
-            server: MessageReader::new(SERVER_KEEP, true),
-            phase: Phase::Unknown,
-            statements: HashMap::new(),
-            portals: HashMap::new(),
-            batches: VecDeque::new(),
-            next_serial: 0,
-            last_server_ns: i64::MIN,
-            unparsed: Unparsed::default(),
-        }
-    }
 }
 
 impl PostgresParser {
     pub fn new() -> Self {
         Self::default()
-    }
-
-    fn on_client(&mut self, segment: &Segment<'_>, out: &mut Vec<SqlRecord>) {
-        if self.client.is_lost() {
-            if segment.bytes.first() == Some(&0) && self.phase == Phase::Unknown {
-                self.client.reset();
-                self.client.expect(Next::Untyped);
-            } else if starts_request(segment) {
-                self.client.reset();
-                self.phase = Phase::Command;
-                if let Some(open) = self.batches.back_mut().filter(|b| !b.closed) {
-                    open.closed = true;
-                    open.lost = true;
-                }
-            } else {
-                self.unparsed.bytes += segment.len;
-                return;
-            }
-        }
-        let mut framed = Vec::new();
-        self.client.push(segment, &mut framed);
-        for frame in framed {
-            match frame {
-                Framed::Whole(message) => self.on_client_message(message, out),
-                Framed::Lost => self.unparsed.messages += 1,
-            }
-        }
-    }
-
-    fn on_client_message(&mut self, message: Message, out: &mut Vec<SqlRecord>) {
-        match self.phase {
-            Phase::Unknown | Phase::EncryptionAnswer | Phase::Startup if message.tag == 0 => {
-                self.on_startup(&message)
-            }
-            Phase::Command => self.on_request_message(message, out),
-            // Password, SASL and GSS messages: nothing to keep.
-            Phase::Unknown | Phase::EncryptionAnswer | Phase::Startup | Phase::Opaque => {}
-        }
     }
 
     fn on_startup(&mut self, message: &Message) {
@@ -136,7 +73,7 @@ impl PostgresParser {
         match code {
             Some(SSL_REQUEST | GSSENC_REQUEST) => {
                 self.phase = Phase::EncryptionAnswer;
-                self.server.expect(Next::Byte);
+                self.conversation.server.expect(Next::Byte);
             }
             Some(PROTOCOL_3) => self.phase = Phase::Startup,
             // CancelRequest (answered by closing) or something else.
@@ -226,60 +163,26 @@ impl PostgresParser {
             b'S' | b'F' => self.open_batch(out).closed = true,
             // Terminate, COPY data from the client: no response of their own.
             b'X' | b'd' | b'c' | b'f' => {}
-            _ => self.unparsed.messages += 1,
+            _ => self.conversation.unparsed.messages += 1,
         }
     }
 
     /// The batch the client is adding to, opened if the last one is closed. A new request
     /// while the server's framing is lost settles the batches that were waiting.
     fn open_batch(&mut self, out: &mut Vec<SqlRecord>) -> &mut Batch {
-        let open = self.batches.back().is_some_and(|b| !b.closed);
+        let conversation = &mut self.conversation;
+        let open = conversation.waiting.back().is_some_and(|b| !b.closed);
         if !open {
-            if self.server.is_lost() {
-                for batch in self.batches.drain(..) {
-                    emit(batch, self.last_server_ns, out);
-                }
-                self.server.reset();
+            if conversation.server.is_lost() {
+                conversation.restart(|batch, last_server_ns| emit(batch, last_server_ns, out));
             }
-            self.batches.push_back(Batch::new(self.next_serial));
+            conversation.waiting.push_back(Batch::new(self.next_serial));
             self.next_serial += 1;
         }
-        self.batches.back_mut().expect("a batch was just opened")
-    }
-
-    fn on_server(&mut self, segment: &Segment<'_>, out: &mut Vec<SqlRecord>) {
-        let framed = frame_server(
-            &mut self.server,
-            segment,
-            &mut self.last_server_ns,
-            &mut self.unparsed,
-        );
-        for frame in framed {
-            match frame {
-                Framed::Whole(message) => self.on_server_message(&message, out),
-                Framed::Lost => {
-                    self.unparsed.messages += 1;
-                    for batch in &mut self.batches {
-                        batch.lost = true;
-                    }
-                }
-            }
-        }
-    }
-
-    fn on_server_message(&mut self, message: &Message, out: &mut Vec<SqlRecord>) {
-        match (self.phase, message.tag) {
-            (Phase::EncryptionAnswer, b'N') => {
-                self.phase = Phase::Startup;
-                self.client.expect(Next::Untyped);
-            }
-            (Phase::EncryptionAnswer, _) => self.phase = Phase::Opaque,
-            (Phase::Startup, b'Z') => self.phase = Phase::Command,
-            (Phase::Startup, b'E') => self.phase = Phase::Opaque,
-            (Phase::Command, _) => self.on_response_message(message, out),
-            (Phase::Unknown, _) => self.unparsed.messages += 1,
-            (Phase::Startup | Phase::Opaque, _) => {}
-        }
+        conversation
+            .waiting
+            .back_mut()
+            .expect("a batch was just opened")
     }
 
     fn on_response_message(&mut self, message: &Message, out: &mut Vec<SqlRecord>) {
@@ -287,8 +190,7 @@ impl PostgresParser {
         if matches!(message.tag, b'N' | b'A' | b'S') {
             return;
         }
-        let Some(batch) = self.batches.front_mut() else {
-            self.unparsed.messages += 1;
+        let Some(batch) = self.conversation.oldest_waiting() else {
             return;
         };
         let end = message.end_ns;
@@ -306,8 +208,8 @@ impl PostgresParser {
             }
             b'Z' => {
                 batch.on_ready(end);
-                if let Some(batch) = self.batches.pop_front() {
-                    emit(batch, self.last_server_ns, out);
+                if let Some(batch) = self.conversation.waiting.pop_front() {
+                    emit(batch, self.conversation.last_server_ns, out);
                 }
             }
             _ => {}
@@ -315,28 +217,86 @@ impl PostgresParser {
     }
 }
 
+impl SqlProtocol for PostgresParser {
+    type Framer = MessageReader;
+    type Waiting = Batch;
+
+    fn conversation(&mut self) -> &mut Conversation<MessageReader, Batch> {
+        &mut self.conversation
+    }
+
+    fn is_opaque(&self) -> bool {
+        self.phase == Phase::Opaque
+    }
+
+    /// At a startup message, or at a request: then the batch the client was adding to lost
+    /// its end (its Sync, at least) in the bytes not captured.
+    fn pick_up_client(&mut self, segment: &Segment<'_>) -> bool {
+        let conversation = &mut self.conversation;
+        if segment.bytes.first() == Some(&0) && self.phase == Phase::Unknown {
+            conversation.client.reset();
+            conversation.client.expect(Next::Untyped);
+        } else if starts_request(segment) {
+            conversation.client.reset();
+            self.phase = Phase::Command;
+            if let Some(open) = conversation.waiting.back_mut().filter(|b| !b.closed) {
+                open.closed = true;
+                open.lost = true;
+            }
+        } else {
+            return false;
+        }
+        true
+    }
+
+    fn on_client(&mut self, message: Message, out: &mut Vec<SqlRecord>) {
+        match self.phase {
+            Phase::Unknown | Phase::EncryptionAnswer | Phase::Startup if message.tag == 0 => {
+                self.on_startup(&message)
+            }
+            Phase::Command => self.on_request_message(message, out),
+            // Password, SASL and GSS messages: nothing to keep.
+            Phase::Unknown | Phase::EncryptionAnswer | Phase::Startup | Phase::Opaque => {}
+        }
+    }
+
+    fn on_server(&mut self, message: Message, out: &mut Vec<SqlRecord>) {
+        match (self.phase, message.tag) {
+            (Phase::EncryptionAnswer, b'N') => {
+                self.phase = Phase::Startup;
+                self.conversation.client.expect(Next::Untyped);
+            }
+            (Phase::EncryptionAnswer, _) => self.phase = Phase::Opaque,
+            (Phase::Startup, b'Z') => self.phase = Phase::Command,
+            (Phase::Startup, b'E') => self.phase = Phase::Opaque,
+            (Phase::Command, _) => self.on_response_message(&message, out),
+            (Phase::Unknown, _) => self.conversation.unparsed.messages += 1,
+            (Phase::Startup | Phase::Opaque, _) => {}
+        }
+    }
+
+    fn lose(batch: &mut Batch) {
+        batch.lost = true;
+    }
+
+    fn unanswered(batch: Batch, last_server_ns: i64, out: &mut Vec<SqlRecord>) {
+        emit(batch, last_server_ns, out);
+    }
+}
+
 impl ConnectionParser for PostgresParser {
     type Record = SqlRecord;
 
     fn feed(&mut self, segment: &Segment<'_>, out: &mut Vec<SqlRecord>) {
-        if self.phase == Phase::Opaque {
-            self.unparsed.bytes += segment.len;
-            return;
-        }
-        match segment.from {
-            Side::Client => self.on_client(segment, out),
-            Side::Server => self.on_server(segment, out),
-        }
+        sql_conversation::feed(self, segment, out);
     }
 
     fn close(&mut self, _time_ns: i64, out: &mut Vec<SqlRecord>) {
-        for batch in self.batches.drain(..) {
-            emit(batch, self.last_server_ns, out);
-        }
+        sql_conversation::close(self, out);
     }
 
     fn unparsed(&self) -> Unparsed {
-        self.unparsed
+        self.conversation.unparsed
     }
 }
 

@@ -1,8 +1,8 @@
 //! What the MySQL and PostgreSQL parsers share around their framing: each side of a
-//! connection is read as whole packets or messages, the server's side stops being read when
-//! its framing is lost, and a response cut short ends at the last server bytes seen.
+//! connection is read as whole packets or messages, and a response cut short ends at the
+//! last server bytes seen.
 
-use crate::stream::{Segment, Unparsed};
+use crate::stream::Segment;
 
 pub(crate) enum Framed<T> {
     /// A whole packet (MySQL) or message (PostgreSQL).
@@ -14,27 +14,15 @@ pub(crate) enum Framed<T> {
 /// A reader that frames one direction of a connection.
 pub(crate) trait Framer {
     type Unit;
+    /// `keep`: bytes kept of each unit's body, the rest is counted, not stored. `in_step`:
+    /// whether the stream is known to start at a unit's boundary (a reader that is not waits,
+    /// as if lost, to be reset where one starts).
+    fn new(keep: usize, in_step: bool) -> Self;
     fn is_lost(&self) -> bool;
+    /// Forgets everything buffered: the next byte is taken as the start of a unit.
+    fn reset(&mut self);
     /// Frames one segment's bytes. While lost, it consumes nothing and returns at once.
     fn push(&mut self, segment: &Segment<'_>, out: &mut Vec<Framed<Self::Unit>>);
-}
-
-/// Frames one server segment and notes its time, the end of a response whose framing is
-/// lost; while the framing is lost the bytes only count as unparsed.
-pub(crate) fn frame_server<R: Framer>(
-    server: &mut R,
-    segment: &Segment<'_>,
-    last_server_ns: &mut i64,
-    unparsed: &mut Unparsed,
-) -> Vec<Framed<R::Unit>> {
-    *last_server_ns = segment.time_ns;
-    let mut framed = Vec::new();
-    if server.is_lost() {
-        unparsed.bytes += segment.len;
-    } else {
-        server.push(segment, &mut framed);
-    }
-    framed
 }
 
 /// The end of a request started at `start_ns` whose response was partly lost: the last

@@ -9,7 +9,7 @@ use crate::stream::Segment;
 
 /// One logical packet (continuations joined).
 #[derive(Debug)]
-pub(super) struct Packet {
+pub(crate) struct Packet {
     pub seq: u8,
     /// The payload's first bytes, up to the reader's keep limit.
     pub payload: Vec<u8>,
@@ -26,7 +26,7 @@ pub(super) type Framed = crate::sql_framing::Framed<Packet>;
 const HEADER_LEN: usize = 4;
 const CONTINUED: usize = 0xFF_FFFF;
 
-pub(super) struct PacketReader {
+pub(crate) struct PacketReader {
     /// Payload bytes kept per packet; the rest is counted, not stored.
     keep: usize,
     header: Vec<u8>,
@@ -45,8 +45,23 @@ struct Partial {
 impl Framer for PacketReader {
     type Unit = Packet;
 
+    fn new(keep: usize, in_step: bool) -> Self {
+        PacketReader {
+            keep,
+            header: Vec::with_capacity(HEADER_LEN),
+            current: None,
+            lost: !in_step,
+        }
+    }
+
     fn is_lost(&self) -> bool {
         self.lost
+    }
+
+    fn reset(&mut self) {
+        self.header.clear();
+        self.current = None;
+        self.lost = false;
     }
 
     fn push(&mut self, segment: &Segment<'_>, out: &mut Vec<Framed>) {
@@ -83,24 +98,6 @@ impl Framer for PacketReader {
 }
 
 impl PacketReader {
-    /// `in_step`: whether the stream is known to start at a packet boundary (a reader that
-    /// is not waits, as if lost, for the parser to find one and `reset` it).
-    pub fn new(keep: usize, in_step: bool) -> Self {
-        PacketReader {
-            keep,
-            header: Vec::with_capacity(HEADER_LEN),
-            current: None,
-            lost: !in_step,
-        }
-    }
-
-    /// Forgets everything buffered: the next byte is taken as the start of a packet.
-    pub fn reset(&mut self) {
-        self.header.clear();
-        self.current = None;
-        self.lost = false;
-    }
-
     fn start_physical(&mut self, segment: &Segment<'_>) {
         let len = usize::from(self.header[0])
             | usize::from(self.header[1]) << 8

@@ -7,7 +7,7 @@
 use crate::origin::Origin;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     /// Parse: a record of its own ("prepare") unless an Execute in the same batch runs it.
     Parse,
     Execute,
@@ -16,7 +16,7 @@ pub(super) enum Kind {
 }
 
 #[derive(Debug)]
-pub(super) struct Entry {
+pub(crate) struct Entry {
     pub kind: Kind,
     pub origin: Origin,
     pub statement: String,
@@ -46,7 +46,7 @@ impl Entry {
 }
 
 #[derive(Debug)]
-pub(super) struct Failure {
+pub(crate) struct Failure {
     pub entry: usize,
     pub code: String,
     pub message: String,
@@ -54,7 +54,7 @@ pub(super) struct Failure {
 }
 
 #[derive(Debug, Default)]
-pub(super) struct Batch {
+pub(crate) struct Batch {
     pub serial: u64,
     pub entries: Vec<Entry>,
     /// Sync or Query seen: the client's part is over.

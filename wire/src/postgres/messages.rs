@@ -9,7 +9,7 @@ use crate::sql_framing::Framer;
 use crate::stream::Segment;
 
 #[derive(Debug)]
-pub(super) struct Message {
+pub(crate) struct Message {
     /// The type byte; 0 for the untyped startup messages.
     pub tag: u8,
     /// The body's first bytes, up to the reader's keep limit.
@@ -23,7 +23,7 @@ pub(super) struct Message {
 pub(super) type Framed = crate::sql_framing::Framed<Message>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Next {
+pub(crate) enum Next {
     Typed,
     /// Length and body, no type byte (the client's startup messages).
     Untyped,
@@ -36,7 +36,7 @@ const LENGTH_LEN: usize = 4;
 /// No message of the protocol is longer (the server's own limit is 1 GiB).
 const MAX_LEN: usize = 1 << 30;
 
-pub(super) struct MessageReader {
+pub(crate) struct MessageReader {
     keep: usize,
     next: Next,
     header: Vec<u8>,
@@ -52,8 +52,25 @@ struct Partial {
 impl Framer for MessageReader {
     type Unit = Message;
 
+    fn new(keep: usize, in_step: bool) -> Self {
+        MessageReader {
+            keep,
+            next: Next::Typed,
+            header: Vec::with_capacity(1 + LENGTH_LEN),
+            current: None,
+            lost: !in_step,
+        }
+    }
+
     fn is_lost(&self) -> bool {
         self.lost
+    }
+
+    fn reset(&mut self) {
+        self.header.clear();
+        self.current = None;
+        self.lost = false;
+        self.next = Next::Typed;
     }
 
     fn push(&mut self, segment: &Segment<'_>, out: &mut Vec<Framed>) {
@@ -87,18 +104,6 @@ impl Framer for MessageReader {
 }
 
 impl MessageReader {
-    /// `in_step`: whether the stream is known to start at a message boundary (a reader that
-    /// is not waits, as if lost, for the parser to find one and `reset` it).
-    pub fn new(keep: usize, in_step: bool) -> Self {
-        MessageReader {
-            keep,
-            next: Next::Typed,
-            header: Vec::with_capacity(1 + LENGTH_LEN),
-            current: None,
-            lost: !in_step,
-        }
-    }
-
     /// How the next message starts (the parser knows from the conversation). The peer
     /// waits for an answer before sending it, so nothing can be half-read here; if something
     /// is, the stream is not what it seems and the reader waits to be reset.
@@ -107,13 +112,6 @@ impl MessageReader {
             self.lost = true;
         }
         self.next = next;
-    }
-
-    pub fn reset(&mut self) {
-        self.header.clear();
-        self.current = None;
-        self.lost = false;
-        self.next = Next::Typed;
     }
 
     fn header_len(&self) -> usize {
