@@ -19,9 +19,9 @@ pub mod uploader;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::run::run_dir::file_safe;
+use crate::run::{manifest::StoredManifest, run_dir::file_safe};
 
 /// The directory of the manifests, beside the tables.
 pub const RUNS: &str = "runs";
@@ -31,7 +31,7 @@ pub const RUNS: &str = "runs";
 pub const PARTITION_COLUMNS: [&str; 3] = ["host", "service", "run"];
 
 /// Where a run sits in the fleet: the values of its `host=`, `service=` and `run=` directories.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Partition {
     pub host: String,
     pub service: String,
@@ -66,43 +66,33 @@ impl Partition {
         format!("{RUNS}/{}/.write-test", self.directories())
     }
 
-    /// The partition a run directory's manifest names. Runs written before manifests had a
-    /// `partition` are placed by their host name, service and run id.
+    /// The partition the manifest of the run directory `run` names.
     pub fn of_run(run: &Path) -> Result<Self> {
-        let path = run.join("manifest.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {} (is it a run directory?)", path.display()))?;
-        let manifest: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        if let Ok(partition) = serde_json::from_value::<Stored>(manifest["partition"].clone()) {
-            return Ok(Self {
-                host: partition.host,
-                service: partition.service,
-                run: partition.run,
-            });
+        Self::of(&StoredManifest::read(run)?, run)
+    }
+
+    /// The partition `manifest`, of the run directory `run`, names. Runs written before
+    /// manifests had a `partition` are placed by their host name, service and run id.
+    pub fn of(manifest: &StoredManifest, run: &Path) -> Result<Self> {
+        if let Some(partition) = &manifest.partition {
+            return Ok(partition.clone());
         }
-        let field = |pointer: &str| manifest.pointer(pointer).and_then(|v| v.as_str());
         let run_id = run
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .context("a run directory has a name")?;
-        let service = field("/target/service")
-            .map(str::to_owned)
+        let service = manifest
+            .target
+            .service
+            .clone()
             .or_else(|| run_id.split_once('-').map(|(_, label)| label.to_owned()))
             .unwrap_or_else(|| run_id.clone());
         Ok(Self {
-            host: file_safe(field("/host/hostname").unwrap_or("unknown")),
+            host: file_safe(manifest.host.hostname.as_deref().unwrap_or("unknown")),
             service: file_safe(&service),
             run: file_safe(&run_id),
         })
     }
-}
-
-#[derive(serde::Deserialize)]
-struct Stored {
-    host: String,
-    service: String,
-    run: String,
 }
 
 #[cfg(test)]

@@ -6,7 +6,10 @@ mod sections;
 use anyhow::Result;
 use serde_json::{Value, json};
 
-use crate::python::flamegraph;
+use crate::{
+    python::flamegraph,
+    run::manifest::{RunStatus, TracerStatus},
+};
 
 use super::{
     Format,
@@ -49,30 +52,25 @@ fn summary(run: &Run) -> Table {
         ],
     );
     let m = &run.manifest;
-    let text = |pointer: &str| m.pointer(pointer).and_then(Value::as_str).unwrap_or("");
     let mut tracers = Vec::new();
     let mut drops = Vec::new();
-    for tracer in m["tracers"].as_array().into_iter().flatten() {
-        let name = tracer["name"].as_str().unwrap_or("?");
-        match tracer["status"].as_str() {
-            Some("attached") => tracers.push(name.to_owned()),
+    for tracer in &m.tracers {
+        let name = tracer.name.as_deref().unwrap_or("?");
+        match tracer.status {
+            Some(TracerStatus::Attached) => tracers.push(name.to_owned()),
             _ => tracers.push(format!(
                 "{name} (unavailable: {})",
-                tracer["reason"].as_str().unwrap_or("?")
+                tracer.reason.as_deref().unwrap_or("?")
             )),
         }
-        for (counter, n) in tracer["drops"].as_object().into_iter().flatten() {
-            if n.as_u64().is_some_and(|n| n > 0) {
-                drops.push(format!("{name} {counter}={n}"));
-            }
+        for (counter, n) in tracer.drops.iter().filter(|(_, n)| **n > 0) {
+            drops.push(format!("{name} {counter}={n}"));
         }
     }
-    for (table, record) in m["tables"].as_object().into_iter().flatten() {
-        if let Some(n) = record["rows_lost"].as_u64().filter(|&n| n > 0) {
-            drops.push(format!("{table} {n} rows (write error)"));
-        }
+    for (table, record) in m.tables.iter().filter(|(_, r)| r.rows_lost > 0) {
+        drops.push(format!("{table} {} rows (write error)", record.rows_lost));
     }
-    let end = match text("/end_reason") {
+    let end = match m.end_reason.as_deref().unwrap_or("") {
         "" => run.status.clone(),
         reason => format!("{} ({reason})", run.status),
     };
@@ -80,15 +78,17 @@ fn summary(run: &Run) -> Table {
         ("run", run.dir.display().to_string()),
         ("host", run.host.clone()),
         ("service", run.service.clone()),
-        ("started", text("/started_at").to_owned()),
+        ("started", m.started_at.clone().unwrap_or_default()),
         ("length", duration(run.seconds * 1e9)),
         ("status", end),
         ("tracers", tracers.join(", ")),
         (
             "lost",
-            match (drops.is_empty(), run.status.as_str()) {
+            match (drops.is_empty(), &m.status) {
                 // The counts are in the manifest the run never finished.
-                (_, "running") => "unknown: incomplete run (killed before it ended)".to_owned(),
+                (_, Some(RunStatus::Running)) => {
+                    "unknown: incomplete run (killed before it ended)".to_owned()
+                }
                 (true, _) => "nothing".to_owned(),
                 (false, _) => drops.join(", "),
             },

@@ -17,9 +17,11 @@ use parquet::file::{
     metadata::{ParquetMetaData, ParquetMetaDataReader},
     statistics::Statistics,
 };
-use serde_json::Value;
 
-use crate::fleet::{self, Partition};
+use crate::{
+    fleet::{self, Partition},
+    run::manifest::StoredManifest,
+};
 
 /// One run directory and the manifest facts the analysis needs.
 #[derive(Clone, Debug)]
@@ -30,12 +32,13 @@ pub struct Run {
     pub host: String,
     pub service: String,
     pub run_id: String,
+    /// As the manifest spells it; "unknown" when it has none.
     pub status: String,
     pub started_at: Timestamp,
     pub ended_at: Timestamp,
     /// Seconds traced (from `traced_from` to `ended_at`): what "per second" means in a diff.
     pub seconds: f64,
-    pub manifest: Value,
+    pub manifest: StoredManifest,
 }
 
 /// Every run under `paths`: each path is a run directory, or a tree searched for them.
@@ -120,23 +123,24 @@ fn collect(path: &Path, dirs: &mut Vec<PathBuf>) -> Result<()> {
 
 fn load(dir: &Path) -> Result<Run> {
     let path = dir.join("manifest.json");
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let manifest: Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let text_at = |pointer: &str| manifest.pointer(pointer).and_then(Value::as_str);
-    let partition = Partition::of_run(dir)?;
-    let started_at: Timestamp = text_at("/started_at")
+    let manifest = StoredManifest::read(dir)?;
+    let partition = Partition::of(&manifest, dir)?;
+    let started_at: Timestamp = manifest
+        .started_at
+        .as_deref()
         .with_context(|| format!("{} has no started_at", path.display()))?
         .parse()
         .with_context(|| format!("{}: started_at", path.display()))?;
     // Runs before `traced_from` existed count from their start (eBPF loading included).
-    let traced_from: Timestamp = match text_at("/traced_from") {
+    let traced_from: Timestamp = match &manifest.traced_from {
         Some(t) => t
             .parse()
             .with_context(|| format!("{}: traced_from", path.display()))?,
         None => started_at,
     };
-    let ended_at = text_at("/ended_at")
+    let ended_at = manifest
+        .ended_at
+        .as_deref()
         .map(|t| {
             t.parse()
                 .with_context(|| format!("{}: ended_at", path.display()))
@@ -148,7 +152,10 @@ fn load(dir: &Path) -> Result<Run> {
         service: partition.service.clone(),
         run_id: partition.run.clone(),
         partition,
-        status: text_at("/status").unwrap_or("unknown").to_owned(),
+        status: manifest
+            .status
+            .as_ref()
+            .map_or_else(|| "unknown".to_owned(), ToString::to_string),
         started_at,
         ended_at: ended_at.unwrap_or(traced_from),
         seconds: 0.0,
@@ -284,10 +291,7 @@ mod tests {
         fs::create_dir_all(dir).unwrap();
         fs::write(
             dir.join("manifest.json"),
-            format!(
-                r#"{{"status": "complete", "started_at": "2026-11-25T03:15:00Z",
-                     "ended_at": "2026-11-25T03:15:10Z", {fields}}}"#
-            ),
+            format!(r#"{{"status": "complete", "started_at": "2026-11-25T03:15:00Z", {fields}}}"#),
         )
         .unwrap();
     }
@@ -301,8 +305,12 @@ mod tests {
     fn finds_runs_in_any_layout_and_names_them_from_their_manifests() {
         let root = std::env::temp_dir().join(format!("scalpels-runs-test-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
-        let partition =
-            |h, s, r| format!(r#""partition": {{"host": "{h}", "service": "{s}", "run": "{r}"}}"#);
+        let partition = |h, s, r| {
+            format!(
+                r#""ended_at": "2026-11-25T03:15:10Z",
+                   "partition": {{"host": "{h}", "service": "{s}", "run": "{r}"}}"#
+            )
+        };
         // A run directory deep in some tree, with a table and a killed table's segments.
         let deep = root.join("copies/deep/r1");
         write_manifest(&deep, &partition("node1", "nova-compute", "r1"));

@@ -3,10 +3,14 @@
 //! Written when the run starts (status "running") and rewritten when it ends, so even a killed
 //! run says what it was.
 
-use std::{collections::BTreeMap, fs, io::Write as _};
+mod stored;
+
+use std::{collections::BTreeMap, fmt, fs, io::Write as _};
 
 use anyhow::{Context as _, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+pub use stored::{StoredHost, StoredManifest, StoredTable, StoredTarget, StoredTracer};
 
 use super::dir::Dir;
 
@@ -45,12 +49,28 @@ pub struct Manifest {
 }
 
 /// What became of a run: written `running` at its start, so that a killed run says so.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Running,
     Complete,
     Failed,
+    /// Read back only: a status this version does not know (a newer one's), kept as written
+    /// so that the run still loads and says what it was.
+    #[serde(untagged)]
+    Other(String),
+}
+
+/// The status as the manifest spells it, for the analysis commands' output.
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Running => "running",
+            Self::Complete => "complete",
+            Self::Failed => "failed",
+            Self::Other(status) => status,
+        })
+    }
 }
 
 /// What the run traced: `--service`, `--pid` or `-- COMMAND`.
@@ -74,11 +94,14 @@ pub enum ServiceFoundBy {
 }
 
 /// Whether a tracer asked for ran.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TracerStatus {
     Attached,
     Unavailable,
+    /// Read back only: a status this version does not know (a newer one's).
+    #[serde(untagged)]
+    Other(String),
 }
 
 #[derive(Debug, Serialize)]
@@ -208,6 +231,9 @@ mod tests {
     /// The manifest's states are enums in the code and the strings readers match on in JSON.
     #[test]
     fn states_are_written_as_the_documented_strings() {
+        for status in [RunStatus::Running, RunStatus::Complete, RunStatus::Failed] {
+            assert_eq!(json(&status), format!("\"{status}\""));
+        }
         assert_eq!(json(RunStatus::Running), "\"running\"");
         assert_eq!(json(RunStatus::Complete), "\"complete\"");
         assert_eq!(json(RunStatus::Failed), "\"failed\"");
