@@ -11,7 +11,7 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use dimensions::{Measure, Shape, Spec};
-use noise::Total;
+use noise::{Share, Total};
 
 use super::{
     Format,
@@ -98,11 +98,7 @@ pub async fn build(before: Side, after: Side, options: &Options) -> Result<Diff>
         .zip(&pooled)
         .map(|((spec, _, _), (pa, pb))| {
             let keys = pa.keys().chain(pb.keys()).collect::<BTreeSet<_>>().len();
-            let tests = match spec.shape {
-                Shape::Profile | Shape::Aggregated => 1,
-                Shape::Histogram | Shape::Each => 3,
-            };
-            keys * tests
+            keys * spec.tests()
         })
         .sum();
     let z = noise::z_for(ALPHA / comparisons.max(1) as f64);
@@ -358,7 +354,47 @@ impl Judge {
                 }
             }
         }
+        if spec.hit_ratio {
+            self.hit_ratio_change((a, b), reps, &mut change);
+        }
         change
+    }
+
+    /// A cache command's miss ratio (of the keys it read), when both sides read: a rise
+    /// beyond chance, and beyond the runs' spread, is worse.
+    fn hit_ratio_change(
+        &self,
+        (a, b): (Option<&Measure>, Option<&Measure>),
+        reps: &Replicates,
+        change: &mut Change,
+    ) {
+        let share = |m: Option<&Measure>| Share {
+            part: m.map_or(0.0, |m| m.misses),
+            trials: m.map_or(0.0, |m| m.reads),
+        };
+        let (sa, sb) = (share(a), share(b));
+        if sa.trials == 0.0 || sb.trials == 0.0 {
+            return;
+        }
+        let miss_ratio = |m: Option<&Measure>, _: f64| {
+            let share = share(m);
+            if share.trials > 0.0 {
+                share.ratio()
+            } else {
+                0.0
+            }
+        };
+        let said = format!(
+            "hit ratio {:.0}% → {:.0}%",
+            (1.0 - sa.ratio()) * 100.0,
+            (1.0 - sb.ratio()) * 100.0
+        );
+        let (th, z) = (self.threshold, self.z);
+        if noise::share_rose(sa, sb, th, z) && self.apart(reps, true, miss_ratio) {
+            change.worse.push(said);
+        } else if noise::share_rose(sb, sa, th, z) && self.apart(reps, false, miss_ratio) {
+            change.better.push(said);
+        }
     }
 
     /// A dimension's table and regressions, from the runs of each side pooled and one by one.

@@ -22,6 +22,10 @@ pub struct Measure {
     /// Σ latency² (ns²), for the noise test on time.
     pub sum_of_squares: f64,
     pub latencies: Option<Latencies>,
+    /// Of a cache command's reads: keys asked for and keys not found (0 and 0 when it reads
+    /// nothing, or the dimension has no hits).
+    pub reads: f64,
+    pub misses: f64,
 }
 
 /// How a dimension's latencies come: none (profiles, files), log2 histograms in column
@@ -43,6 +47,8 @@ pub struct Spec {
     pub shape: Shape,
     /// Which of its rises are regressions.
     pub judged: Judged,
+    /// Its query also selects `reads` and `misses`: a rise of the miss ratio is a regression.
+    pub hit_ratio: bool,
     /// Things (by first label) shown but not judged: system calls that wait by design, whose
     /// time is idleness (a service with less to do sleeps longer).
     pub waits: &'static [&'static str],
@@ -64,6 +70,18 @@ pub struct Judged {
     pub time: bool,
     /// p50 and p99 of latencies recorded one by one.
     pub percentiles: bool,
+}
+
+impl Spec {
+    /// How many things the dimension tests of each thing, for the diff's share of its
+    /// significance level.
+    pub fn tests(&self) -> usize {
+        let tests = match self.shape {
+            Shape::Profile | Shape::Aggregated => 1,
+            Shape::Histogram | Shape::Each => 3,
+        };
+        tests + usize::from(self.hit_ratio)
+    }
 }
 
 const NOTHING: Judged = Judged {
@@ -137,6 +155,7 @@ fn python(kind: &'static str) -> Spec {
             percentiles: false,
         },
         waits: &[],
+        hit_ratio: false,
         sql: format!(
             "WITH leaf AS (SELECT DISTINCT stack_id, function, file FROM python_stacks
                            WHERE level = 0)
@@ -168,6 +187,7 @@ pub fn all() -> Vec<Spec> {
                 percentiles: false,
             },
             waits: WAITING_SYSCALLS,
+            hit_ratio: false,
             sql: format!(
                 "SELECT syscall, sum(calls) AS events, sum({t}) AS time_ns,
                         hist_merge(latency_hist) AS hist
@@ -187,6 +207,7 @@ pub fn all() -> Vec<Spec> {
             shape: Shape::Each,
             judged: EVERYTHING,
             waits: &[],
+            hit_ratio: false,
             sql: format!(
                 "SELECT max({SQL_LABEL}) AS statement, db_system, count(*) AS events,
                         coalesce(sum({l}), 0) AS time_ns, array_agg({l}) AS latencies
@@ -203,6 +224,7 @@ pub fn all() -> Vec<Spec> {
             shape: Shape::Each,
             judged: EVERYTHING,
             waits: &[],
+            hit_ratio: false,
             sql: format!(
                 "SELECT direction, kind, method, count(*) AS events,
                         coalesce(sum({l}), 0) AS time_ns, array_agg({l}) AS latencies
@@ -219,6 +241,7 @@ pub fn all() -> Vec<Spec> {
             shape: Shape::Each,
             judged: EVERYTHING,
             waits: &[],
+            hit_ratio: false,
             sql: format!(
                 "SELECT role, method, route, count(*) AS events,
                         coalesce(sum({l}), 0) AS time_ns, array_agg({l}) AS latencies
@@ -235,9 +258,14 @@ pub fn all() -> Vec<Spec> {
             shape: Shape::Each,
             judged: EVERYTHING,
             waits: &[],
+            hit_ratio: true,
+            // Reads are the rows with `hits`; each asked for `keys` keys.
             sql: format!(
                 "SELECT system, command, key, count(*) AS events,
-                        coalesce(sum({l}), 0) AS time_ns, array_agg({l}) AS latencies
+                        coalesce(sum({l}), 0) AS time_ns, array_agg({l}) AS latencies,
+                        CAST(coalesce(sum(CASE WHEN hits IS NOT NULL THEN keys END), 0) AS DOUBLE)
+                            AS reads,
+                        CAST(coalesce(sum(keys - hits), 0) AS DOUBLE) AS misses
                  FROM cache GROUP BY system, command, key",
                 l = ns("latency")
             ),
@@ -253,6 +281,7 @@ pub fn all() -> Vec<Spec> {
             // code: shown only; the targets' own time in file I/O is judged in `files`.
             judged: NOTHING,
             waits: &[],
+            hit_ratio: false,
             sql: format!(
                 "SELECT device, op, sum(requests) AS events, sum({t}) AS time_ns,
                         hist_merge(latency_hist) AS hist
@@ -275,6 +304,7 @@ pub fn all() -> Vec<Spec> {
             waits: &[],
             // Each row has calls, their total and their maximum: Σ latency² ≤ max · total is
             // the bound used (an overestimate of the noise, never an underestimate).
+            hit_ratio: false,
             sql: format!(
                 "SELECT path, op, sum(calls) AS events, sum({t}) AS time_ns,
                         sum(CAST({t} AS DOUBLE) * CAST({m} AS DOUBLE)) AS sum_of_squares
@@ -329,6 +359,14 @@ fn measures(spec: &Spec, batches: &[RecordBatch]) -> Result<BTreeMap<Vec<String>
             (vec![None; events.len()], each)
         }
     };
+    let (reads, misses) = if spec.hit_ratio {
+        (
+            values::floats(batches, "reads")?,
+            values::floats(batches, "misses")?,
+        )
+    } else {
+        (vec![None; events.len()], vec![None; events.len()])
+    };
     let mut out = BTreeMap::new();
     for row in 0..events.len() {
         let label: Vec<String> = labels
@@ -345,6 +383,8 @@ fn measures(spec: &Spec, batches: &[RecordBatch]) -> Result<BTreeMap<Vec<String>
                 time_ns: time[row].unwrap_or_default(),
                 sum_of_squares,
                 latencies: latencies[row].clone(),
+                reads: reads[row].unwrap_or_default(),
+                misses: misses[row].unwrap_or_default(),
             },
         );
     }
@@ -365,6 +405,8 @@ pub fn pool(runs: &[BTreeMap<Vec<String>, Measure>]) -> BTreeMap<Vec<String>, Me
                     p.events += m.events;
                     p.time_ns += m.time_ns;
                     p.sum_of_squares += m.sum_of_squares;
+                    p.reads += m.reads;
+                    p.misses += m.misses;
                     match (&mut p.latencies, &m.latencies) {
                         (Some(into), Some(more)) => into.merge(more),
                         (into @ None, Some(more)) => *into = Some(more.clone()),

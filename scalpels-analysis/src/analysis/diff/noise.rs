@@ -52,6 +52,31 @@ pub fn rose(before: Total, after: Total, threshold: f64, z: f64) -> bool {
     b > a * (1.0 + threshold) && b - a > z * sd
 }
 
+/// A share of trials: `part` of `trials` (misses of the keys read).
+#[derive(Clone, Copy, Debug)]
+pub struct Share {
+    pub part: f64,
+    pub trials: f64,
+}
+
+impl Share {
+    pub fn ratio(self) -> f64 {
+        self.part / self.trials
+    }
+}
+
+/// The share `after` is above `before` by more than `threshold` (relative; from nothing, any
+/// rise) and by more than `z` standard errors of the two-proportion test.
+pub fn share_rose(before: Share, after: Share, threshold: f64, z: f64) -> bool {
+    if before.trials <= 0.0 || after.trials <= 0.0 {
+        return false;
+    }
+    let (a, b) = (before.ratio(), after.ratio());
+    let pooled = (before.part + after.part) / (before.trials + after.trials);
+    let se = (pooled * (1.0 - pooled) * (1.0 / before.trials + 1.0 / after.trials)).sqrt();
+    b > a * (1.0 + threshold) && b - a > z * se
+}
+
 /// The `q` quantile of `after` is above that of `before` beyond `threshold` and beyond the
 /// order-statistics confidence bounds of both.
 pub fn quantile_rose(
@@ -116,6 +141,21 @@ mod tests {
         // Per second: the same count in a run twice as long is half the rate.
         assert!(!rose(samples(1000.0, 10.0), samples(1400.0, 20.0), 0.2, z));
         assert!(rose(samples(1400.0, 20.0), samples(1000.0, 10.0), 0.2, z));
+    }
+
+    #[test]
+    fn a_miss_ratio_must_rise_beyond_chance() {
+        let z = z_for(0.001);
+        let share = |part, trials| Share { part, trials };
+        // 0 of 200 missed, then 100 of 200: certain.
+        assert!(share_rose(share(0.0, 200.0), share(100.0, 200.0), 0.2, z));
+        assert!(!share_rose(share(100.0, 200.0), share(0.0, 200.0), 0.2, z));
+        // 1 of 8, then 3 of 8: too few reads to tell.
+        assert!(!share_rose(share(1.0, 8.0), share(3.0, 8.0), 0.2, z));
+        // 10 % then 11 % of a million: certain, but under the threshold.
+        assert!(!share_rose(share(1e5, 1e6), share(1.1e5, 1e6), 0.2, z));
+        // Nothing read on one side: nothing to compare.
+        assert!(!share_rose(share(0.0, 0.0), share(5.0, 5.0), 0.2, z));
     }
 
     #[test]
