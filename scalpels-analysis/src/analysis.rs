@@ -9,7 +9,7 @@ mod latency;
 mod query_table;
 mod render;
 mod report;
-mod runs;
+pub(crate) mod runs;
 mod sql;
 mod table;
 mod values;
@@ -39,8 +39,8 @@ pub fn run(analysis: Analysis) -> Result<u8> {
             println!("folded stacks: {}", svg.with_extension("folded").display());
             Ok(0)
         }
-        Analysis::Export { stacks, format } => {
-            let path = crate::python::export::write(&stacks, format)?;
+        Analysis::Export { stacks, format, of } => {
+            let path = crate::python::export::write(&stacks, format, of)?;
             println!("exported: {}", path.display());
             Ok(0)
         }

@@ -8,7 +8,7 @@ use scalpels_run::durations::duration;
 
 use crate::analysis::{Format, SqlFormat};
 use crate::fleet::destination::Location;
-use crate::python::{export::ExportFormat, flamegraph::Request};
+use crate::python::{export::ExportFormat, flamegraph::Request, weighed::Of};
 
 #[derive(Debug, Subcommand)]
 pub enum Analysis {
@@ -16,14 +16,18 @@ pub enum Analysis {
     /// (`.folded`, which Speedscope and flamegraph.pl read too).
     Flamegraph(Request),
     /// Export a run's Python stacks for a profile viewer: speedscope's JSON (one profile per
-    /// process; open it at https://www.speedscope.app) or collapsed stacks (flamegraph.pl,
-    /// inferno and most viewers).
+    /// process; open it at https://www.speedscope.app), collapsed stacks (flamegraph.pl,
+    /// inferno and most viewers) or a pprof profile (go tool pprof, Pyroscope, Grafana).
     Export {
         #[command(flatten)]
         stacks: Request,
-        /// speedscope's JSON, or collapsed stacks.
+        /// speedscope's JSON, collapsed stacks, or pprof's gzipped protobuf.
         #[arg(long, value_enum, default_value_t = ExportFormat::Speedscope)]
         format: ExportFormat,
+        /// What weighs the stacks: the Python samples' time, or the latency of the SQL
+        /// statements, RPC messages or HTTP requests each stack made.
+        #[arg(long, value_enum, default_value_t = Of::Samples)]
+        of: Of,
     },
     /// Query runs with SQL. Each table (syscalls, python_samples, ...) holds the rows of every
     /// run given, with the columns host, service and run added; `runs` lists the runs.

@@ -2,3 +2,6 @@
 
 pub mod export;
 pub mod flamegraph;
+pub mod pprof;
+mod profile_proto;
+pub mod weighed;

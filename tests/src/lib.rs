@@ -2,6 +2,7 @@
 //! `cargo xtask test`) against real workloads, and reads back what it wrote.
 
 mod loop_fs;
+pub mod pprof;
 pub mod pythons;
 pub mod servers;
 

@@ -269,6 +269,57 @@ fn check_export(run: &Path, output: &[u8]) {
         std::fs::read_to_string(collapsed).unwrap(),
         std::fs::read_to_string(run.join("python-on-cpu.folded")).unwrap(),
     );
+    check_pprof_export(run, output, &on_cpu, total);
+}
+
+/// The pprof export, read back by `go tool pprof`: as many samples and as much CPU time as
+/// the on-CPU rows of python_samples, the hot path outer → middle → leaf with the workload's
+/// file and lines, the threads' pids and tids as labels.
+fn check_pprof_export(run: &Path, output: &[u8], on_cpu: &[usize], total_ns: i64) {
+    let value = |key: &str| printed(output, key)[0];
+    let profile = pprof::export_and_read(run, &[], &run.join("exported.pb.gz"));
+    assert_eq!(profile.sample_types, ["samples/count", "cpu/nanoseconds"]);
+    assert_eq!(profile.totals(), [on_cpu.len() as i64, total_ns]);
+    let script = workload("hot_functions.py");
+    let (outer, middle) = (
+        format!("outer {script}:{}", value("outer_call")),
+        format!("middle {script}:{}", value("middle_call")),
+    );
+    let leaf = format!("leaf {script}:");
+    let main_tid = value("main_tid").to_string();
+    let hot: i64 = profile
+        .samples
+        .iter()
+        .filter(|sample| {
+            let frames = profile.frames(sample);
+            frames
+                .windows(3)
+                .any(|w| w[0].starts_with(&leaf) && w[1] == middle && w[2] == outer)
+        })
+        .inspect(|sample| {
+            assert_eq!(sample.label("pid"), Some(value("pid").to_string().as_str()));
+            assert_eq!(sample.label("tid"), Some(main_tid.as_str()));
+        })
+        .map(|sample| sample.values[1])
+        .sum();
+    // As in the flame graph: the main thread's hot path holds about half of the CPU time.
+    assert!(
+        hot * 4 > total_ns,
+        "{hot} of {total_ns} ns on the hot path: {profile:?}"
+    );
+
+    let samples = read_table(&run.join("python_samples.parquet"));
+    let (kinds, weights) = (strings(&samples, "kind"), i64s(&samples, "weight"));
+    let off_cpu: Vec<i64> = (0..kinds.len())
+        .filter(|&i| kinds[i] == "off_cpu")
+        .map(|i| weights[i])
+        .collect();
+    let profile = pprof::export_and_read(run, &["--off-cpu"], &run.join("off-cpu.pb.gz"));
+    assert_eq!(profile.sample_types, ["samples/count", "wall/nanoseconds"]);
+    assert_eq!(
+        profile.totals(),
+        [off_cpu.len() as i64, off_cpu.iter().sum::<i64>()]
+    );
 }
 
 #[test]
@@ -353,6 +404,30 @@ fn slow_syscalls_carry_the_python_stack_that_made_them() {
                 ),
             ],
             "{frames:?}"
+        );
+    }
+    check_thread_names(&run, value("tid"));
+}
+
+/// pprof's export labels each sample with its thread's name, the `comm` the syscalls table
+/// has of it.
+fn check_thread_names(run: &Path, tid: u64) {
+    let syscalls = read_table(&run.join("syscalls.parquet"));
+    let (tids, comms) = (u64s(&syscalls, "tid"), strings(&syscalls, "comm"));
+    let comm = &comms[tids.iter().position(|&t| t == tid).unwrap()];
+    let profile = pprof::export_and_read(run, &["--off-cpu"], &run.join("off-cpu.pb.gz"));
+    let tid = tid.to_string();
+    let main: Vec<_> = profile
+        .samples
+        .iter()
+        .filter(|s| s.label("tid") == Some(tid.as_str()))
+        .collect();
+    assert!(!main.is_empty(), "no off-CPU sample of thread {tid}");
+    for sample in main {
+        assert_eq!(
+            sample.label("thread_name"),
+            Some(comm.as_str()),
+            "{sample:?}"
         );
     }
 }

@@ -533,6 +533,7 @@ fn mariadb_statements_over_both_protocols_match_the_workload_and_the_general_log
         if !*literals {
             check_fingerprints(traced);
             check_report_names_bare_commands(traced);
+            check_stacks_export(traced, &["text_protocol", "binary_protocol"]);
         }
         check_no_password(&traced.run);
     }
@@ -577,6 +578,52 @@ fn check_mysql_sessions(db: &servers::MariaDb, traced: &Traced, literals: bool) 
             check_general_log(db, session);
         }
     }
+}
+
+/// `export --of sql` weighs the Python stacks by the latency of the statements they sent: in
+/// pprof (read back by `go tool pprof`) one call per row with a stack and their latencies'
+/// sum, the workload's `functions` among the frames; in speedscope the same sum.
+fn check_stacks_export(traced: &Traced, functions: &[&str]) {
+    let table = read_table(&traced.run.join("sql.parquet"));
+    let stacks = optional_u64s(&table, "python_stack_id");
+    let latency: Vec<i64> = optional_i64s(&table, "latency")
+        .into_iter()
+        .zip(&stacks)
+        .filter(|(_, stack)| stack.is_some())
+        .map(|(latency, _)| latency.unwrap_or(0))
+        .collect();
+    let total: i64 = latency.iter().sum();
+    let profile =
+        pprof::export_and_read(&traced.run, &["--of", "sql"], &traced.run.join("sql.pb.gz"));
+    assert_eq!(profile.sample_types, ["calls/count", "latency/nanoseconds"]);
+    assert_eq!(profile.totals(), [latency.len() as i64, total]);
+    for function in functions {
+        let frame = format!("{function} {}:", traced.script);
+        assert!(
+            profile
+                .samples
+                .iter()
+                .any(|s| profile.frames(s).iter().any(|f| f.starts_with(&frame))),
+            "no stack through {frame}: {profile:?}"
+        );
+    }
+    let speedscope = traced.run.join("sql.speedscope.json");
+    let export = Command::new(scalpels_trace())
+        .arg("export")
+        .arg(&traced.run)
+        .args(["--of", "sql", "-o", speedscope.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{}", stderr(&export));
+    let json: Value = serde_json::from_slice(&std::fs::read(speedscope).unwrap()).unwrap();
+    let exported: i64 = json["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["weights"].as_array().unwrap())
+        .map(|w| w.as_i64().unwrap())
+        .sum();
+    assert_eq!(exported, total);
 }
 
 /// Every command the tracer saw on the connection is in the server's general log, in the

@@ -36,6 +36,8 @@ const TEST_DEBIAN_PACKAGES: &[&str] = &[
     // `openssl` command that makes their certificates.
     "libssl3",
     "openssl",
+    // `go tool pprof`, the reader the export tests check pprof profiles with.
+    "golang-go",
 ];
 /// The packaged services of those servers, which the tests do not use, by package.
 const PACKAGED_SERVICES: &[(&str, &str)] = &[

@@ -35,6 +35,8 @@ pub struct Run {
     /// As the manifest spells it; "unknown" when it has none.
     pub status: String,
     pub started_at: Timestamp,
+    /// When the tables start (see `traced_from` in the manifest).
+    pub traced_from: Timestamp,
     pub ended_at: Timestamp,
     /// Seconds traced (from `traced_from` to `ended_at`): what "per second" means in a diff.
     pub seconds: f64,
@@ -157,6 +159,7 @@ fn load(dir: &Path) -> Result<Run> {
             .as_ref()
             .map_or_else(|| "unknown".to_owned(), ToString::to_string),
         started_at,
+        traced_from,
         ended_at: ended_at.unwrap_or(traced_from),
         seconds: 0.0,
         manifest,

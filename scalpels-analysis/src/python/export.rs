@@ -1,7 +1,9 @@
 //! `scalpels-trace export RUN`: a run's Python stacks in the formats profile viewers open:
 //! speedscope's JSON (https://www.speedscope.app, one sampled profile per process, each stack
-//! once with its total weight in nanoseconds), and collapsed stacks (one line per stack with
-//! its weight in µs, as flamegraph.pl, inferno and most viewers read them).
+//! once with its total weight in nanoseconds), collapsed stacks (one line per stack with its
+//! weight in µs, as flamegraph.pl, inferno and most viewers read them) and pprof's gzipped
+//! protobuf (see [`super::pprof`]). The stacks are weighed by the time of the Python samples,
+//! or by the latency of the SQL, RPC or HTTP calls they made.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -13,12 +15,17 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
-use super::flamegraph::{self, Frame, Request};
+use super::{
+    flamegraph::{self, Frame, Request},
+    pprof,
+    weighed::{self, Of},
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
     Speedscope,
     Collapsed,
+    Pprof,
 }
 
 impl ExportFormat {
@@ -26,6 +33,7 @@ impl ExportFormat {
         match self {
             ExportFormat::Speedscope => "speedscope.json",
             ExportFormat::Collapsed => "collapsed",
+            ExportFormat::Pprof => "pb.gz",
         }
     }
 }
@@ -67,23 +75,26 @@ struct SampledProfile {
     weights: Vec<i64>,
 }
 
-/// Writes the export (default `RUN/python-on-cpu.speedscope.json`, or `.collapsed`, `off-cpu`
-/// with `--off-cpu`); returns its path.
-pub fn write(request: &Request, format: ExportFormat) -> Result<PathBuf> {
-    let kind = if request.off_cpu { "off-cpu" } else { "on-cpu" };
+/// Writes the export of the stacks weighed by `of` (default `RUN/python-on-cpu.speedscope.json`,
+/// or `.collapsed`, `.pb.gz`; `off-cpu`, `sql-latency`, ... for other weights); returns its
+/// path.
+pub fn write(request: &Request, format: ExportFormat, of: Of) -> Result<PathBuf> {
     let path = request.output.clone().unwrap_or_else(|| {
-        request
-            .run
-            .join(format!("python-{kind}.{}", format.extension()))
+        request.run.join(format!(
+            "python-{}.{}",
+            of.file_stem(request.off_cpu),
+            format.extension()
+        ))
     });
     let bytes = match format {
-        ExportFormat::Speedscope => serde_json::to_vec(&speedscope(request)?)?,
+        ExportFormat::Speedscope => serde_json::to_vec(&speedscope(request, of)?)?,
         ExportFormat::Collapsed => {
-            let lines = flamegraph::folded(request)?;
+            let lines = flamegraph::fold(&request.run, &weighed::weights(request, of)?)?;
             if lines.is_empty() {
                 bail!(
-                    "{} has no {kind} Python samples to export",
-                    request.run.display()
+                    "{} has no {} Python stacks to export",
+                    request.run.display(),
+                    of.describe(request.off_cpu)
                 );
             }
             lines
@@ -93,6 +104,7 @@ pub fn write(request: &Request, format: ExportFormat) -> Result<PathBuf> {
                 .copied()
                 .collect()
         }
+        ExportFormat::Pprof => pprof::gzipped(&pprof::profile(request, of)?)?,
     };
     let mut out = BufWriter::new(
         File::create(&path).with_context(|| format!("creating {}", path.display()))?,
@@ -103,19 +115,23 @@ pub fn write(request: &Request, format: ExportFormat) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn speedscope(request: &Request) -> Result<SpeedscopeFile> {
-    let kind = if request.off_cpu { "off-CPU" } else { "on-CPU" };
+fn speedscope(request: &Request, of: Of) -> Result<SpeedscopeFile> {
+    let kind = of.describe(request.off_cpu);
     let stacks = flamegraph::stacks(&request.run)?;
+    let mut by_process: HashMap<(u32, u64), i64> = HashMap::new();
+    for (stack, weight) in weighed::weights(request, of)? {
+        *by_process.entry((stack.pid, stack.stack_id)).or_default() += weight.ns;
+    }
     // By process, stacks in a stable order (heaviest first).
     let mut by_pid: BTreeMap<u32, Vec<(u64, i64)>> = BTreeMap::new();
-    for ((pid, id), ns) in flamegraph::weights(request)? {
+    for ((pid, id), ns) in by_process {
         if ns > 0 && stacks.contains_key(&id) {
             by_pid.entry(pid).or_default().push((id, ns));
         }
     }
     if by_pid.is_empty() {
         bail!(
-            "{} has no {kind} Python samples to export",
+            "{} has no {kind} Python stacks to export",
             request.run.display()
         );
     }

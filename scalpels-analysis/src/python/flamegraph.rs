@@ -12,10 +12,11 @@ use anyhow::{Context as _, Result, bail};
 use arrow::{
     array::{Array as _, AsArray as _, RecordBatch},
     compute::cast,
-    datatypes::{DataType, DurationNanosecondType, UInt32Type, UInt64Type},
+    datatypes::{DataType, UInt32Type, UInt64Type},
 };
 use inferno::flamegraph;
 
+use super::weighed::{self, Of, ThreadStack, Weight};
 use crate::run::read;
 
 /// Which of a run's Python stacks to draw or export, and where to (the arguments `flamegraph`
@@ -31,19 +32,23 @@ pub struct Request {
     #[arg(long)]
     pub pid: Option<u32>,
     /// The file to write (default: in the run directory, named after what it holds:
-    /// python-on-cpu.svg, .speedscope.json, .collapsed; python-off-cpu.* with --off-cpu).
+    /// python-on-cpu.svg, .speedscope.json, .collapsed, .pb.gz; python-off-cpu.* with
+    /// --off-cpu, python-sql-latency.* with --of sql, ...).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
 }
 
-fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn arrow::array::Array> {
+pub(super) fn column<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a dyn arrow::array::Array> {
     batch
         .column_by_name(name)
         .map(|c| c.as_ref())
         .with_context(|| format!("no column {name}"))
 }
 
-fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>> {
+pub(super) fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>> {
     let array = cast(column(batch, name)?, &DataType::Utf8)?;
     let array = array.as_string::<i32>();
     Ok((0..array.len())
@@ -102,33 +107,15 @@ pub fn stacks(run: &Path) -> Result<HashMap<u64, Vec<Frame>>> {
         .collect())
 }
 
-/// The weight (ns) of each (process, stack) among the samples asked for.
-pub fn weights(request: &Request) -> Result<HashMap<(u32, u64), i64>> {
-    let kind = if request.off_cpu { "off_cpu" } else { "on_cpu" };
-    let mut weights: HashMap<(u32, u64), i64> = HashMap::new();
-    for batch in read::table(&request.run, "python_samples")? {
-        let pids = column(&batch, "pid")?.as_primitive::<UInt32Type>();
-        let ids = column(&batch, "stack_id")?.as_primitive::<UInt64Type>();
-        let weight = column(&batch, "weight")?.as_primitive::<DurationNanosecondType>();
-        let kinds = strings(&batch, "kind")?;
-        for (i, sample_kind) in kinds.iter().enumerate() {
-            let pid = pids.value(i);
-            if sample_kind == kind && request.pid.is_none_or(|p| p == pid) {
-                *weights.entry((pid, ids.value(i))).or_default() += weight.value(i);
-            }
-        }
-    }
-    Ok(weights)
+/// The Python samples' folded stacks (see [`fold`]).
+pub fn folded(request: &Request) -> Result<Vec<String>> {
+    fold(&request.run, &weighed::weights(request, Of::Samples)?)
 }
 
 /// Folded stacks ("outer;middle;leaf weight"), weights in microseconds, heaviest first.
-pub fn folded(request: &Request) -> Result<Vec<String>> {
-    let mut by_stack: HashMap<u64, i64> = HashMap::new();
-    for ((_, id), ns) in weights(request)? {
-        *by_stack.entry(id).or_default() += ns;
-    }
-    let stacks = stacks(&request.run)?;
-    let mut lines: Vec<(i64, String)> = by_stack
+pub fn fold(run: &Path, weights: &BTreeMap<ThreadStack, Weight>) -> Result<Vec<String>> {
+    let stacks = stacks(run)?;
+    let mut lines: Vec<(i64, String)> = weighed::by_stack(weights)
         .into_iter()
         .filter_map(|(id, ns)| {
             let labels: Vec<String> = stacks.get(&id)?.iter().map(Frame::label).collect();
