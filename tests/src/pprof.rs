@@ -30,7 +30,7 @@ pub struct RawProfile {
     /// `type/unit` each.
     pub sample_types: Vec<String>,
     pub samples: Vec<RawSample>,
-    /// Location id -> `function file:line s=start_line`.
+    /// Location id -> `function file:line s=start_line()`.
     pub locations: HashMap<u64, String>,
 }
 
@@ -96,8 +96,12 @@ fn parse_raw(text: &str) -> RawProfile {
             "Mappings" => break,
             _ if in_locations => {
                 let (id, rest) = line.split_once(':').expect("a location line");
-                // After the address.
+                // After the address and the mapping.
                 let (_, frame) = rest.trim().split_once(' ').unwrap_or_default();
+                let frame = frame
+                    .split_once(' ')
+                    .filter(|(mapping, _)| mapping.starts_with("M="))
+                    .map_or(frame, |(_, frame)| frame);
                 locations.insert(id.trim().parse().unwrap(), frame.to_owned());
             }
             _ => {
