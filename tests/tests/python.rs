@@ -409,12 +409,26 @@ fn slow_syscalls_carry_the_python_stack_that_made_them() {
     check_thread_names(&run, value("tid"));
 }
 
-/// pprof's export labels each sample with its thread's name, the `comm` the syscalls table
-/// has of it.
+/// pprof's export labels each sample with its thread's name: the `comm` the syscalls table
+/// has of it, that of the program it ran (before its `exec`, the command's first thread had
+/// the loader's name for a few calls).
 fn check_thread_names(run: &Path, tid: u64) {
     let syscalls = read_table(&run.join("syscalls.parquet"));
-    let (tids, comms) = (u64s(&syscalls, "tid"), strings(&syscalls, "comm"));
-    let comm = &comms[tids.iter().position(|&t| t == tid).unwrap()];
+    let (tids, comms, calls) = (
+        u64s(&syscalls, "tid"),
+        strings(&syscalls, "comm"),
+        u64s(&syscalls, "calls"),
+    );
+    let mut calls_by_name: std::collections::BTreeMap<&str, u64> = Default::default();
+    for i in (0..tids.len()).filter(|&i| tids[i] == tid) {
+        *calls_by_name.entry(comms[i].as_str()).or_default() += calls[i];
+    }
+    let comm = calls_by_name
+        .iter()
+        .max_by_key(|(_, calls)| **calls)
+        .map(|(name, _)| name.to_string())
+        .unwrap();
+    assert!(comm.starts_with("python"), "{calls_by_name:?}");
     let profile = pprof::export_and_read(run, &["--off-cpu"], &run.join("off-cpu.pb.gz"));
     let tid = tid.to_string();
     let main: Vec<_> = profile

@@ -7,7 +7,11 @@
 use std::{collections::HashMap, io::Write as _, path::Path};
 
 use anyhow::{Context as _, Result, bail};
-use arrow::{array::AsArray as _, datatypes::UInt32Type};
+use arrow::{
+    array::AsArray as _,
+    compute::cast,
+    datatypes::{DataType, Int64Type, UInt32Type, UInt64Type},
+};
 use flate2::{Compression, write::GzEncoder};
 use prost::Message as _;
 
@@ -234,20 +238,38 @@ pub fn profile(request: &Request, of: Of) -> Result<Profile> {
     Ok(builder.finish(start as i64, duration as i64))
 }
 
-/// Each thread's name (`comm`), from the `syscalls` table if the run has it: the last one seen.
+/// Each thread's name (`comm`), from the `syscalls` table if the run has it: the name of its
+/// latest interval, and of the most calls there (a command's first thread has two names in
+/// its first interval: the loader's, for the calls it made before `exec`, then its program's).
 fn thread_names(run: &Path) -> Result<HashMap<(u32, u32), String>> {
-    let mut names = HashMap::new();
     if !run.join("syscalls.parquet").is_file() && !run.join("syscalls.parts").is_dir() {
-        return Ok(names);
+        return Ok(HashMap::new());
     }
+    // By thread, interval (its end) and name: the calls.
+    let mut calls_of: HashMap<(u32, u32), HashMap<(i64, String), u64>> = HashMap::new();
     for batch in read::table(run, "syscalls")? {
         let pids = column(&batch, "pid")?.as_primitive::<UInt32Type>();
         let tids = column(&batch, "tid")?.as_primitive::<UInt32Type>();
+        let calls = column(&batch, "calls")?.as_primitive::<UInt64Type>();
+        let ends = cast(column(&batch, "interval_end")?, &DataType::Int64)?;
+        let ends = ends.as_primitive::<Int64Type>();
         for (i, comm) in strings(&batch, "comm")?.into_iter().enumerate() {
-            names.insert((pids.value(i), tids.value(i)), comm);
+            *calls_of
+                .entry((pids.value(i), tids.value(i)))
+                .or_default()
+                .entry((ends.value(i), comm))
+                .or_default() += calls.value(i);
         }
     }
-    Ok(names)
+    Ok(calls_of
+        .into_iter()
+        .filter_map(|(thread, names)| {
+            let ((_, comm), _) = names
+                .into_iter()
+                .max_by_key(|((end, _), calls)| (*end, *calls))?;
+            Some((thread, comm))
+        })
+        .collect())
 }
 
 #[cfg(test)]
