@@ -167,7 +167,7 @@ pub fn hooks_exit(ctx: RawTracePointContext) -> i32 {
         files::exited(nr, ret, pid_tgid, &mut calls.file);
     }
     if running.runs(tracer::PROTOCOLS) {
-        protocols::exited(nr, ret, pid_tgid, &mut calls.socket);
+        protocols::exited(nr, ret, pid_tgid, &mut calls.socket, &mut calls.tls);
     }
     0
 }

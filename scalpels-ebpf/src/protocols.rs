@@ -358,9 +358,9 @@ pub fn entered(nr: u32, regs: Regs, tgid: u32, call: &mut Inflight, tls: &mut Tl
 }
 
 /// Exit of a target thread's system call numbered `nr` (run by the hooks): a new connection,
-/// or a followed socket's payload.
+/// or a followed socket's payload (inside the SSL call `tls`, its ciphertext).
 #[inline(always)]
-pub fn exited(nr: u32, ret: i64, pid_tgid: u64, call: &mut Inflight) {
+pub fn exited(nr: u32, ret: i64, pid_tgid: u64, call: &mut Inflight, tls: &mut TlsCall) {
     let inflight = *call;
     if inflight.op == op::NONE {
         return;
@@ -371,7 +371,7 @@ pub fn exited(nr: u32, ret: i64, pid_tgid: u64, call: &mut Inflight) {
     }
     match inflight.op {
         op::CONNECT | op::ACCEPT => opened(&inflight, ret, (pid_tgid >> 32) as u32),
-        _ => moved_data(&inflight, ret, pid_tgid),
+        _ => moved_data(&inflight, ret, pid_tgid, tls),
     }
 }
 
@@ -399,7 +399,7 @@ fn opened(inflight: &Inflight, ret: i64, tgid: u32) {
 /// Exit of a data syscall on a followed socket: stream the payload (of a TLS connection,
 /// only its length: the plaintext comes from the SSL call around it).
 #[inline(always)]
-fn moved_data(inflight: &Inflight, ret: i64, pid_tgid: u64) {
+fn moved_data(inflight: &Inflight, ret: i64, pid_tgid: u64, tls: &mut TlsCall) {
     if ret <= 0 {
         return;
     }
@@ -416,12 +416,17 @@ fn moved_data(inflight: &Inflight, ret: i64, pid_tgid: u64) {
     if current.conn != inflight.conn {
         return;
     }
-    let tls = if current.tls != 0 {
+    // SAFETY: helper without arguments.
+    let end_ns = unsafe { bpf_ktime_get_ns() };
+    if tls.call != tls_call::NONE && tls.fd == inflight.fd {
+        tls.wire_end_ns = end_ns;
+    }
+    let kind = if current.tls != 0 {
         payload::CIPHERTEXT
     } else {
         payload::PLAIN
     };
-    stream(state, inflight, ret as u64, pid_tgid, tls);
+    stream(state, inflight, ret as u64, pid_tgid, kind, end_ns);
 }
 
 /// Return of an SSL read or write on `fd` that moved `moved` bytes of plaintext: streamed on
@@ -454,20 +459,39 @@ fn plaintext(pid_tgid: u64, fd: u32, tls: &TlsCall, moved: u64) {
         fd,
         op: data_op,
     };
-    stream(state, &inflight, moved, pid_tgid, payload::PLAINTEXT);
+    // A write's plaintext is timed when its ciphertext left; a read's when the program had it.
+    let end_ns = if data_op == op::SEND && tls.wire_end_ns != 0 {
+        tls.wire_end_ns
+    } else {
+        // SAFETY: helper without arguments.
+        unsafe { bpf_ktime_get_ns() }
+    };
+    stream(
+        state,
+        &inflight,
+        moved,
+        pid_tgid,
+        payload::PLAINTEXT,
+        end_ns,
+    );
 }
 
-/// Streams `len` bytes the call `inflight` moved on the connection whose entry is `state`:
-/// the copied prefix (none for TLS ciphertext), with the Python stack of a request's first
-/// send; bytes the ring buffer could not take are counted on the connection.
+/// Streams `len` bytes the call `inflight` moved on the connection whose entry is `state`, at
+/// `end_ns`: the copied prefix (none for TLS ciphertext), with the Python stack of a request's
+/// first send; bytes the ring buffer could not take are counted on the connection.
 #[inline(always)]
-fn stream(state: *mut ConnState, inflight: &Inflight, len: u64, pid_tgid: u64, tls: u32) {
+fn stream(
+    state: *mut ConnState,
+    inflight: &Inflight,
+    len: u64,
+    pid_tgid: u64,
+    tls: u32,
+    end_ns: u64,
+) {
     // SAFETY: as in `moved_data`.
     let current = unsafe { *state };
     let data_direction = op::direction(inflight.op);
     let ciphertext = tls == payload::CIPHERTEXT;
-    // SAFETY: helper without arguments.
-    let end_ns = unsafe { bpf_ktime_get_ns() };
     let duration_ns = end_ns.saturating_sub(inflight.start_ns);
     // A request starts with the first send after a receive: the Python code that sent it.
     let python_stack = !ciphertext

@@ -77,6 +77,7 @@ fn begin(regs: *const c_void, kind: u32) -> u32 {
         moved_out: if extended { arg(regs, &config, 3) } else { 0 },
         // SAFETY: helper without arguments.
         start_ns: unsafe { bpf_ktime_get_ns() },
+        wire_end_ns: 0,
         call: kind,
         fd: NO_FD,
     };

@@ -81,6 +81,10 @@ pub struct TlsCall {
     /// `_ex` forms: where the bytes moved are stored.
     pub moved_out: u64,
     pub start_ns: u64,
+    /// When the last socket system call inside this one returned (0 before one did): a write's
+    /// bytes left then, which is the time of its plaintext (its own return comes later, after
+    /// the return probe's trap, and may come after the peer has read them).
+    pub wire_end_ns: u64,
     /// [`call`].
     pub call: u32,
     /// The socket a system call inside this one was made on; [`NO_FD`] until then.
