@@ -1,10 +1,10 @@
 """Round trips over a TLS connection (or in clear), both ends in this process: the cost of
 reading TLS plaintext through libssl's uprobes.
 
-usage: tls_echo.py tls|clear ROUND_TRIPS RESULT_FILE — a client thread writes 64 bytes and
-reads them back from a server thread, over a loopback TCP connection; with `tls`, both ends
-are OpenSSL (Python's ssl module: SSL_write_ex and SSL_read_ex, four SSL calls a round trip),
-with a certificate made here by `openssl`. Writes the mean ns per round trip to RESULT_FILE.
+usage: tls_echo.py tls|clear ROUND_TRIPS RESULT_FILE — a client writes 64 bytes and reads
+them back from a server (a child process), over a loopback TCP connection; with `tls`, both
+ends are OpenSSL (Python's ssl module: SSL_write_ex and SSL_read_ex, four SSL calls a round
+trip), with a certificate made here by `openssl`. Writes the mean ns per round trip to RESULT_FILE.
 """
 import os
 import socket
@@ -12,7 +12,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 MESSAGE = b"x" * 64
@@ -46,33 +45,32 @@ def echo(sock, round_trips):
 
 def main():
     mode, round_trips, result = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    listener = socket.create_server(("127.0.0.1", 0))
-    client = socket.create_connection(listener.getsockname())
-    server, _ = listener.accept()
-    for sock in (client, server):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if mode == "tls":
-        with tempfile.TemporaryDirectory() as directory:
-            cert, key = certificate(directory)
-            served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            served.load_cert_chain(cert, key)
+    with tempfile.TemporaryDirectory() as directory:
+        cert, key = certificate(directory) if mode == "tls" else (None, None)
+        listener = socket.create_server(("127.0.0.1", 0))
+        child = os.fork()
+        if child == 0:
+            # The server: a process of its own, so that the two ends do not share a GIL.
+            server, _ = listener.accept()
+            server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if mode == "tls":
+                served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                served.load_cert_chain(cert, key)
+                server = served.wrap_socket(server, server_side=True)
+            echo(server, round_trips)
+            os._exit(0)
+        client = socket.create_connection(listener.getsockname())
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if mode == "tls":
             trusted = ssl.create_default_context(cafile=cert)
-            handshake = threading.Thread(
-                target=lambda: results.append(served.wrap_socket(server, server_side=True)))
-            results = []
-            handshake.start()
             client = trusted.wrap_socket(client, server_hostname="127.0.0.1")
-            handshake.join()
-            server = results[0]
-    thread = threading.Thread(target=echo, args=(server, round_trips))
-    thread.start()
-    start = time.monotonic_ns()
-    for _ in range(round_trips):
-        client.sendall(MESSAGE)
-        read_exactly(client, len(MESSAGE))
-    elapsed = time.monotonic_ns() - start
-    thread.join()
-    client.close()
+        start = time.monotonic_ns()
+        for _ in range(round_trips):
+            client.sendall(MESSAGE)
+            read_exactly(client, len(MESSAGE))
+        elapsed = time.monotonic_ns() - start
+        client.close()
+        os.waitpid(child, 0)
     with open(result, "w") as out:
         out.write(f"{elapsed / round_trips:.2f}\n")
 
