@@ -11,6 +11,7 @@ pub mod dir;
 pub mod manifest;
 pub mod pending;
 pub mod read;
+pub mod retention;
 pub mod run_dir;
 pub mod table;
 

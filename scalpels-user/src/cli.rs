@@ -26,6 +26,40 @@ fn flush_interval(s: &str) -> Result<Duration, String> {
     duration_within(s, Duration::from_millis(100), HOUR)
 }
 
+/// `--rotate`: a second to a day.
+fn rotate_every(s: &str) -> Result<Duration, String> {
+    duration_within(s, Duration::from_secs(1), DAY)
+}
+
+/// `--keep-runs`: at least one.
+fn runs_kept(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) | Err(_) => Err(format!("{s} is out of range: a number of runs from 1 up")),
+        Ok(n) => Ok(n),
+    }
+}
+
+/// `--keep-bytes`: a number of bytes, with an optional binary unit (`500M`, `20G`).
+fn bytes(s: &str) -> Result<u64, String> {
+    let (number, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, ""), |at| s.split_at(at));
+    let scale: u64 = match unit.trim_end_matches(['B', 'b', 'i']) {
+        "" => 1,
+        "K" | "k" => 1 << 10,
+        "M" | "m" => 1 << 20,
+        "G" | "g" => 1 << 30,
+        "T" | "t" => 1 << 40,
+        _ => return Err(format!("{s}: give bytes, or a number and K, M, G or T")),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{s} is out of range: from 1 byte up"))
+}
+
 /// `--wait-timeout`: 0 (fail at once) to a week.
 fn wait_timeout(s: &str) -> Result<Duration, String> {
     duration_within(s, Duration::ZERO, 7 * DAY)
@@ -137,6 +171,22 @@ pub struct Cli {
     #[arg(long, value_parser = run_length, value_name = "DURATION")]
     pub duration: Option<Duration>,
 
+    /// Continuous mode: close the run every DURATION (1s to 1 day) and go on in a new one,
+    /// with the tracers still attached; the closed run's ended_at is the next one's
+    /// traced_from. With --out s3://..., each run is uploaded as it closes.
+    #[arg(long, value_parser = rotate_every, value_name = "DURATION")]
+    pub rotate: Option<Duration>,
+
+    /// With --rotate: keep the N newest closed runs of this service in the output directory,
+    /// removing older ones as runs close.
+    #[arg(long, requires = "rotate", value_parser = runs_kept, value_name = "N")]
+    pub keep_runs: Option<usize>,
+
+    /// With --rotate: keep the newest closed runs of this service whose files fit in BYTES
+    /// (e.g. 500M, 20G), removing older ones as runs close.
+    #[arg(long, requires = "rotate", value_parser = bytes, value_name = "BYTES")]
+    pub keep_bytes: Option<u64>,
+
     /// How often in-kernel aggregates become rows (10ms to 1h).
     #[arg(long, value_parser = interval, default_value = "1s", value_name = "DURATION")]
     pub interval: Duration,
@@ -182,6 +232,11 @@ mod tests {
             &["--duration", "0s"],
             &["--duration", "400days"],
             &["--wait-timeout", "8days"],
+            &["--rotate", "500ms"],
+            &["--rotate", "2days"],
+            &["--rotate", "1m", "--keep-runs", "0"],
+            &["--rotate", "1m", "--keep-bytes", "0"],
+            &["--rotate", "1m", "--keep-bytes", "99999999T"],
             &["--slow-syscall", "2h"],
             &["--slow-file-io", "2h"],
             &["--python-off-cpu-every", "0s"],
@@ -217,6 +272,31 @@ mod tests {
         assert_eq!(ok.interval, Duration::from_millis(10));
         assert_eq!(ok.options.python.python_hz, python::PYTHON_HZ_MAX);
         assert!(ok.wait_timeout.is_zero());
+    }
+
+    #[test]
+    fn retention_takes_bytes_with_units_and_needs_rotation() {
+        assert_eq!(bytes("1500"), Ok(1500));
+        assert_eq!(bytes("500M"), Ok(500 << 20));
+        assert_eq!(bytes("20GiB"), Ok(20 << 30));
+        assert!(bytes("M").is_err());
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["scalpels-trace", "--service", "svc"];
+            argv.extend(args);
+            Cli::try_parse_from(argv)
+        };
+        assert!(parse(&["--keep-runs", "3"]).is_err());
+        let cli = parse(&[
+            "--rotate",
+            "10m",
+            "--keep-runs",
+            "144",
+            "--keep-bytes",
+            "1G",
+        ])
+        .unwrap();
+        assert_eq!(cli.rotate, Some(Duration::from_secs(600)));
+        assert_eq!((cli.keep_runs, cli.keep_bytes), (Some(144), Some(1 << 30)));
     }
 
     #[test]

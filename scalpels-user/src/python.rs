@@ -623,6 +623,13 @@ impl Tracer for PythonTracer {
         self.write(ready, true)
     }
 
+    /// The stacks named in the closed run are not in the new one's python_stacks: they are
+    /// named again, the kernel sending each once more under new keys.
+    fn rotated(&mut self) -> Result<()> {
+        self.stacks_written.clear();
+        self.new_keys()
+    }
+
     fn into_tables(self: Box<Self>) -> Vec<TableWriter> {
         let mut tables = vec![self.samples_table, self.stacks_table];
         tables.extend(self.calls.map(PythonCalls::into_table));

@@ -6,6 +6,7 @@ mod attach;
 mod event_loop;
 mod finish;
 mod manifest;
+mod rotate;
 mod signals;
 mod start;
 
@@ -116,7 +117,7 @@ pub fn run(cli: Cli) -> Result<u8> {
 
     let spec = spec(&cli);
     let service = check_target(&cli, &spec)?;
-    let place = RunPlace::create(&cli, &spec)?;
+    let place = RunPlace::create(&cli, &spec, utc_now_ns())?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -139,7 +140,8 @@ pub fn run(cli: Cli) -> Result<u8> {
 }
 
 /// Where a run's files go: its directory, named after the start and the target, and with
-/// `--out s3://...` the upload that follows them.
+/// `--out s3://...` the upload that follows them. Continuous mode (`--rotate`) has one after
+/// the other.
 struct RunPlace {
     run_dir: Dir,
     run_id: String,
@@ -149,8 +151,8 @@ struct RunPlace {
 }
 
 impl RunPlace {
-    fn create(cli: &Cli, spec: &TargetSpec) -> Result<Self> {
-        let started_ns = utc_now_ns();
+    /// The place of a run that starts at `started_ns` (UTC).
+    fn create(cli: &Cli, spec: &TargetSpec, started_ns: i64) -> Result<Self> {
         let start = Timestamp::from_nanosecond(i128::from(started_ns))
             .context("system clock out of range")?;
         let (root, upload_to) = match &cli.out {

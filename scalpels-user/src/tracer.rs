@@ -86,6 +86,11 @@ pub trait Tracer {
     }
     /// Lines for the end-of-run summary.
     fn summary(&self) -> Vec<String>;
+    /// Called when the run goes on in a new directory (`--rotate`), once its tables are there:
+    /// what a tracer writes once per run is written again, so that each run stands alone.
+    fn rotated(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Writes what it still holds back (called once, after the last poll and collection).
     fn finish(&mut self) -> Result<()> {
         Ok(())

@@ -194,6 +194,14 @@ impl TableWriter {
         Ok(())
     }
 
+    /// Continues the table in `run_dir`, a new run's directory: the rows written from now on
+    /// go there. The writer of the rows written so far is returned, to be finished in its own
+    /// run.
+    pub fn rotate(&mut self, run_dir: &Dir) -> TableWriter {
+        let next = TableWriter::new(run_dir, self.name, self.schema.clone(), self.flush_every);
+        std::mem::replace(self, next)
+    }
+
     /// Closes the table, leaving its rows in segments (a table with no rows gets one, empty):
     /// for a run whose segments are uploaded as they close, the segments are the table.
     pub fn finish_as_segments(&mut self) -> Result<&[PathBuf]> {
@@ -284,4 +292,60 @@ fn concat_segments(segments: Vec<File>, output: File) -> Result<()> {
     }
     writer.close()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::{
+        array::UInt64Array,
+        datatypes::{DataType, Field, Schema},
+    };
+
+    use super::*;
+
+    fn scratch(name: &str) -> Dir {
+        let dir =
+            std::env::temp_dir().join(format!("scalpels-table-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir::open(&dir).unwrap()
+    }
+
+    fn batch(schema: &SchemaRef, values: Vec<u64>) -> RecordBatch {
+        RecordBatch::try_new(schema.clone(), vec![Arc::new(UInt64Array::from(values))]).unwrap()
+    }
+
+    fn values(file: &std::path::Path) -> Vec<u64> {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            File::open(file).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        reader
+            .flat_map(|b| {
+                let b = b.unwrap();
+                let column = b.column(0).as_any().downcast_ref::<UInt64Array>().unwrap();
+                column.values().to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_rotated_table_keeps_each_row_in_the_run_it_was_written_in() {
+        let (first, second) = (scratch("first"), scratch("second"));
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("n", DataType::UInt64, false)]));
+        let mut table = TableWriter::new(&first, "t", schema.clone(), Duration::from_secs(60));
+        table.write(&batch(&schema, vec![1, 2])).unwrap();
+        let mut closing = table.rotate(&second);
+        table.write(&batch(&schema, vec![3])).unwrap();
+        assert_eq!(values(&closing.finish().unwrap()), [1, 2]);
+        assert_eq!(closing.rows(), 2);
+        assert_eq!(values(&table.finish().unwrap()), [3]);
+        assert_eq!(table.rows(), 1);
+        for dir in [first, second] {
+            std::fs::remove_dir_all(dir.path()).unwrap();
+        }
+    }
 }

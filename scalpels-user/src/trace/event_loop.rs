@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::Result;
-use tokio::time::Sleep;
+use tokio::time::{MissedTickBehavior, Sleep};
 
 use super::{FOREVER, Session, attach::Attached, signals::Signals};
 use crate::{
@@ -53,6 +53,8 @@ pub(super) struct EventLoop {
     last_write: Instant,
     /// Every `--interval`: targets refreshed, intervals collected, the status line shown.
     collect: tokio::time::Interval,
+    /// Every `--rotate`: the run closed and the next one begun.
+    rotate: Option<tokio::time::Interval>,
     status: StatusLine,
     began: Instant,
     /// Rows each tracer had produced at the previous status line.
@@ -76,6 +78,12 @@ impl EventLoop {
         let mut collect = tokio::time::interval(cli.interval);
         // An interval's first tick is at once: the first collection is one interval away.
         collect.tick().await;
+        let mut rotate = cli.rotate.map(tokio::time::interval);
+        if let Some(rotate) = &mut rotate {
+            // A rotation that is late (a slow close) moves the next ones, never hurries them.
+            rotate.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            rotate.tick().await;
+        }
         Ok(Self {
             deadline,
             events_ready,
@@ -83,6 +91,7 @@ impl EventLoop {
             write_every,
             last_write,
             collect,
+            rotate,
             status: StatusLine::new(),
             began: Instant::now(),
             last_events: vec![0u64; attached.tracers.len()],
@@ -113,6 +122,7 @@ impl Session<'_> {
                 _ = event_loop.collect.tick() => {
                     self.on_collect_tick(attached, event_loop, progress)
                 }
+                _ = next_rotation(&mut event_loop.rotate) => self.rotate(attached, progress),
             };
             if let Some(end_reason) = end {
                 break end_reason;
@@ -240,8 +250,18 @@ fn poll_all(
     Ok(())
 }
 
+/// The next `--rotate` tick; never without the option.
+async fn next_rotation(rotate: &mut Option<tokio::time::Interval>) {
+    match rotate {
+        Some(rotate) => {
+            rotate.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Records why the run stops early and names the end.
-fn stopped_by(failure: &mut Option<anyhow::Error>, e: anyhow::Error) -> String {
+pub(super) fn stopped_by(failure: &mut Option<anyhow::Error>, e: anyhow::Error) -> String {
     let reason = format!("error: {e:#}");
     *failure = Some(e);
     reason

@@ -10,8 +10,11 @@ use crate::{
     clock::utc_now_ns,
     fleet::uploader::Tally,
     program_stats,
-    run::manifest::{self, RunStatus},
-    tracer::{Interval, Tracer},
+    run::{
+        manifest::{self, RunStatus},
+        table::TableWriter,
+    },
+    tracer::Interval,
 };
 
 impl Attached {
@@ -84,24 +87,14 @@ impl Session<'_> {
             .iter()
             .map(|t| (t.name(), t.summary()))
             .collect();
-        let tracers = std::mem::take(&mut attached.tracers);
-        self.close_tables(tracers, &mut manifest, &mut failure);
-        if let Some(e) = &failure {
-            manifest.status = RunStatus::Failed;
-            manifest.end_reason = Some(format!("error: {e:#}"));
+        let tables = std::mem::take(&mut attached.tracers)
+            .into_iter()
+            .map(|t| (t.name(), t.into_tables()))
+            .collect();
+        let uploaded = self.close_run(tables, &mut manifest, &mut failure);
+        if self.cli.rotate.is_some() {
+            keep(&mut failure, self.prune_runs());
         }
-        if let Some(live) = &self.live {
-            match live.record() {
-                Ok(record) => manifest.upload = Some(record),
-                Err(e) => keep(&mut failure, Err(e)),
-            }
-        }
-        keep(&mut failure, manifest.write(&self.run_dir));
-        crate::run::release_room(&self.run_dir);
-        let uploaded = self.live.take().map(|live| {
-            live.manifest(self.run_dir.path());
-            live.finish(self.run_dir.path())
-        });
 
         self.print_summary(&manifest, summaries, uploaded.as_ref(), end_reason);
         match (failure, uploaded) {
@@ -114,18 +107,45 @@ impl Session<'_> {
         }
     }
 
+    /// Closes the run's directory: its tables (each tracer's, by tracer), its final manifest
+    /// (failed after a failure), and with `--out s3://...` its upload, waited for; what the
+    /// upload came to.
+    pub(super) fn close_run(
+        &mut self,
+        tables: Vec<(&'static str, Vec<TableWriter>)>,
+        manifest: &mut manifest::Manifest,
+        failure: &mut Option<anyhow::Error>,
+    ) -> Option<Result<Tally>> {
+        self.close_tables(tables, manifest, failure);
+        if let Some(e) = &failure {
+            manifest.status = RunStatus::Failed;
+            manifest.end_reason = Some(format!("error: {e:#}"));
+        }
+        if let Some(live) = &self.live {
+            match live.record() {
+                Ok(record) => manifest.upload = Some(record),
+                Err(e) => keep(failure, Err(e)),
+            }
+        }
+        keep(failure, manifest.write(&self.run_dir));
+        crate::run::release_room(&self.run_dir);
+        self.live.take().map(|live| {
+            live.manifest(self.run_dir.path());
+            live.finish(self.run_dir.path())
+        })
+    }
+
     /// Closes every tracer's tables (merged, or handed to the upload as segments) and counts
     /// in the manifest the rows each has on disk and those a write error kept off it.
     fn close_tables(
         &mut self,
-        tracers: Vec<Box<dyn Tracer>>,
+        tables: Vec<(&'static str, Vec<TableWriter>)>,
         manifest: &mut manifest::Manifest,
         failure: &mut Option<anyhow::Error>,
     ) {
-        for t in tracers {
-            let tracer = t.name();
+        for (tracer, tables) in tables {
             let mut tracer_rows = 0;
-            for mut table in t.into_tables() {
+            for mut table in tables {
                 let name = table.name();
                 match &mut self.live {
                     None => keep(failure, table.finish().map(drop)),

@@ -99,16 +99,26 @@ impl Session<'_> {
         }
         pids_seen.extend(&members.pids);
         self.traced_ns = utc_now_ns();
-        self.manifest(attached, &pids_seen, None)
-            .write(&self.run_dir)?;
-        if let Some(live) = &self.live {
-            live.manifest(self.run_dir.path());
-        }
+        self.start_manifest(attached, &pids_seen)?;
         if let Some(child) = &mut child {
             child.release()?;
         }
         self.announce();
         Ok((child, members, pids_seen))
+    }
+
+    /// Writes the run's first manifest (running), uploaded at once with `--out s3://...`.
+    pub(super) fn start_manifest(
+        &self,
+        attached: &Attached,
+        pids_seen: &BTreeSet<u32>,
+    ) -> Result<()> {
+        self.manifest(attached, pids_seen, None)
+            .write(&self.run_dir)?;
+        if let Some(live) = &self.live {
+            live.manifest(self.run_dir.path());
+        }
+        Ok(())
     }
 
     /// Says where the run goes, once it is tracing.
