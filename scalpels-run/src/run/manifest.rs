@@ -21,7 +21,8 @@ pub struct Manifest {
     pub run_id: String,
     /// Running until the run ends; failed: `end_reason` says why.
     pub status: RunStatus,
-    /// Why the run ended: "duration", "SIGINT", "SIGTERM", "targets exited".
+    /// Why the run ended: "duration", "SIGINT", "SIGTERM", "targets exited", "rotated"
+    /// (closed for the next run, `--rotate`).
     pub end_reason: Option<String>,
     pub host: Host,
     /// Where the run goes in a fleet of runs (see `scalpels-trace publish`).
