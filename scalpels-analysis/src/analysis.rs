@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 
-use crate::cli::Analysis;
+use crate::{cli::Analysis, python::flamegraph::Request};
 
 pub use sql::SqlFormat;
 
@@ -33,8 +33,25 @@ pub enum Format {
 /// regression).
 pub fn run(analysis: Analysis) -> Result<u8> {
     match analysis {
-        Analysis::Flamegraph(request) => {
-            let svg = crate::python::flamegraph::write(&request)?;
+        Analysis::Flamegraph {
+            run,
+            diff,
+            off_cpu,
+            pid,
+            output,
+        } => {
+            let svg = match (run, diff.as_deref()) {
+                (_, Some([before, after])) => {
+                    crate::python::differential::write(before, after, off_cpu, pid, output)?
+                }
+                (Some(run), _) => crate::python::flamegraph::write(&Request {
+                    run,
+                    off_cpu,
+                    pid,
+                    output,
+                })?,
+                _ => unreachable!("clap asks for a run or --diff BEFORE AFTER"),
+            };
             println!("flame graph: {}", svg.display());
             println!("folded stacks: {}", svg.with_extension("folded").display());
             Ok(0)
@@ -63,7 +80,7 @@ pub fn run(analysis: Analysis) -> Result<u8> {
 
 async fn dispatch(analysis: Analysis) -> Result<u8> {
     match analysis {
-        Analysis::Flamegraph(_) | Analysis::Export { .. } | Analysis::Publish { .. } => {
+        Analysis::Flamegraph { .. } | Analysis::Export { .. } | Analysis::Publish { .. } => {
             unreachable!("run() handles the commands that need no query engine")
         }
         Analysis::Sql {
@@ -99,6 +116,7 @@ async fn dispatch(analysis: Analysis) -> Result<u8> {
             min_rise,
             top,
             format,
+            html,
         } => {
             let options = diff::Options {
                 threshold: threshold / 100.0,
@@ -112,6 +130,11 @@ async fn dispatch(analysis: Analysis) -> Result<u8> {
                 })
             };
             let diff = diff::build(side(before)?, side(after)?, &options).await?;
+            if let Some(path) = html {
+                std::fs::write(&path, diff.html()?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("diff report: {}", path.display());
+            }
             print!("{}", diff.render(format));
             Ok(u8::from(diff.regressed()))
         }

@@ -14,7 +14,26 @@ use crate::python::{export::ExportFormat, flamegraph::Request, weighed::Of};
 pub enum Analysis {
     /// Draw a run's Python stacks as an SVG flame graph, with its folded stacks beside it
     /// (`.folded`, which Speedscope and flamegraph.pl read too).
-    Flamegraph(Request),
+    Flamegraph {
+        /// The run directory.
+        #[arg(required_unless_present = "diff")]
+        run: Option<PathBuf>,
+        /// Draw a differential flame graph instead: AFTER's stacks, each frame red where its
+        /// time per second rose since BEFORE, blue where it fell (each side a run directory,
+        /// or a directory of runs of one version).
+        #[arg(long, num_args = 2, value_names = ["BEFORE", "AFTER"], conflicts_with = "run")]
+        diff: Option<Vec<PathBuf>>,
+        /// Where the service waited (off-CPU stacks) instead of where it ran.
+        #[arg(long)]
+        off_cpu: bool,
+        /// Only this process.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// The SVG to write (default: RUN/python-on-cpu.svg, or python-off-cpu.svg with
+        /// --off-cpu; with --diff, AFTER/python-on-cpu-diff.svg).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Export a run's Python stacks for a profile viewer: speedscope's JSON (one profile per
     /// process; open it at https://www.speedscope.app), collapsed stacks (flamegraph.pl,
     /// inferno and most viewers) or a pprof profile (go tool pprof, Pyroscope, Grafana).
@@ -74,6 +93,10 @@ pub enum Analysis {
         top: usize,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Also write the diff as one self-contained HTML page (tables, and the differential
+        /// flame graph of the Python stacks on CPU when both sides have them).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Copy runs into a fleet: one dataset per table, partitioned by host, service and run
     /// (TO/<table>/host=H/service=S/run=R/part-NNNNN.parquet, manifests in TO/runs/...), which

@@ -113,6 +113,7 @@ impl TracerOptions {
                   sudo scalpels-trace --pid 1234 --pid 5678\n  \
                   sudo scalpels-trace --tracers syscalls -- python3 app.py\n  \
                   scalpels-trace flamegraph scalpels-runs/20261125T031500Z-nova-compute\n  \
+                  scalpels-trace flamegraph --diff RUN_BEFORE RUN_AFTER\n  \
                   scalpels-trace report scalpels-runs/20261125T031500Z-nova-compute\n  \
                   scalpels-trace diff RUN_BEFORE RUN_AFTER --threshold 20\n  \
                   scalpels-trace sql scalpels-runs \"SELECT run, sum(calls) FROM syscalls GROUP BY run\"\n  \
@@ -349,8 +350,24 @@ mod tests {
             Cli::try_parse_from(["scalpels-trace", "flamegraph", "run", "--off-cpu"]).unwrap();
         assert!(matches!(
             cli.analysis,
-            Some(Analysis::Flamegraph(ref request)) if request.off_cpu
+            Some(Analysis::Flamegraph {
+                off_cpu: true,
+                run: Some(_),
+                diff: None,
+                ..
+            })
         ));
+        let cli =
+            Cli::try_parse_from(["scalpels-trace", "flamegraph", "--diff", "a", "b"]).unwrap();
+        assert!(matches!(
+            cli.analysis,
+            Some(Analysis::Flamegraph { run: None, diff: Some(ref sides), .. }) if sides.len() == 2
+        ));
+        assert!(Cli::try_parse_from(["scalpels-trace", "flamegraph"]).is_err());
+        assert!(Cli::try_parse_from(["scalpels-trace", "flamegraph", "--diff", "a"]).is_err());
+        assert!(
+            Cli::try_parse_from(["scalpels-trace", "flamegraph", "r", "--diff", "a", "b"]).is_err()
+        );
         let cli = Cli::try_parse_from(["scalpels-trace", "sql", "a", "b", "SELECT 1"]).unwrap();
         let Some(Analysis::Sql { runs, query, .. }) = cli.analysis else {
             panic!("sql parses");

@@ -4,6 +4,7 @@
 
 mod dimensions;
 mod noise;
+mod page;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -47,6 +48,8 @@ pub struct Diff {
     pub skipped: Vec<&'static str>,
     pub threshold: f64,
     pub z: f64,
+    /// The runs compared, for the page's flame graph.
+    pub sides: (Side, Side),
 }
 
 type Measures = BTreeMap<Vec<String>, Measure>;
@@ -126,6 +129,7 @@ pub async fn build(before: Side, after: Side, options: &Options) -> Result<Diff>
         skipped,
         threshold: options.threshold,
         z,
+        sides: (before, after),
     })
 }
 

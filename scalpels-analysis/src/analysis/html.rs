@@ -112,9 +112,15 @@ fn table(out: &mut String, table: &Table) {
     out.push_str("</tbody></table></section>\n");
 }
 
-/// The page: a summary (a table of field/value rows), the sections, and flame graphs as
-/// (title, SVG document) pairs.
-pub fn page(summary: &Table, sections: &[Table], flame_graphs: &[(String, Vec<u8>)]) -> String {
+/// A flame graph to inline: its heading, a note under it, and its SVG document.
+pub struct FlameGraph {
+    pub title: String,
+    pub note: String,
+    pub svg: Vec<u8>,
+}
+
+/// The page: a summary (a table of field/value rows), the sections, and the flame graphs.
+pub fn page(summary: &Table, sections: &[Table], flame_graphs: &[FlameGraph]) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
@@ -131,7 +137,7 @@ pub fn page(summary: &Table, sections: &[Table], flame_graphs: &[(String, Vec<u8
     for section in sections {
         table(&mut out, section);
     }
-    for (title, svg) in flame_graphs {
+    for FlameGraph { title, note, svg } in flame_graphs {
         let svg = String::from_utf8_lossy(svg);
         // The frame's document is HTML: the SVG element alone (no XML prolog), stretched to
         // the frame's width (inferno's script redraws it fluidly) at its own height.
@@ -143,9 +149,10 @@ pub fn page(summary: &Table, sections: &[Table], flame_graphs: &[(String, Vec<u8
         );
         let _ = writeln!(
             out,
-            "<section><h2>{}</h2><iframe class=\"flame\" sandbox=\"allow-scripts\" \
-             height=\"{height}\" srcdoc=\"{}\"></iframe></section>",
+            "<section><h2>{}</h2><p class=\"note\">{}</p><iframe class=\"flame\" \
+             sandbox=\"allow-scripts\" height=\"{height}\" srcdoc=\"{}\"></iframe></section>",
             escape(title),
+            escape(note),
             escape(&document)
         );
     }
@@ -188,12 +195,18 @@ mod tests {
         let summary = Table::new("run", "Report", vec![]);
         let svg =
             b"<?xml version=\"1.0\"?><svg width=\"1200\" height=\"342\"><script>x</script></svg>";
-        let html = page(&summary, &[t], &[("Flame".into(), svg.to_vec())]);
+        let flame = FlameGraph {
+            title: "Flame".into(),
+            note: "Folded <1%".into(),
+            svg: svg.to_vec(),
+        };
+        let html = page(&summary, &[t], &[flame]);
         assert!(html.contains("<h2>Files &lt;by time&gt;</h2>"));
         assert!(html.contains(">/a&amp;b</td>"));
         assert!(html.contains("<tr class=\"worse\">"));
         assert!(html.contains("<rect width=\"160.0\""));
         assert!(html.contains("<rect width=\"40.0\""));
+        assert!(html.contains("<h2>Flame</h2><p class=\"note\">Folded &lt;1%</p><iframe"));
         assert!(html.contains("height=\"346\" srcdoc=\"&lt;!DOCTYPE html&gt;"));
         assert!(!html.contains("&lt;?xml"));
         assert!(

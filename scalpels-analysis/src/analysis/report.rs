@@ -111,22 +111,14 @@ impl Report {
             (false, "Flame graph: Python on CPU"),
             (true, "Flame graph: Python off CPU (waiting)"),
         ] {
-            let request = flamegraph::Request {
-                run: self.run.dir.clone(),
-                off_cpu,
-                pid: None,
-                output: None,
-            };
             // A run without the python tracer, or without samples of a kind, has no graph.
-            let Ok(lines) = flamegraph::folded(&request) else {
-                continue;
-            };
-            if lines.is_empty() {
-                continue;
+            if let Some(svg) = flamegraph::for_page(&self.run.dir, off_cpu)? {
+                flame_graphs.push(html::FlameGraph {
+                    title: title.to_owned(),
+                    note: flamegraph::page_note(),
+                    svg,
+                });
             }
-            let mut svg = Vec::new();
-            flamegraph::draw(&request, &lines, &mut svg)?;
-            flame_graphs.push((title.to_owned(), svg));
         }
         Ok(html::page(&self.summary, &self.sections, &flame_graphs))
     }

@@ -16,7 +16,10 @@ use arrow::{
 };
 use inferno::flamegraph;
 
-use super::weighed::{self, Of, ThreadStack, Weight};
+use super::{
+    folded::{self, Stacks},
+    weighed::{self, Of, ThreadStack, Weight},
+};
 use crate::run::read;
 
 /// Which of a run's Python stacks to draw or export, and where to (the arguments `flamegraph`
@@ -114,17 +117,27 @@ pub fn folded(request: &Request) -> Result<Vec<String>> {
 
 /// Folded stacks ("outer;middle;leaf weight"), weights in microseconds, heaviest first.
 pub fn fold(run: &Path, weights: &BTreeMap<ThreadStack, Weight>) -> Result<Vec<String>> {
-    let stacks = stacks(run)?;
-    let mut lines: Vec<(i64, String)> = weighed::by_stack(weights)
+    let mut lines: Vec<(i64, String)> = stack_ns(run, weights)?
         .into_iter()
-        .filter_map(|(id, ns)| {
-            let labels: Vec<String> = stacks.get(&id)?.iter().map(Frame::label).collect();
-            Some((ns / 1000, format!("{} {}", labels.join(";"), ns / 1000)))
-        })
+        .map(|(stack, ns)| (ns / 1000, stack))
         .filter(|(us, _)| *us > 0)
+        .map(|(us, stack)| (us, format!("{stack} {us}")))
         .collect();
     lines.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     Ok(lines.into_iter().map(|(_, line)| line).collect())
+}
+
+/// Each stack's weight in nanoseconds, by its frames' labels (outermost first, joined by `;`).
+pub fn stack_ns(run: &Path, weights: &BTreeMap<ThreadStack, Weight>) -> Result<Stacks<i64>> {
+    let stacks = stacks(run)?;
+    let mut by_label: Stacks<i64> = Stacks::new();
+    for (id, ns) in weighed::by_stack(weights) {
+        if let Some(frames) = stacks.get(&id) {
+            let labels: Vec<String> = frames.iter().map(Frame::label).collect();
+            *by_label.entry(labels.join(";")).or_default() += ns;
+        }
+    }
+    Ok(by_label)
 }
 
 /// Writes `<output>.svg` (default `RUN/python-on-cpu.svg` or `python-off-cpu.svg`) and the
@@ -162,9 +175,70 @@ pub fn write(request: &Request) -> Result<PathBuf> {
 /// Draws folded stacks (from [`folded`]) as an SVG flame graph.
 pub fn draw(request: &Request, lines: &[String], out: impl std::io::Write) -> Result<()> {
     let kind = if request.off_cpu { "off-cpu" } else { "on-cpu" };
+    let title = format!("Python {kind}: {}", request.run.display());
+    render(title, "µs", flamegraph::defaults::MIN_WIDTH, lines, out)
+}
+
+/// A page (report, diff) folds the frames narrower than this share of the whole into their
+/// callers: drawn at full detail, a 45 s run's graph weighed megabytes.
+pub const PAGE_MIN_SHARE: f64 = 0.001;
+
+/// What a page says of its flame graphs' cap.
+pub fn page_note() -> String {
+    format!(
+        "Frames narrower than {}% of the whole are folded into their callers; \
+         `scalpels-trace flamegraph` draws them all.",
+        PAGE_MIN_SHARE * 100.0
+    )
+}
+
+/// The run's graph for a page (see [`PAGE_MIN_SHARE`]); None when the run has no such samples
+/// (or no python tracer).
+pub fn for_page(run: &Path, off_cpu: bool) -> Result<Option<Vec<u8>>> {
+    let request = Request {
+        run: run.to_owned(),
+        off_cpu,
+        pid: None,
+        output: None,
+    };
+    let Ok(weights) = weighed::weights(&request, Of::Samples) else {
+        return Ok(None);
+    };
+    let us: Stacks<u64> = stack_ns(run, &weights)?
+        .into_iter()
+        .map(|(stack, ns)| (stack, (ns / 1000) as u64))
+        .filter(|(_, us)| *us > 0)
+        .collect();
+    if us.is_empty() {
+        return Ok(None);
+    }
+    let lines = folded::lines(&folded::fold_narrow(&us, |us| *us, PAGE_MIN_SHARE));
+    let kind = if off_cpu { "off-cpu" } else { "on-cpu" };
+    let mut svg = Vec::new();
+    render(
+        format!("Python {kind}: {}", run.display()),
+        "µs",
+        PAGE_MIN_SHARE * 100.0,
+        &lines,
+        &mut svg,
+    )?;
+    Ok(Some(svg))
+}
+
+/// Draws folded stack lines (one count per line: a flame graph; two: a differential
+/// one, coloured by the change from the first to the second), leaving out frames narrower
+/// than `min_width` percent of the whole.
+pub(super) fn render(
+    title: String,
+    count_name: &str,
+    min_width: f64,
+    lines: &[String],
+    out: impl std::io::Write,
+) -> Result<()> {
     let mut options = flamegraph::Options::default();
-    options.title = format!("Python {kind}: {}", request.run.display());
-    options.count_name = "µs".into();
+    options.title = title;
+    options.count_name = count_name.into();
+    options.min_width = min_width;
     flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), out)
         .context("drawing the flame graph")
 }
