@@ -208,10 +208,157 @@ fn report_puts_the_hot_function_first_and_counts_getppid_exactly() {
     assert!(html.status.success(), "{}", stderr(&html));
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("<svg class=\"bar\""));
-    assert!(html.contains("<h2>Flame graph: Python on CPU</h2><iframe"));
+    assert!(html.contains("<h2>Flame graph: Python on CPU</h2><p class=\"note\">"));
     assert!(html.contains("checksum (service_versions.py:"));
+    assert!(html.contains("Frames narrower than 0.1% of the whole are folded"));
+    assert!(html.len() < PAGE_BOUND, "{} bytes", html.len());
     for external in ["src=\"http", "href=\"http", "@import", "url(http"] {
         assert!(!html.contains(external), "{external}");
+    }
+}
+
+/// The most a report's or a diff's page may weigh: their flame graphs fold the narrow frames
+/// (without that, a 45 s run's page weighed 9.4 MB).
+const PAGE_BOUND: usize = 1_000_000;
+
+/// A frame of an inferno SVG: its title ("function (file:line) (N µs/s, P%; +D%)") and the
+/// colour it is filled with, as (r, g, b).
+struct Drawn {
+    title: String,
+    fill: (u8, u8, u8),
+}
+
+fn frames(svg: &str) -> Vec<Drawn> {
+    svg.split("<title>")
+        .skip(1)
+        .filter_map(|frame| {
+            let title = &frame[..frame.find("</title>")?];
+            let fill = frame.split("fill=\"rgb(").nth(1)?;
+            let rgb: Vec<u8> = fill[..fill.find(')')?]
+                .split(',')
+                .map(|c| c.parse().unwrap())
+                .collect();
+            Some(Drawn {
+                title: title.to_owned(),
+                fill: (rgb[0], rgb[1], rgb[2]),
+            })
+        })
+        .collect()
+}
+
+/// A differential frame's share of AFTER and its change since BEFORE, both in % of AFTER's
+/// total: the "P%; +D%" ending its title.
+fn share_and_change(title: &str) -> (f64, f64) {
+    let numbers = &title[title.rfind(", ").unwrap() + 2..title.len() - 2];
+    let (share, change) = numbers.split_once("%; ").unwrap();
+    (share.parse().unwrap(), change.parse().unwrap())
+}
+
+fn frames_of<'a>(frames: &'a [Drawn], function: &str) -> Vec<&'a Drawn> {
+    let prefix = format!("{function} (service_versions.py:");
+    frames
+        .iter()
+        .filter(|f| f.title.starts_with(&prefix))
+        .collect()
+}
+
+#[test]
+fn differential_flame_graph_colours_what_version_2_added_red() {
+    let runs = runs();
+    let (v1, v2) = (runs.side("v1"), runs.side("v2"));
+    let svg = runs.root.join("v1-to-v2.svg");
+    let output = analyse(&[
+        "flamegraph",
+        "--diff",
+        v1.to_str().unwrap(),
+        v2.to_str().unwrap(),
+        "-o",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let drawn = frames(&std::fs::read_to_string(&svg).unwrap());
+    let titles: Vec<&str> = drawn.iter().map(|f| f.title.as_str()).collect();
+
+    // slow_render is new: all of its time is a rise, so its change is its whole share; the
+    // widest of its lines is the graph's largest change, inferno's deepest red.
+    let slow_render = frames_of(&drawn, "slow_render");
+    assert!(!slow_render.is_empty(), "{titles:#?}");
+    for frame in &slow_render {
+        let (share, change) = share_and_change(&frame.title);
+        assert!(share > 0.0 && change == share, "{}", frame.title);
+        assert_eq!(frame.fill.0, 255, "red: {}", frame.title);
+        assert!(
+            frame.fill.1 < 250 && frame.fill.1 == frame.fill.2,
+            "{}",
+            frame.title
+        );
+    }
+    let widest = slow_render
+        .iter()
+        .max_by(|a, b| {
+            share_and_change(&a.title)
+                .0
+                .total_cmp(&share_and_change(&b.title).0)
+        })
+        .unwrap();
+    assert_eq!(widest.fill, (255, 100, 100), "{}", widest.title);
+    assert!(widest.title.contains(" µs/s, "), "{}", widest.title);
+
+    // checksum does the same work per request at the same rate in both versions: at most a
+    // pale tint, and a change small beside its share.
+    let checksum = frames_of(&drawn, "checksum");
+    assert!(!checksum.is_empty(), "{titles:#?}");
+    for frame in &checksum {
+        let (share, change) = share_and_change(&frame.title);
+        let (r, g, b) = frame.fill;
+        assert!(r.min(g).min(b) >= 200, "strongly coloured: {}", frame.title);
+        assert!(change.abs() < share / 3.0, "{}", frame.title);
+    }
+    // The folded stacks beside it have both sides' time per second.
+    let folded = std::fs::read_to_string(svg.with_extension("folded")).unwrap();
+    assert!(
+        folded
+            .lines()
+            .any(|l| l.contains(";slow_render (service_versions.py:") && l.contains(" 0 ")),
+        "{folded}"
+    );
+}
+
+#[test]
+fn diff_page_has_the_differential_flame_graph_and_stays_small() {
+    let runs = runs();
+    let (v1, v2) = (runs.side("v1"), runs.side("v2"));
+    let page = runs.root.join("v1-to-v2.html");
+    let output = analyse(&[
+        "diff",
+        v1.to_str().unwrap(),
+        v2.to_str().unwrap(),
+        "--format",
+        "json",
+        "--html",
+        page.to_str().unwrap(),
+    ]);
+    // The page does not change the verdict or the JSON on stdout.
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(regressions(&json(&output)), version_2_regressions());
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.len() < PAGE_BOUND, "{} bytes", html.len());
+    assert!(html.contains("<tr class=\"worse\">"));
+    assert!(html.contains("<h2>Differential flame graph: Python on CPU</h2>"));
+    assert!(html.contains("Frames narrower than 0.1% of the whole are folded"));
+    // The graph is inlined escaped; its slow_render frames carry their rise.
+    let svg = html
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">");
+    let svg = svg.replace("&amp;", "&");
+    let drawn = frames(&svg);
+    let slow_render = frames_of(&drawn, "slow_render");
+    assert!(!slow_render.is_empty());
+    assert!(slow_render.iter().any(|f| f.fill == (255, 100, 100)));
+    for frame in slow_render {
+        let (share, change) = share_and_change(&frame.title);
+        assert!(change == share && change > 0.0, "{}", frame.title);
     }
 }
 

@@ -186,8 +186,8 @@ pub const PAGE_MIN_SHARE: f64 = 0.001;
 /// What a page says of its flame graphs' cap.
 pub fn page_note() -> String {
     format!(
-        "Frames narrower than {}% of the whole are folded into their callers; \
-         `scalpels-trace flamegraph` draws them all.",
+        "Frames narrower than {}% of the whole are folded into their callers \
+         (scalpels-trace flamegraph draws them all).",
         PAGE_MIN_SHARE * 100.0
     )
 }
