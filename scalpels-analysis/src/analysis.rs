@@ -14,7 +14,7 @@ mod sql;
 mod table;
 mod values;
 
-use std::path::PathBuf;
+use std::{io::Write as _, path::PathBuf};
 
 use anyhow::{Context as _, Result};
 
@@ -101,7 +101,8 @@ async fn dispatch(analysis: Analysis) -> Result<u8> {
             let report = report::build(runs::one(&run)?, top).await?;
             match html {
                 Some(path) => {
-                    std::fs::write(&path, report.html()?)
+                    crate::output::create(&path)?
+                        .write_all(report.html()?.as_bytes())
                         .with_context(|| format!("writing {}", path.display()))?;
                     println!("report: {}", path.display());
                 }
@@ -131,7 +132,8 @@ async fn dispatch(analysis: Analysis) -> Result<u8> {
             };
             let diff = diff::build(side(before)?, side(after)?, &options).await?;
             if let Some(path) = html {
-                std::fs::write(&path, diff.html()?)
+                crate::output::create(&path)?
+                    .write_all(diff.html()?.as_bytes())
                     .with_context(|| format!("writing {}", path.display()))?;
                 eprintln!("diff report: {}", path.display());
             }

@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod cli;
+mod output;
 pub mod python;
 
 use scalpels_run::{fleet, run};

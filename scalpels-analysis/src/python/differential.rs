@@ -5,12 +5,11 @@
 //! their time over their seconds.
 
 use std::{
-    fs::File,
     io::{BufWriter, Write as _},
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 
 use super::{
     flamegraph::{self, PAGE_MIN_SHARE, Request},
@@ -125,15 +124,12 @@ pub fn write(
     let svg = output.unwrap_or_else(|| after.join(format!("python-{kind}-diff.svg")));
     let lines = folded::pair_lines(&sides.stacks()?);
     let folded_path = svg.with_extension("folded");
-    let mut out = BufWriter::new(
-        File::create(&folded_path)
-            .with_context(|| format!("creating {}", folded_path.display()))?,
-    );
+    let mut out = BufWriter::new(crate::output::create(&folded_path)?);
     for line in &lines {
         writeln!(out, "{line}")?;
     }
     out.flush()?;
-    let file = File::create(&svg).with_context(|| format!("creating {}", svg.display()))?;
+    let file = crate::output::create(&svg)?;
     sides.render(
         &lines,
         inferno::flamegraph::defaults::MIN_WIDTH,

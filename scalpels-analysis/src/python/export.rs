@@ -7,7 +7,6 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    fs::File,
     io::{BufWriter, Write as _},
     path::PathBuf,
 };
@@ -106,9 +105,7 @@ pub fn write(request: &Request, format: ExportFormat, of: Of) -> Result<PathBuf>
         }
         ExportFormat::Pprof => pprof::gzipped(&pprof::profile(request, of)?)?,
     };
-    let mut out = BufWriter::new(
-        File::create(&path).with_context(|| format!("creating {}", path.display()))?,
-    );
+    let mut out = BufWriter::new(crate::output::create(&path)?);
     out.write_all(&bytes)?;
     out.flush()
         .with_context(|| format!("writing {}", path.display()))?;

@@ -3,7 +3,6 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    fs::File,
     io::{BufWriter, Write as _},
     path::{Path, PathBuf},
 };
@@ -159,15 +158,12 @@ pub fn write(request: &Request) -> Result<PathBuf> {
         );
     }
     let folded_path = svg.with_extension("folded");
-    let mut out = BufWriter::new(
-        File::create(&folded_path)
-            .with_context(|| format!("creating {}", folded_path.display()))?,
-    );
+    let mut out = BufWriter::new(crate::output::create(&folded_path)?);
     for line in &lines {
         writeln!(out, "{line}")?;
     }
     out.flush()?;
-    let file = File::create(&svg).with_context(|| format!("creating {}", svg.display()))?;
+    let file = crate::output::create(&svg)?;
     draw(request, &lines, BufWriter::new(file))?;
     Ok(svg)
 }
