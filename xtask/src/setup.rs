@@ -48,7 +48,8 @@ const PACKAGED_SERVICES: &[(&str, &str)] = &[
     ("redis-server", "redis-server"),
 ];
 /// (module, pip requirement) for the tests' Python: pyarrow/pandas and DuckDB read runs and
-/// fleets back; moto's server is the S3 store of the fleet tests (its S3 part and Flask: not
+/// fleets back, and so does Spark in local mode (pinned: the 4.0 line runs on Java 17 and 21,
+/// Debian 12's and 13's default runtimes, and Python 3.9 and up); moto's server is the S3 store of the fleet tests (its S3 part and Flask: not
 /// `moto[server]`, which brings the dependencies of every AWS service); nbconvert with ipykernel
 /// and matplotlib runs the notebook; the rest are the clients the protocol workloads
 /// (tests/workloads/) use.
@@ -56,6 +57,7 @@ const TEST_PYTHON_MODULES: &[(&str, &str)] = &[
     ("pyarrow", "pyarrow"),
     ("pandas", "pandas"),
     ("duckdb", "duckdb"),
+    ("pyspark", "pyspark==4.0.5"),
     ("moto", "moto[s3]"),
     ("flask", "flask"),
     ("flask_cors", "flask-cors"),
@@ -144,6 +146,7 @@ pub fn all(tests: bool) -> Result<()> {
     }
     if tests {
         test_packages()?;
+        java_runtime()?;
         venv_with(TEST_PYTHON_MODULES)?;
     }
     Ok(())
@@ -158,6 +161,21 @@ fn test_packages() -> Result<()> {
     eprintln!("xtask: installing {} for the tests", missing.join(", "));
     apt_install(&missing)?;
     stop_packaged_services(&missing);
+    Ok(())
+}
+
+/// Spark's JVM, for the fleet test that reads a fleet with pyspark: any Java that runs will do
+/// (a JDK a developer has already counts), else Debian's default runtime.
+fn java_runtime() -> Result<()> {
+    if succeeds("java", &["-version"]) {
+        eprintln!("xtask: java: present");
+        return Ok(());
+    }
+    eprintln!("xtask: installing default-jre-headless (Spark's JVM) for the tests");
+    apt_install(&["default-jre-headless"])?;
+    if !succeeds("java", &["-version"]) {
+        bail!("default-jre-headless is installed but `java -version` fails");
+    }
     Ok(())
 }
 
