@@ -49,10 +49,10 @@ const PACKAGED_SERVICES: &[(&str, &str)] = &[
 ];
 /// (module, pip requirement) for the tests' Python: pyarrow/pandas and DuckDB read runs and
 /// fleets back, and so does Spark in local mode (pinned: the 4.0 line runs on Java 17 and 21,
-/// Debian 12's and 13's default runtimes, and Python 3.9 and up); moto's server is the S3 store of the fleet tests (its S3 part and Flask: not
-/// `moto[server]`, which brings the dependencies of every AWS service); nbconvert with ipykernel
-/// and matplotlib runs the notebook; the rest are the clients the protocol workloads
-/// (tests/workloads/) use.
+/// Debian 12's and 13's default runtimes, and Python 3.9 and up); moto's server is the S3
+/// store of the fleet tests (its S3 part and Flask: not `moto[server]`, which brings the
+/// dependencies of every AWS service); nbconvert with ipykernel and matplotlib runs the
+/// notebook; the rest are the clients the protocol workloads (tests/workloads/) use.
 const TEST_PYTHON_MODULES: &[(&str, &str)] = &[
     ("pyarrow", "pyarrow"),
     ("pandas", "pandas"),
