@@ -1,6 +1,7 @@
 //! Continuous mode (`--rotate`): runs that follow each other without a gap, whose tables
 //! together hold every call exactly once, and whose manifests each count the losses of their
-//! own time; the old ones removed past `--keep-runs`.
+//! own time; the old ones removed past `--keep-runs`; each closed run uploaded with
+//! `--out s3://...`.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -10,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use scalpels_tests::*;
+use scalpels_tests::{fleet::*, *};
 
 /// Traces `steady_calls.py` (4000 getppid calls over 4 s) with `--rotate 1s` and `extra`
 /// options; the trace's output and its run directories, oldest first.
@@ -221,5 +222,62 @@ fn each_rotated_run_counts_the_losses_of_its_own_time() {
     for run in &runs[returned_in + 1..runs.len() - 1] {
         assert_eq!(lost(run), "nothing", "{}", run.display());
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn each_rotated_run_is_uploaded_when_it_closes() {
+    let server = S3Server::start();
+    server.bucket("create", "rotated");
+    let dir = out_dir("rotate-s3");
+    let staging = dir.join("staging");
+    let workload = workload("steady_calls.py");
+    let output = trace_with(
+        &[
+            "--out",
+            "s3://rotated/prod",
+            "--staging",
+            staging.to_str().unwrap(),
+            "--host-label",
+            "node-r",
+            "--tracers",
+            "syscalls",
+            "--rotate",
+            "1s",
+            "--",
+            python(),
+            &workload,
+            "4000",
+            "4",
+        ],
+        &server.env,
+        Duration::from_secs(60),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let closed = stderr(&output).matches("closed (rotated)").count();
+    assert!(closed >= 3, "{}", stderr(&output));
+    assert_eq!(staging.read_dir().unwrap().count(), 0, "staging kept");
+
+    // One manifest per run, every run closed, each beginning where the one before ended.
+    let mut manifests: Vec<serde_json::Value> = server
+        .bucket("list", "rotated")
+        .lines()
+        .filter(|key| key.starts_with("prod/runs/host=node-r/") && key.ends_with("/manifest.json"))
+        .map(|key| serde_json::from_str(&server.object("rotated", key)).unwrap())
+        .collect();
+    assert_eq!(manifests.len(), closed + 1);
+    manifests.sort_by_key(|m| m["traced_from"].as_str().unwrap().to_owned());
+    for pair in manifests.windows(2) {
+        assert_eq!(pair[0]["end_reason"], "rotated");
+        assert_eq!(pair[0]["ended_at"], pair[1]["traced_from"]);
+    }
+    assert!(manifests.iter().all(|m| m["status"] == "complete"));
+
+    // Every run's rows are in the bucket, and the worker's calls are there once each.
+    let check = server.check("s3://rotated/prod", &[]);
+    let calls = getppids(&check);
+    assert_eq!(calls.len(), manifests.len(), "{check}");
+    assert_eq!(calls.iter().map(|(_, n)| n).sum::<u64>(), 4000, "{check}");
+    assert!(calls.iter().filter(|(_, n)| *n > 0).count() >= 3, "{check}");
     std::fs::remove_dir_all(&dir).ok();
 }
