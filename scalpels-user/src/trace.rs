@@ -3,6 +3,7 @@
 //! manifest (`finish`, `manifest`).
 
 mod attach;
+mod counts;
 mod event_loop;
 mod finish;
 mod manifest;
@@ -10,7 +11,7 @@ mod rotate;
 mod signals;
 mod start;
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::{Context as _, Result};
 use jiff::Timestamp;
@@ -28,6 +29,7 @@ use crate::{
 };
 
 use self::{
+    counts::Counts,
     event_loop::{EventLoop, Progress},
     signals::Signals,
 };
@@ -135,6 +137,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         stacks: StackIndex::default(),
         partition: place.partition,
         live: place.live,
+        counted_before: Counts::default(),
+        rows_traced: BTreeMap::new(),
     };
     runtime.block_on(session.trace(&tracefs, &tracers))
 }
@@ -217,6 +221,11 @@ struct Session<'a> {
     partition: Partition,
     /// With `--out s3://...`: the uploads of the run's files as they are complete.
     live: Option<LiveUpload>,
+    /// What had been counted since the tracers attached when this run began (nothing but for
+    /// the runs after a rotation): the run's manifest counts what came after.
+    counted_before: Counts,
+    /// The rows each tracer wrote in the runs closed so far, for the summary of the whole trace.
+    rows_traced: BTreeMap<&'static str, u64>,
 }
 
 impl Session<'_> {

@@ -1,6 +1,7 @@
 //! Test harness: runs the real `scalpels-trace` (path in `SCALPELS_TRACE`, set by
 //! `cargo xtask test`) against real workloads, and reads back what it wrote.
 
+pub mod fleet;
 mod loop_fs;
 pub mod pprof;
 pub mod pythons;

@@ -4,62 +4,15 @@
 //! and published later.
 
 use std::{
-    net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
-use scalpels_tests::*;
+use scalpels_tests::{fleet::*, *};
 
 const GETPPIDS: [u64; 2] = [3000, 7000];
-
-fn python_script(script: &str, args: &[&str], env: &[(&str, String)]) -> Output {
-    Command::new(python())
-        .arg(workload(script))
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("python3 runs")
-}
-
-fn assert_ok(output: &Output, what: &str) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{what} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
-/// The getppid calls the fleet holds per host, as fleet_check.py printed them.
-fn getppids(check: &str) -> Vec<(String, u64)> {
-    let mut calls: Vec<(String, u64)> = check
-        .lines()
-        .filter_map(|l| l.strip_prefix("getppid host="))
-        .map(|l| {
-            let host = l.split_whitespace().next().unwrap().to_owned();
-            let n = l.rsplit("calls=").next().unwrap().parse().unwrap();
-            (host, n)
-        })
-        .collect();
-    calls.sort();
-    calls
-}
-
-fn trace_with(args: &[&str], env: &[(&str, String)], limit: Duration) -> Output {
-    let child = Command::new(scalpels_trace())
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("scalpels-trace starts");
-    wait_with_limit(child, limit)
-}
 
 #[test]
 fn runs_of_two_hosts_are_one_dataset_per_table() {
@@ -124,74 +77,6 @@ fn runs_of_two_hosts_are_one_dataset_per_table() {
     );
     assert!(check.contains("fleet ok"), "{check}");
     std::fs::remove_dir_all(&out).ok();
-}
-
-/// moto's S3 server on a free port of 127.0.0.1, stopped when dropped.
-struct S3Server {
-    _process: Reaped,
-    env: Vec<(&'static str, String)>,
-}
-
-impl S3Server {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let process = Reaped(
-            Command::new(python())
-                .args([
-                    "-m",
-                    "moto.server",
-                    "-H",
-                    "127.0.0.1",
-                    "-p",
-                    &port.to_string(),
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("moto's server starts (pip install 'moto[s3]' flask flask-cors)"),
-        );
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "moto_server did not listen"
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
-        let env = vec![
-            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
-            ("AWS_ALLOW_HTTP", "true".to_owned()),
-            ("AWS_ACCESS_KEY_ID", "scalpels".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "scalpels".to_owned()),
-            ("AWS_REGION", "us-east-1".to_owned()),
-        ];
-        Self {
-            _process: process,
-            env,
-        }
-    }
-
-    fn bucket(&self, action: &str, bucket: &str) -> String {
-        assert_ok(
-            &python_script("s3_bucket.py", &[action, bucket], &self.env),
-            &format!("s3_bucket.py {action}"),
-        )
-    }
-
-    fn check(&self, fleet: &str, runs: &[&Path]) -> String {
-        let mut args = vec![fleet];
-        args.extend(runs.iter().map(|r| r.to_str().unwrap()));
-        let check = assert_ok(
-            &python_script("fleet_check.py", &args, &self.env),
-            "fleet_check.py",
-        );
-        assert!(check.contains("fleet ok"), "{check}");
-        check
-    }
 }
 
 /// Traces a worker making `GETPPIDS[0]` getppid calls after `go` exists, to `s3://BUCKET/PREFIX`

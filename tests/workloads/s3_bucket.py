@@ -3,6 +3,7 @@
 usage: s3_bucket.py create BUCKET       -- creates it
        s3_bucket.py drop BUCKET         -- empties and deletes it (as an outage would)
        s3_bucket.py list BUCKET         -- prints every key, one a line
+       s3_bucket.py get BUCKET KEY      -- prints the object KEY
 """
 import os
 import sys
@@ -26,6 +27,8 @@ if action == "create":
     s3.create_bucket(Bucket=bucket)
 elif action == "list":
     print("\n".join(keys()))
+elif action == "get":
+    sys.stdout.write(s3.get_object(Bucket=bucket, Key=sys.argv[3])["Body"].read().decode())
 elif action == "drop":
     # An upload may land between emptying and deleting: empty again until the delete holds.
     for _ in range(20):

@@ -44,45 +44,35 @@ impl Uploader {
     /// Starts the upload thread once `probe_key` could be written to `destination` (and
     /// removed), so a destination that refuses writes fails before anything else is done.
     pub fn start(destination: Destination, probe_key: String) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the upload runtime")?;
-        runtime.block_on(destination.probe(&probe_key))?;
         let (jobs, queue) = mpsc::channel::<Job>();
+        let (probed, probe) = mpsc::channel::<Result<()>>();
+        // The thread has the runtime the uploads run on, from the probe on: the caller may be
+        // in a runtime of its own (a rotation starts the next run's uploads from the tracing
+        // loop), where another can be neither started nor dropped.
         let worker = thread::Builder::new()
             .name("scalpels-upload".into())
             .spawn(move || {
-                let mut tally = Tally::default();
-                for job in queue {
-                    let (from, key) = match job {
-                        Job::Put { from, key } => (from, key),
-                        Job::Tally(reply) => {
-                            let _ = reply.send(tally.clone());
-                            continue;
-                        }
-                    };
-                    match runtime.block_on(destination.put_file(&from, &key)) {
-                        Ok(bytes) => {
-                            tally.objects += 1;
-                            tally.bytes += bytes;
-                        }
-                        Err(e) => {
-                            let error = format!("{}: {e:#}", destination.describe(&key));
-                            eprintln!(
-                                "scalpels-trace: upload failed, {} is kept: {error}",
-                                from.display()
-                            );
-                            tally.failed += 1;
-                            if tally.errors.len() < ERRORS_KEPT {
-                                tally.errors.push(error);
-                            }
-                        }
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting the upload runtime");
+                let ready = runtime.and_then(|runtime| {
+                    runtime.block_on(destination.probe(&probe_key))?;
+                    Ok(runtime)
+                });
+                match ready {
+                    Ok(runtime) => {
+                        let _ = probed.send(Ok(()));
+                        put_all(&runtime, &destination, queue)
+                    }
+                    Err(e) => {
+                        let _ = probed.send(Err(e));
+                        Tally::default()
                     }
                 }
-                tally
             })
             .context("starting the upload thread")?;
+        probe.recv().context("the upload thread stopped")??;
         Ok(Self { jobs, worker })
     }
 
@@ -107,4 +97,40 @@ impl Uploader {
             .join()
             .map_err(|_| anyhow::anyhow!("the upload thread panicked"))
     }
+}
+
+/// Puts each queued file to `destination` in turn, until the queue closes; what they came to.
+fn put_all(
+    runtime: &tokio::runtime::Runtime,
+    destination: &Destination,
+    queue: mpsc::Receiver<Job>,
+) -> Tally {
+    let mut tally = Tally::default();
+    for job in queue {
+        let (from, key) = match job {
+            Job::Put { from, key } => (from, key),
+            Job::Tally(reply) => {
+                let _ = reply.send(tally.clone());
+                continue;
+            }
+        };
+        match runtime.block_on(destination.put_file(&from, &key)) {
+            Ok(bytes) => {
+                tally.objects += 1;
+                tally.bytes += bytes;
+            }
+            Err(e) => {
+                let error = format!("{}: {e:#}", destination.describe(&key));
+                eprintln!(
+                    "scalpels-trace: upload failed, {} is kept: {error}",
+                    from.display()
+                );
+                tally.failed += 1;
+                if tally.errors.len() < ERRORS_KEPT {
+                    tally.errors.push(error);
+                }
+            }
+        }
+    }
+    tally
 }

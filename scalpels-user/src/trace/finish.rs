@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use anyhow::Result;
 
-use super::{Session, attach::Attached, event_loop::Progress, keep};
+use super::{Session, attach::Attached, counts::Counts, event_loop::Progress, keep};
 use crate::{
     clock::utc_now_ns,
     fleet::uploader::Tally,
@@ -81,7 +81,9 @@ impl Session<'_> {
         for t in &attached.tracers {
             pids_seen.extend(t.processes());
         }
-        let mut manifest = self.manifest(attached, &pids_seen, Some((end_reason, ended_ns)));
+        let counted = attached.counts();
+        let mut manifest =
+            self.manifest(attached, &pids_seen, &counted, Some((end_reason, ended_ns)));
         let summaries: Vec<(&'static str, Vec<String>)> = attached
             .tracers
             .iter()
@@ -96,7 +98,13 @@ impl Session<'_> {
             keep(&mut failure, self.prune_runs());
         }
 
-        self.print_summary(&manifest, summaries, uploaded.as_ref(), end_reason);
+        self.print_summary(
+            &manifest,
+            &counted,
+            summaries,
+            uploaded.as_ref(),
+            end_reason,
+        );
         match (failure, uploaded) {
             (Some(e), _) => Err(e.context(format!(
                 "the run stopped; what was written before is in {}",
@@ -166,14 +174,17 @@ impl Session<'_> {
             if let Some(record) = manifest.tracers.iter_mut().find(|r| r.name == tracer) {
                 record.events = tracer_rows;
             }
+            *self.rows_traced.entry(tracer).or_default() += tracer_rows;
         }
     }
 
     /// What the run was, on standard output: where it went, why it ended, each tracer's rows,
-    /// losses and kernel time, and the tracers' own summaries.
+    /// losses and kernel time (the whole trace's, over every rotated run: `counted` is a
+    /// reading since the tracers attached), and the tracers' own summaries.
     fn print_summary(
         &self,
         manifest: &manifest::Manifest,
+        counted: &Counts,
         summaries: Vec<(&'static str, Vec<String>)>,
         uploaded: Option<&Result<Tally>>,
         end_reason: &str,
@@ -181,12 +192,14 @@ impl Session<'_> {
         self.print_destination(uploaded);
         println!("ended: {end_reason}");
         for record in &manifest.tracers {
-            let drops: u64 = record.drops.values().sum();
+            let counts = counted.of(record.name);
+            let drops: u64 = counts.drops.values().sum();
             match &record.reason {
                 Some(reason) => println!("tracer {}: unavailable: {reason}", record.name),
                 None => println!(
                     "tracer {}: {} rows, {drops} dropped",
-                    record.name, record.events
+                    record.name,
+                    self.rows_traced.get(record.name).copied().unwrap_or(0)
                 ),
             }
             let lost: Vec<String> = manifest
@@ -198,11 +211,11 @@ impl Session<'_> {
             if !lost.is_empty() {
                 println!("  rows lost to write errors: {}", lost.join(", "));
             }
-            if let Some(line) = program_stats::summary_line(&record.programs) {
+            if let Some(line) = program_stats::summary_line(&counts.programs) {
                 println!("{line}");
             }
         }
-        if let Some(line) = program_stats::summary_line(&manifest.shared_programs) {
+        if let Some(line) = program_stats::summary_line(&counted.shared_programs) {
             println!("system-call hooks (shared by the tracers above):\n{line}");
         }
         for (name, lines) in summaries {

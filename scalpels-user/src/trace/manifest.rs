@@ -6,7 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 use tracers::catalogue;
 
-use super::{Session, attach::Attached};
+use super::{
+    Session,
+    attach::Attached,
+    counts::{Counts, TracerCounts},
+};
 use crate::{
     run::{
         SCHEMA_VERSION,
@@ -22,14 +26,17 @@ fn rfc3339(utc_ns: i64) -> String {
 }
 
 impl Session<'_> {
-    /// The manifest with the targets in `pids_seen`; `end` is why and when the run ended, if
-    /// it has.
+    /// The manifest with the targets in `pids_seen`, and of `counted` (a reading of the counts
+    /// since the tracers attached) what was counted during this run; `end` is why and when the
+    /// run ended, if it has.
     pub(super) fn manifest(
         &self,
         attached: &Attached,
         pids_seen: &BTreeSet<u32>,
+        counted: &Counts,
         end: Option<(&str, i64)>,
     ) -> manifest::Manifest {
+        let counted = counted.since(&self.counted_before);
         manifest::Manifest {
             schema_version: SCHEMA_VERSION,
             scalpels_version: env!("CARGO_PKG_VERSION"),
@@ -57,12 +64,8 @@ impl Session<'_> {
                 bpf_stats: self.cli.bpf_stats,
                 tracers: self.cli.options.to_manifest(),
             },
-            tracers: tracer_records(attached),
-            shared_programs: attached
-                .program_stats
-                .as_ref()
-                .map(|stats| stats.shared(&attached.ebpf))
-                .unwrap_or_default(),
+            tracers: tracer_records(attached, &counted),
+            shared_programs: counted.shared_programs,
             tables: table_records(attached),
             upload: None,
         }
@@ -93,24 +96,27 @@ impl Session<'_> {
     }
 }
 
-/// Each attached tracer with its counts so far, then each unavailable one with its reason.
-fn tracer_records(attached: &Attached) -> Vec<manifest::TracerRecord> {
+/// Each attached tracer with its `counted` counts, then each unavailable one with its reason.
+fn tracer_records(attached: &Attached, counted: &Counts) -> Vec<manifest::TracerRecord> {
     let mut records: Vec<manifest::TracerRecord> = attached
         .tracers
         .iter()
-        .map(|t| manifest::TracerRecord {
-            name: t.name(),
-            status: TracerStatus::Attached,
-            reason: None,
-            events: t.events(),
-            drops: attached.drops(t.name()),
-            notes: t.notes(),
-            unparsed: t.unparsed(),
-            programs: attached
-                .program_stats
-                .as_ref()
-                .map(|stats| stats.of(&attached.ebpf, t.name()))
-                .unwrap_or_default(),
+        .map(|t| {
+            let TracerCounts {
+                drops,
+                unparsed,
+                programs,
+            } = counted.of(t.name());
+            manifest::TracerRecord {
+                name: t.name(),
+                status: TracerStatus::Attached,
+                reason: None,
+                events: t.events(),
+                drops,
+                notes: t.notes(),
+                unparsed,
+                programs,
+            }
         })
         .collect();
     records.extend(attached.unavailable.iter().map(|u| manifest::TracerRecord {

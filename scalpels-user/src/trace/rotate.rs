@@ -2,13 +2,15 @@
 //! that same instant, with the tracers still attached, so that nothing the kernel counts
 //! falls between two runs. Everything drained at the rotation (ring buffers read, in-kernel
 //! aggregates collected up to the instant) goes to the closing run; what the kernel sends
-//! after goes to the next. Old runs are removed past `--keep-runs` and `--keep-bytes`.
+//! after goes to the next; so do the counts (losses, kernel time), each run's manifest holding
+//! what was counted during it. Old runs are removed past `--keep-runs` and `--keep-bytes`.
 
 use anyhow::{Context as _, Result};
 
 use super::{
     RunPlace, Session,
     attach::Attached,
+    counts::Counts,
     event_loop::{Progress, stopped_by},
     keep,
 };
@@ -33,6 +35,9 @@ impl Session<'_> {
         if let Err(e) = drain(attached, progress, rotated_ns) {
             return Some(stopped_by(&mut progress.failure, e));
         }
+        // Read once, at the instant as near as can be: what the closing run counted ends here
+        // and the next run's begins, so that no count is in both or in neither.
+        let counted = attached.counts();
         let next = match RunPlace::create(self.cli, &self.spec, rotated_ns) {
             Ok(next) => next,
             Err(e) => {
@@ -63,10 +68,11 @@ impl Session<'_> {
         for t in &attached.tracers {
             pids_seen.extend(t.processes());
         }
-        let mut manifest = self.manifest(attached, &pids_seen, Some((ROTATED, rotated_ns)));
+        let mut manifest =
+            self.manifest(attached, &pids_seen, &counted, Some((ROTATED, rotated_ns)));
         let uploaded = self.close_run(tables, &mut manifest, &mut failure);
         let closed = self.run_dir.path().to_owned();
-        self.go_on_in(next);
+        self.go_on_in(next, counted);
         keep(
             &mut failure,
             self.start_manifest(attached, &progress.pids_seen),
@@ -85,14 +91,15 @@ impl Session<'_> {
         failure.map(|e| stopped_by(&mut progress.failure, e))
     }
 
-    /// The session's run is now `next`'s, traced from its start.
-    fn go_on_in(&mut self, next: RunPlace) {
+    /// The session's run is now `next`'s, traced from its start, and counting from `counted`.
+    fn go_on_in(&mut self, next: RunPlace, counted: Counts) {
         self.run_dir = next.run_dir;
         self.run_id = next.run_id;
         self.started_ns = next.started_ns;
         self.traced_ns = next.started_ns;
         self.partition = next.partition;
         self.live = next.live;
+        self.counted_before = counted;
     }
 
     /// Removes this service's oldest closed runs past `--keep-runs` and `--keep-bytes`, from

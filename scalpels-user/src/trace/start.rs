@@ -113,7 +113,7 @@ impl Session<'_> {
         attached: &Attached,
         pids_seen: &BTreeSet<u32>,
     ) -> Result<()> {
-        self.manifest(attached, pids_seen, None)
+        self.manifest(attached, pids_seen, &attached.counts(), None)
             .write(&self.run_dir)?;
         if let Some(live) = &self.live {
             live.manifest(self.run_dir.path());
