@@ -1,10 +1,13 @@
 """Round trips over a TLS connection (or in clear), both ends in this process: the cost of
 reading TLS plaintext through libssl's uprobes.
 
-usage: tls_echo.py tls|clear ROUND_TRIPS RESULT_FILE — a client writes 64 bytes and reads
-them back from a server (a child process), over a loopback TCP connection; with `tls`, both
-ends are OpenSSL (Python's ssl module: SSL_write_ex and SSL_read_ex, four SSL calls a round
-trip), with a certificate made here by `openssl`. Writes the mean ns per round trip to RESULT_FILE.
+usage: tls_echo.py tls|clear|deep ROUND_TRIPS RESULT_FILE — a client writes 64 bytes and
+reads them back from a server (a child process), over a loopback TCP connection; with `tls`,
+both ends are OpenSSL (Python's ssl module: SSL_write_ex and SSL_read_ex, four SSL calls a
+round trip), with a certificate made here by `openssl`; with `deep`, in clear, the client makes
+each round trip from DEEP_FRAMES Python frames deep, as a service's ORM does (each send after a
+receive is a request: under protocols+python, a stack taken and walked). Writes the mean ns per
+round trip to RESULT_FILE.
 """
 import os
 import socket
@@ -15,6 +18,7 @@ import tempfile
 import time
 
 MESSAGE = b"x" * 64
+DEEP_FRAMES = 100
 
 
 def certificate(directory):
@@ -43,6 +47,13 @@ def echo(sock, round_trips):
     sock.close()
 
 
+def nested(depth, call):
+    """Runs `call` under `depth` more Python frames."""
+    if depth == 0:
+        return call()
+    return nested(depth - 1, call)
+
+
 def main():
     mode, round_trips, result = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     with tempfile.TemporaryDirectory() as directory:
@@ -64,10 +75,14 @@ def main():
         if mode == "tls":
             trusted = ssl.create_default_context(cafile=cert)
             client = trusted.wrap_socket(client, server_hostname="127.0.0.1")
-        start = time.monotonic_ns()
-        for _ in range(round_trips):
+        def round_trip():
             client.sendall(MESSAGE)
             read_exactly(client, len(MESSAGE))
+
+        depth = DEEP_FRAMES if mode == "deep" else 0
+        start = time.monotonic_ns()
+        for _ in range(round_trips):
+            nested(depth, round_trip)
         elapsed = time.monotonic_ns() - start
         client.close()
         os.waitpid(child, 0)

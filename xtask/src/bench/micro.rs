@@ -37,6 +37,11 @@ const TLS_WAYS: &[Way] = &[
     Way::Scalpels("protocols", &[]),
     Way::Scalpels("protocols", &["--no-tls"]),
 ];
+const DEEP_ECHO_WAYS: &[Way] = &[
+    Way::Untraced,
+    Way::Scalpels("protocols", &[]),
+    Way::Scalpels("protocols,python", &[]),
+];
 const PYTHON_CPU_WAYS: &[Way] = &[
     Way::Untraced,
     Way::Scalpels("python", &["--python-hz", "99"]),
@@ -228,7 +233,7 @@ pub fn run(dir: &Path, mariadb: &process::TestServer, opts: &Options) -> Result<
             ]
         })
     };
-    let workloads: [Workload; 8] = [
+    let workloads: [Workload; 9] = [
         Workload {
             title: "getppid loop in C: ns per call",
             operations: opts.calls,
@@ -295,6 +300,12 @@ pub fn run(dir: &Path, mariadb: &process::TestServer, opts: &Options) -> Result<
             operations: opts.requests / 4,
             argv: echo_argv("clear"),
             ways: TLS_WAYS,
+        },
+        Workload {
+            title: "The same round trips in clear, made 100 Python frames deep (with python, a stack walked per round trip): ns per round trip",
+            operations: opts.requests / 4,
+            argv: echo_argv("deep"),
+            ways: DEEP_ECHO_WAYS,
         },
     ];
 
