@@ -20,7 +20,11 @@ use tracers::catalogue;
 use crate::{
     cli::Cli,
     clock::{Clock, utc_now_ns},
-    fleet::{Partition, destination::Location, live::LiveUpload},
+    fleet::{
+        Partition,
+        destination::Location,
+        live::{LiveUpload, WriteCheck},
+    },
     preflight,
     run::{dir::Dir, manifest::Host, run_dir},
     stack_index::StackIndex,
@@ -119,7 +123,7 @@ pub fn run(cli: Cli) -> Result<u8> {
 
     let spec = spec(&cli);
     let service = check_target(&cli, &spec)?;
-    let place = RunPlace::create(&cli, &spec, utc_now_ns())?;
+    let place = RunPlace::create(&cli, &spec, utc_now_ns(), WriteCheck::Probe)?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -139,6 +143,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         live: place.live,
         counted_before: Counts::default(),
         rows_traced: BTreeMap::new(),
+        runs_kept: 0,
     };
     runtime.block_on(session.trace(&tracefs, &tracers))
 }
@@ -155,8 +160,9 @@ struct RunPlace {
 }
 
 impl RunPlace {
-    /// The place of a run that starts at `started_ns` (UTC).
-    fn create(cli: &Cli, spec: &TargetSpec, started_ns: i64) -> Result<Self> {
+    /// The place of a run that starts at `started_ns` (UTC); `check` says whether an object
+    /// store must take a test write first.
+    fn create(cli: &Cli, spec: &TargetSpec, started_ns: i64, check: WriteCheck) -> Result<Self> {
         let start = Timestamp::from_nanosecond(i128::from(started_ns))
             .context("system clock out of range")?;
         let (root, upload_to) = match &cli.out {
@@ -185,7 +191,7 @@ impl RunPlace {
             run: run_id.clone(),
         };
         let live = match upload_to {
-            Some(location) => match LiveUpload::start(location, partition.clone()) {
+            Some(location) => match LiveUpload::start(location, partition.clone(), check) {
                 Ok(live) => Some(live),
                 Err(e) => {
                     // No run came of it: the directory is not left behind.
@@ -226,6 +232,8 @@ struct Session<'a> {
     counted_before: Counts,
     /// The rows each tracer wrote in the runs closed so far, for the summary of the whole trace.
     rows_traced: BTreeMap<&'static str, u64>,
+    /// The runs closed at a rotation whose uploads failed (kept in `--staging`), for the summary.
+    runs_kept: u64,
 }
 
 impl Session<'_> {

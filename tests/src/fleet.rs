@@ -4,7 +4,7 @@
 use std::{
     net::{TcpListener, TcpStream},
     path::Path,
-    process::{Command, Output, Stdio},
+    process::{Child, Command, Output, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -21,17 +21,21 @@ pub fn python_script(script: &str, args: &[&str], env: &[(&str, String)]) -> Out
         .expect("python3 runs")
 }
 
-/// Runs scalpels-trace with `args` and the environment `env` (the server's, for an upload),
-/// killed past `limit`.
-pub fn trace_with(args: &[&str], env: &[(&str, String)], limit: Duration) -> Output {
-    let child = Command::new(scalpels_trace())
+/// Starts scalpels-trace with `args` and the environment `env` (the server's, for an upload).
+pub fn spawn_trace_with(args: &[&str], env: &[(&str, String)]) -> Child {
+    Command::new(scalpels_trace())
         .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("scalpels-trace starts");
-    wait_with_limit(child, limit)
+        .expect("scalpels-trace starts")
+}
+
+/// Runs scalpels-trace with `args` and the environment `env` (the server's, for an upload),
+/// killed past `limit`.
+pub fn trace_with(args: &[&str], env: &[(&str, String)], limit: Duration) -> Output {
+    wait_with_limit(spawn_trace_with(args, env), limit)
 }
 
 /// The output's stdout, once `what` succeeded.
@@ -117,6 +121,21 @@ impl S3Server {
             &python_script("s3_bucket.py", &[action, bucket], &self.env),
             &format!("s3_bucket.py {action}"),
         )
+    }
+
+    /// Waits until `bucket` holds a key matching `wanted`; that key.
+    pub fn wait_for_key(&self, bucket: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(key) = self.bucket("list", bucket).lines().find(|k| wanted(k)) {
+                return key.to_owned();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no such key in {bucket}"
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// The object `key` of `bucket`, as text.

@@ -6,7 +6,6 @@
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    thread,
     time::{Duration, Instant},
 };
 
@@ -108,21 +107,6 @@ fn spawn_to_s3(server: &S3Server, fleet: &str, staging: &Path, go: &Path) -> std
         .expect("scalpels-trace starts")
 }
 
-/// Waits until the bucket holds a key matching `wanted`.
-fn wait_for_key(server: &S3Server, bucket: &str, wanted: impl Fn(&str) -> bool) -> String {
-    let start = Instant::now();
-    loop {
-        if let Some(key) = server.bucket("list", bucket).lines().find(|k| wanted(k)) {
-            return key.to_owned();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no such key in {bucket}"
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn a_run_traced_to_s3_is_uploaded_segment_by_segment() {
     let server = S3Server::start();
@@ -131,11 +115,11 @@ fn a_run_traced_to_s3_is_uploaded_segment_by_segment() {
     let (staging, go) = (out.join("staging"), out.join("go"));
     let mut child = spawn_to_s3(&server, "s3://traces/prod", &staging, &go);
     // The manifest is up as soon as the tracers are attached, still "running".
-    wait_for_key(&server, "traces", |k| {
+    server.wait_for_key("traces", |k| {
         k.starts_with("prod/runs/host=node-s3/service=python3/") && k.ends_with("/manifest.json")
     });
     // A closed segment is up while the run still goes (the workload waits for `go`).
-    let segment = wait_for_key(&server, "traces", |k| {
+    let segment = server.wait_for_key("traces", |k| {
         k.starts_with("prod/proc_stats/host=node-s3/") && k.ends_with("/part-00000.parquet")
     });
     assert!(
@@ -164,7 +148,7 @@ fn a_failed_upload_is_counted_kept_and_published_later() {
     let out = out_dir("fleet-s3-outage");
     let (staging, go) = (out.join("staging"), out.join("go"));
     let child = spawn_to_s3(&server, "s3://outage/prod", &staging, &go);
-    wait_for_key(&server, "outage", |k| k.ends_with("/part-00000.parquet"));
+    server.wait_for_key("outage", |k| k.ends_with("/part-00000.parquet"));
     // The store goes away mid-run; the rest of the run cannot be uploaded.
     server.bucket("drop", "outage");
     std::fs::write(&go, b"go").unwrap();

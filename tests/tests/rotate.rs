@@ -1,7 +1,7 @@
 //! Continuous mode (`--rotate`): runs that follow each other without a gap, whose tables
 //! together hold every call exactly once, and whose manifests each count the losses of their
 //! own time; the old ones removed past `--keep-runs`; each closed run uploaded with
-//! `--out s3://...`.
+//! `--out s3://...`, and kept in staging, tracing going on, while the store is down.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -279,5 +279,120 @@ fn each_rotated_run_is_uploaded_when_it_closes() {
     assert_eq!(calls.len(), manifests.len(), "{check}");
     assert_eq!(calls.iter().map(|(_, n)| n).sum::<u64>(), 4000, "{check}");
     assert!(calls.iter().filter(|(_, n)| *n > 0).count() >= 3, "{check}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The getppid calls of `wait_then.py GO spread`, over 3 s once `go` exists.
+const SPREAD_CALLS: u64 = 3000;
+
+#[test]
+fn an_outage_at_a_rotation_keeps_tracing_and_keeps_the_runs() {
+    let server = S3Server::start();
+    server.bucket("create", "blink");
+    let dir = out_dir("rotate-s3-outage");
+    let (staging, go) = (dir.join("staging"), dir.join("go"));
+    let started = Instant::now();
+    let workload = workload("wait_then.py");
+    let calls = SPREAD_CALLS.to_string();
+    let tracer = spawn_trace_with(
+        &[
+            "--out",
+            "s3://blink/prod",
+            "--staging",
+            staging.to_str().unwrap(),
+            "--host-label",
+            "node-o",
+            "--tracers",
+            "syscalls",
+            "--rotate",
+            "1s",
+            "--",
+            python(),
+            &workload,
+            go.to_str().unwrap(),
+            "spread",
+            &calls,
+        ],
+        &server.env,
+    );
+    // A second run's manifest is up once the first run is uploaded whole (a rotation waits for
+    // the closing run's uploads before the next run's start). The worker has not called yet.
+    let is_manifest = |k: &str| k.starts_with("prod/runs/host=node-o/") && k.ends_with(".json");
+    let first = server.wait_for_key("blink", is_manifest);
+    server.wait_for_key("blink", |k| is_manifest(k) && k != first);
+    // The store goes away; the worker's calls all come after, over three rotations at least.
+    server.bucket("drop", "blink");
+    std::fs::write(&go, b"go").unwrap();
+    let output = wait_with_limit(tracer, Duration::from_secs(30));
+    let stderr = stderr(&output);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // Tracing went on to the worker's end; the last run's failed uploads are its exit status.
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("NoSuchBucket"), "{stderr}");
+    assert!(stderr.matches("closed (rotated)").count() >= 3, "{stderr}");
+
+    // Every run traced during the outage is kept, complete, its failed uploads counted.
+    let runs = runs_in(&staging);
+    assert!(runs.len() >= 3, "runs: {runs:?}\n{stderr}");
+    for run in &runs {
+        let manifest = manifest(run);
+        assert_eq!(manifest["status"], "complete", "{manifest}");
+        assert!(
+            manifest["upload"]["failed"].as_u64().unwrap() > 0,
+            "{manifest}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "scalpels-trace publish {} --to s3://blink/prod",
+                run.display()
+            )),
+            "{stderr}"
+        );
+    }
+    let (closed, last) = runs.split_at(runs.len() - 1);
+    assert!(
+        closed
+            .iter()
+            .all(|r| manifest(r)["end_reason"] == "rotated")
+    );
+    let last = manifest(&last[0]);
+    assert!(
+        last["end_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("command exited"),
+        "{last}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "runs kept in {} (their uploads failed, see above): {}",
+            staging.display(),
+            closed.len()
+        )),
+        "{stdout}"
+    );
+
+    // Once the store is back, the kept runs are published, and hold every call of the worker.
+    server.bucket("create", "blink");
+    let mut publish = vec!["publish", "--to", "s3://blink/prod"];
+    publish.extend(runs.iter().map(|r| r.to_str().unwrap()));
+    assert_ok(
+        &trace_with(&publish, &server.env, Duration::from_secs(20)),
+        "publish",
+    );
+    let runs: Vec<&Path> = runs.iter().map(PathBuf::as_path).collect();
+    let check = server.check("s3://blink/prod", &runs);
+    let counts = getppids(&check);
+    assert_eq!(counts.len(), runs.len(), "{check}");
+    assert_eq!(
+        counts.iter().map(|(_, n)| n).sum::<u64>(),
+        SPREAD_CALLS,
+        "{check}"
+    );
+    assert!(
+        counts.iter().filter(|(_, n)| *n > 0).count() >= 2,
+        "{check}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -3,6 +3,8 @@
 usage: wait_then.py GO_FILE getppid N      -- N getppid calls in this process
        wait_then.py GO_FILE fork N         -- a forked child makes N getppid calls
        wait_then.py GO_FILE serve N        -- N getppid calls, then stays up until killed
+       wait_then.py GO_FILE spread N       -- N getppid calls spread evenly over 3 s (so that a
+                                              rotated trace cuts through them)
 """
 import os
 import sys
@@ -24,6 +26,14 @@ if action == "fork":
         os._exit(0)
     print(f"child={child}", flush=True)
     os.waitpid(child, 0)
+elif action == "spread":
+    ticks, seconds = 100, 3.0
+    start = time.monotonic()
+    for tick in range(ticks):
+        for _ in range(n // ticks + (1 if tick < n % ticks else 0)):
+            os.getppid()
+        time.sleep(max(0.0, start + (tick + 1) * seconds / ticks - time.monotonic()))
+    print("done", flush=True)
 else:
     for _ in range(n):
         os.getppid()

@@ -34,10 +34,24 @@ pub struct UploadRecord {
     pub tally: Tally,
 }
 
+/// Whether a run's place in the store is test-written before the run starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteCheck {
+    /// A store that refuses the test write fails the start: a run traced to a store it cannot
+    /// write to is refused before anything is loaded.
+    Probe,
+    /// No test write: a store that refuses writes fails each file's put, which is counted and
+    /// its file kept. For a run that follows another in continuous mode, whose tracing must
+    /// not stop because the store is down at the rotation.
+    Skip,
+}
+
 impl LiveUpload {
-    /// Connects, and checks that the run's place in the store takes writes.
-    pub fn start(location: &Location, partition: Partition) -> Result<Self> {
-        let uploader = Uploader::start(Destination::open(location)?, partition.probe())?;
+    /// Connects, and with `WriteCheck::Probe` checks that the run's place in the store takes
+    /// writes.
+    pub fn start(location: &Location, partition: Partition, check: WriteCheck) -> Result<Self> {
+        let probe_key = (check == WriteCheck::Probe).then(|| partition.probe());
+        let uploader = Uploader::start(Destination::open(location)?, probe_key)?;
         Ok(Self {
             location: location.clone(),
             partition,

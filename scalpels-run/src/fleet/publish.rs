@@ -105,7 +105,7 @@ pub fn publish(runs: &[PathBuf], to: &Location) -> Result<()> {
         if tables.is_empty() {
             bail!("{} has no tables to publish", run.display());
         }
-        let uploader = Uploader::start(destination.clone(), partition.probe())?;
+        let uploader = Uploader::start(destination.clone(), Some(partition.probe()))?;
         let mut published = BTreeSet::new();
         for table in &tables {
             warn_about_partition_columns(table);

@@ -41,9 +41,10 @@ pub struct Uploader {
 }
 
 impl Uploader {
-    /// Starts the upload thread once `probe_key` could be written to `destination` (and
-    /// removed), so a destination that refuses writes fails before anything else is done.
-    pub fn start(destination: Destination, probe_key: String) -> Result<Self> {
+    /// Starts the upload thread; with a `probe_key`, once that key could be written to
+    /// `destination` (and removed), so a destination that refuses writes fails before anything
+    /// else is done. Without, a destination that refuses writes fails each file's put.
+    pub fn start(destination: Destination, probe_key: Option<String>) -> Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (probed, probe) = mpsc::channel::<Result<()>>();
         // The thread has the runtime the uploads run on, from the probe on: the caller may be
@@ -57,7 +58,9 @@ impl Uploader {
                     .build()
                     .context("starting the upload runtime");
                 let ready = runtime.and_then(|runtime| {
-                    runtime.block_on(destination.probe(&probe_key))?;
+                    if let Some(key) = &probe_key {
+                        runtime.block_on(destination.probe(key))?;
+                    }
                     Ok(runtime)
                 });
                 match ready {

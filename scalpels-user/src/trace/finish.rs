@@ -243,6 +243,13 @@ impl Session<'_> {
                         tally.objects, tally.bytes
                     );
                 }
+                if self.runs_kept > 0 {
+                    println!(
+                        "runs kept in {} (their uploads failed, see above): {}",
+                        self.cli.staging.display(),
+                        self.runs_kept
+                    );
+                }
             }
         }
     }

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::{
     clock::utc_now_ns,
+    fleet::live::WriteCheck,
     run::retention::{self, Limits},
     tracer::Interval,
 };
@@ -38,7 +39,10 @@ impl Session<'_> {
         // Read once, at the instant as near as can be: what the closing run counted ends here
         // and the next run's begins, so that no count is in both or in neither.
         let counted = attached.counts();
-        let next = match RunPlace::create(self.cli, &self.spec, rotated_ns) {
+        // The store is not test-written here: an outage at this instant must not end the trace.
+        // The next run's uploads are tried file by file; those that fail are counted and the
+        // run kept in staging, as for a store that fails mid-run.
+        let next = match RunPlace::create(self.cli, &self.spec, rotated_ns, WriteCheck::Skip) {
             Ok(next) => next,
             Err(e) => {
                 return Some(stopped_by(
@@ -86,6 +90,7 @@ impl Session<'_> {
         // it again); tracing goes on.
         if let Some(Err(e)) = uploaded {
             eprintln!("scalpels-trace: warning: {e:#}");
+            self.runs_kept += 1;
         }
         keep(&mut failure, self.prune_runs());
         failure.map(|e| stopped_by(&mut progress.failure, e))
