@@ -8,6 +8,7 @@
 //! machine whose speed drifts (other builds, thermal limits) spreads its drift evenly over the
 //! ways instead of favouring the ways measured first.
 
+mod keystone;
 mod loader;
 mod micro;
 mod process;

@@ -58,7 +58,7 @@ enum Chore {
         /// Reads made by the file I/O workload per run (writes: a tenth).
         #[arg(long, default_value_t = 500_000)]
         file_ops: u64,
-        /// Only these services (default: all): openstack, http.
+        /// Only these services (default: all): openstack, http, keystone.
         #[arg(long, value_delimiter = ',')]
         services: Vec<String>,
         /// Only these ways of running each service (default: all): untraced, all, or a

@@ -304,6 +304,53 @@ pub fn venv_with(modules: &[(&str, &str)]) -> Result<PathBuf> {
     Ok(python)
 }
 
+/// The real OpenStack Keystone of the service benchmarks, with the WSGI server and MariaDB
+/// driver it runs with there: a virtual environment of its own, so its oslo and SQLAlchemy
+/// versions never meet the project's. Pinned to what the bench was checked with (Keystone's
+/// newest release then, which supports Python 3.11 to 3.13); its other dependencies resolve to
+/// their newest versions, which it ran with, as nothing pins them short of OpenStack's
+/// upper-constraints.
+const KEYSTONE_REQUIREMENTS: &[&str] = &["keystone==30.0.0", "gunicorn==27.0.1", "PyMySQL==1.2.4"];
+const KEYSTONE_VENV: &str = "target/keystone-venv";
+/// Written into the Keystone environment once its requirements are in, so a later bench finds
+/// them present without asking pip (seconds) and installs again when the pins change.
+const KEYSTONE_INSTALLED: &str = "bench-requirements.txt";
+
+pub fn keystone_venv_python() -> PathBuf {
+    crate::root().join(KEYSTONE_VENV).join("bin/python3")
+}
+
+/// Makes the Keystone environment if it is missing or holds other pins than
+/// KEYSTONE_REQUIREMENTS; returns its interpreter.
+pub fn keystone_venv() -> Result<PathBuf> {
+    let python = keystone_venv_python();
+    let installed = crate::root().join(KEYSTONE_VENV).join(KEYSTONE_INSTALLED);
+    let wanted = KEYSTONE_REQUIREMENTS.join("\n");
+    if std::fs::read_to_string(&installed).is_ok_and(|pins| pins == wanted) {
+        eprintln!(
+            "xtask: {KEYSTONE_VENV} with {}: present",
+            KEYSTONE_REQUIREMENTS.join(", ")
+        );
+        return Ok(python);
+    }
+    if !python.exists() {
+        eprintln!("xtask: creating the Keystone virtual environment {KEYSTONE_VENV}");
+        run(command(DEBIAN_PYTHON).args(["-m", "venv", KEYSTONE_VENV]))?;
+    }
+    run(command(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(KEYSTONE_REQUIREMENTS))?;
+    std::fs::write(&installed, wanted)
+        .with_context(|| format!("writing {}", installed.display()))?;
+    Ok(python)
+}
+
 /// The other tools `bench` runs beside Scalpels.
 pub fn bench_tools() -> Result<()> {
     let py_spy = venv_python().with_file_name("py-spy");

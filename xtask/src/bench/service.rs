@@ -13,7 +13,7 @@ use std::{
     fmt::Write as _,
     fs,
     os::unix::process::CommandExt as _,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -22,7 +22,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use super::{
-    Options, alternate, median,
+    Options, alternate, keystone, median,
     process::{self, TestServer},
     traced::{self, Stacks, Tracing},
 };
@@ -41,6 +41,8 @@ enum Kind {
     OpenStackApi,
     /// xtask/bench/http_service.py.
     StdlibHttp,
+    /// The real OpenStack Keystone (xtask/bench/keystone_wsgi.py) under gunicorn.
+    Keystone,
 }
 
 /// A service, and the load that saturates it.
@@ -58,7 +60,7 @@ struct ServiceBench {
     connections: u32,
 }
 
-const SERVICES: [ServiceBench; 2] = [
+const SERVICES: [ServiceBench; 3] = [
     ServiceBench {
         kind: Kind::OpenStackApi,
         title: "OpenStack-like API (gunicorn, SQLAlchemy + PyMySQL on MariaDB, a notification \
@@ -88,6 +90,23 @@ const SERVICES: [ServiceBench; 2] = [
         mix: "http",
         threads: 2,
         connections: 2,
+    },
+    ServiceBench {
+        kind: Kind::Keystone,
+        title: "OpenStack Keystone (gunicorn, SQLAlchemy + PyMySQL on MariaDB, RabbitMQ \
+                notifications)",
+        description: "the real Keystone 30.0.0 from PyPI (`target/keystone-venv`) under \
+                      gunicorn, 2 sync workers: Fernet tokens, its SQL backends through oslo.db \
+                      on PyMySQL and MariaDB, oslo.messaging notifications (messagingv2) to \
+                      RabbitMQ, logging to a file; default options, bcrypt's 12 rounds \
+                      included. wrk's `keystone` mix (xtask/bench/load.lua) with the bootstrap \
+                      admin's token: a password token issue every 100th request, a user \
+                      created and deleted every 50th, token validations, project and user \
+                      lists",
+        depth_point: "SQL is issued (SQLAlchemy's before_cursor_execute)",
+        mix: "keystone",
+        threads: 1,
+        connections: 4,
     },
 ];
 
@@ -126,10 +145,12 @@ impl Way {
     }
 }
 
-/// Where the OpenStack-like API keeps its state and sends its notifications.
+/// Where the OpenStack services keep their state and send their notifications.
 struct Backends {
     db_url: String,
     transport_url: String,
+    /// Keystone's deployment (keystone.conf and its keys), when Keystone is benchmarked.
+    keystone_config: Option<PathBuf>,
 }
 
 /// One run of a way.
@@ -158,21 +179,32 @@ pub fn run(dir: &Path, mariadb: &TestServer, opts: &Options) -> Result<String> {
     let [port, user, password, database] = &mariadb.credentials[..] else {
         bail!("the MariaDB server gave no credentials");
     };
+    let ways = chosen_ways(&opts.ways)?;
+    let benches = chosen_services(&opts.services)?;
+    let transport_url = format!(
+        "rabbit://{}:{}@127.0.0.1:{}/",
+        rabbitmq.credentials[1],
+        rabbitmq.credentials[2],
+        rabbitmq.port()
+    );
+    let keystone_config = if benches.iter().any(|bench| bench.kind == Kind::Keystone) {
+        Some(keystone::deploy(
+            &dir.join("service-keystone"),
+            mariadb,
+            &transport_url,
+        )?)
+    } else {
+        None
+    };
     let backends = Backends {
         // In clear, as the series before the test server offered TLS (PyMySQL takes it
         // whenever offered).
         db_url: format!(
             "mysql+pymysql://{user}:{password}@127.0.0.1:{port}/{database}?ssl_disabled=true"
         ),
-        transport_url: format!(
-            "rabbit://{}:{}@127.0.0.1:{}/",
-            rabbitmq.credentials[1],
-            rabbitmq.credentials[2],
-            rabbitmq.port()
-        ),
+        transport_url,
+        keystone_config,
     };
-    let ways = chosen_ways(&opts.ways)?;
-    let benches = chosen_services(&opts.services)?;
     let extra: Vec<&str> = opts.trace_args.iter().map(String::as_str).collect();
 
     let mut report = String::new();
@@ -247,7 +279,7 @@ fn chosen_ways(names: &[String]) -> Result<Vec<Way>> {
 fn chosen_services(names: &[String]) -> Result<Vec<&'static ServiceBench>> {
     for name in names {
         if !SERVICES.iter().any(|bench| bench.mix == name) {
-            bail!("no service {name:?}: openstack or http");
+            bail!("no service {name:?}: openstack, http or keystone");
         }
     }
     Ok(SERVICES
@@ -445,6 +477,14 @@ impl Service {
                     .arg(port.to_string());
                 server
             }
+            Kind::Keystone => keystone::gunicorn(
+                backends
+                    .keystone_config
+                    .as_deref()
+                    .context("Keystone was not deployed")?,
+                port,
+                dir,
+            ),
         };
         if let Some(depth_file) = depth_file {
             command.env("BENCH_DEPTH_FILE", depth_file);
@@ -464,6 +504,8 @@ impl Service {
         let path = match bench.kind {
             Kind::OpenStackApi => "/healthcheck",
             Kind::StdlibHttp => "/items/1",
+            // The version document: answered once a worker has loaded Keystone.
+            Kind::Keystone => "/v3",
         };
         let started = Instant::now();
         while !process::http_ok(port, path) {
