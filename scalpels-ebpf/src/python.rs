@@ -173,7 +173,7 @@ fn walk(
     // SAFETY: the callback is a BPF function of this object; `walk` outlives the call.
     unsafe {
         generated::bpf_loop(
-            MAX_WALK.div_ceil(FRAMES_PER_STEP),
+            MAX_WALK,
             walk_step as *mut c_void,
             (&raw mut walk).cast(),
             0,
@@ -274,29 +274,14 @@ fn load_window(w: &Walk, frame: u64, end: u64) -> bool {
     true
 }
 
-/// Frames read per step of the walk's `bpf_loop`: each step is a call of its own, which
-/// reloads the walk's state from memory; four frames a call spread that over four.
-const FRAMES_PER_STEP: u32 = 4;
-
-/// One step of a walk: reads up to [`FRAMES_PER_STEP`] frames; 1 (stop) past the outermost
-/// frame, at the depth asked for, or at a frame that cannot be read.
+/// One step of a walk: reads one frame; 1 (stop) past the outermost frame, at the depth asked
+/// for, or at a frame that cannot be read.
 #[inline(never)]
 extern "C" fn walk_step(_index: u64, walk: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes the Walk of the walk running on this CPU.
     let w = unsafe { &mut *walk.cast::<Walk>() };
-    for _ in 0..FRAMES_PER_STEP {
-        if !walk_frame(w) {
-            return 1;
-        }
-    }
-    0
-}
-
-/// Reads the frame the walk is at and moves to its caller; whether the walk goes on.
-#[inline(always)]
-fn walk_frame(w: &mut Walk) -> bool {
     let (frame, scratch) = (w.frame, w.scratch);
-    // SAFETY: this CPU's scratch is ours until the program returns.
+    // SAFETY: as above.
     let (walked, window_start, window_end) = unsafe {
         (
             (*scratch).header.walked,
@@ -305,12 +290,12 @@ fn walk_frame(w: &mut Walk) -> bool {
         )
     };
     if frame == 0 || walked >= w.depth {
-        return false;
+        return 1;
     }
     // Every field the walk needs lies in a frame's first `read_bytes`.
     let end = frame + u64::from(w.read_bytes);
     if (frame < window_start || end > window_end) && !load_window(w, frame, end) {
-        return false;
+        return 1;
     }
     // SAFETY: as above.
     let at = frame - unsafe { (*scratch).cursor.window_start };
@@ -327,7 +312,7 @@ fn walk_frame(w: &mut Walk) -> bool {
         }
     }
     w.frame = frame_field(scratch, at, w.frame_previous);
-    true
+    0
 }
 
 /// Sends the frames walked into `scratch` unless a stack of that key was sent already.
