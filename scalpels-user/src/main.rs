@@ -37,9 +37,6 @@ use scalpels_run::{fleet, run};
 
 use clap::Parser as _;
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     umask::make_private();
     #[cfg_attr(not(feature = "analysis"), expect(unused_mut))]
