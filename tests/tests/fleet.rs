@@ -170,7 +170,20 @@ fn a_failed_upload_is_counted_kept_and_published_later() {
     let manifest = manifest(run);
     assert_eq!(manifest["status"], "complete");
     assert!(
-        manifest["upload"]["failed"].as_u64().unwrap() > 0,
+        manifest["upload"]["failed"].as_u64().unwrap() > 1,
+        "{manifest}"
+    );
+    // After the first failure the others are counted, not tried against a store that is down.
+    let errors = manifest["upload"]["errors"].as_array().unwrap();
+    assert!(
+        errors[0].as_str().unwrap().contains("NoSuchBucket"),
+        "{manifest}"
+    );
+    assert!(
+        errors[1..].iter().all(|e| e
+            .as_str()
+            .unwrap()
+            .ends_with("not tried after the failure above")),
         "{manifest}"
     );
     assert!(stderr.contains(&format!(

@@ -5,13 +5,14 @@ use std::{
     fmt, fs,
     path::{Path, PathBuf},
     sync::Arc,
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 use futures_util::TryStreamExt as _;
 use object_store::{
-    ObjectStore, ObjectStoreExt as _, PutPayload, WriteMultipart,
+    ObjectStore, ObjectStoreExt as _, PutPayload, RetryConfig, WriteMultipart,
     aws::{AmazonS3, AmazonS3Builder},
     path::Path as Key,
 };
@@ -57,6 +58,12 @@ impl fmt::Display for Location {
     }
 }
 
+/// Retries of a failed request, and how long they may go on: less than the client's default
+/// (10, 3 minutes), because a rotation waits for the closing run's uploads and the tracing
+/// loop with it; a store down longer is an outage, whose runs are kept for `publish`.
+const PUT_RETRIES: usize = 3;
+const PUT_RETRY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A connected destination.
 #[derive(Clone)]
 pub enum Destination {
@@ -79,6 +86,11 @@ impl Destination {
             Location::S3 { bucket, prefix } => {
                 let store = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
+                    .with_retry(RetryConfig {
+                        max_retries: PUT_RETRIES,
+                        retry_timeout: PUT_RETRY_TIMEOUT,
+                        ..RetryConfig::default()
+                    })
                     .build()
                     .with_context(|| format!("configuring the S3 client for {location}"))?;
                 Ok(Self::S3 {

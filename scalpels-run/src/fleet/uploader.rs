@@ -117,6 +117,19 @@ fn put_all(
                 continue;
             }
         };
+        // After a failed put the store is down or refusing: the files left are counted, not
+        // tried (each would wait out the client's retries, and a rotation waits for them).
+        // One failure keeps the run in staging for `publish` anyway, which puts every file.
+        if tally.failed > 0 {
+            tally.failed += 1;
+            if tally.errors.len() < ERRORS_KEPT {
+                let key = destination.describe(&key);
+                tally
+                    .errors
+                    .push(format!("{key}: not tried after the failure above"));
+            }
+            continue;
+        }
         match runtime.block_on(destination.put_file(&from, &key)) {
             Ok(bytes) => {
                 tally.objects += 1;
