@@ -291,17 +291,22 @@ pub fn venv_with(modules: &[(&str, &str)]) -> Result<PathBuf> {
     if missing.is_empty() {
         eprintln!("xtask: {VENV} with {}: present", names.join(", "));
     } else {
-        run(command(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(&missing))?;
+        pip_install(&python, &missing)?;
     }
     Ok(python)
+}
+
+/// Installs `requirements` into the virtual environment whose interpreter is `python`.
+fn pip_install(python: &Path, requirements: &[&str]) -> Result<()> {
+    run(command(python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(requirements))
 }
 
 /// The real OpenStack Keystone of the service benchmarks, with the WSGI server and MariaDB
@@ -337,15 +342,7 @@ pub fn keystone_venv() -> Result<PathBuf> {
         eprintln!("xtask: creating the Keystone virtual environment {KEYSTONE_VENV}");
         run(command(DEBIAN_PYTHON).args(["-m", "venv", KEYSTONE_VENV]))?;
     }
-    run(command(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .args(KEYSTONE_REQUIREMENTS))?;
+    pip_install(&python, KEYSTONE_REQUIREMENTS)?;
     std::fs::write(&installed, wanted)
         .with_context(|| format!("writing {}", installed.display()))?;
     Ok(python)
