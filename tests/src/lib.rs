@@ -107,6 +107,17 @@ pub fn trace(args: &[&str], limit: Duration) -> Output {
     wait_with_limit(child, limit)
 }
 
+/// Waits for a target started with a piped stdout to print its first line, `ready`.
+pub fn wait_ready(target: &mut Child) {
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(target.stdout.as_mut().expect("a piped stdout")),
+        &mut ready,
+    )
+    .expect("the target's stdout reads");
+    assert_eq!(ready.trim(), "ready");
+}
+
 pub fn spawn_trace(args: &[&str]) -> Child {
     Command::new(scalpels_trace())
         .args(args)

@@ -4,7 +4,7 @@
 //! `--out s3://...`, and kept in staging, tracing going on, while the store is down.
 
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
+    io::Write as _,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     thread,
@@ -155,11 +155,7 @@ fn each_rotated_run_counts_the_losses_of_its_own_time() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut ready = String::new();
-    BufReader::new(target.stdout.as_mut().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    assert_eq!(ready.trim(), "ready");
+    wait_ready(&mut target);
 
     let out = dir.join("runs");
     let tracer = spawn_trace(&[

@@ -232,13 +232,7 @@ fn calls_in_flight_at_the_edges_are_counted_as_cut() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(target.stdout.as_mut().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
-    assert_eq!(ready.trim(), "ready");
+    wait_ready(&mut target);
 
     let out = dir.join("runs");
     let tracer = spawn_trace(&[
