@@ -5,7 +5,7 @@
 //! their time over their seconds.
 
 use std::{
-    io::{BufWriter, Write as _},
+    io::BufWriter,
     path::{Path, PathBuf},
 };
 
@@ -123,12 +123,7 @@ pub fn write(
     let kind = if off_cpu { "off-cpu" } else { "on-cpu" };
     let svg = output.unwrap_or_else(|| after.join(format!("python-{kind}-diff.svg")));
     let lines = folded::pair_lines(&sides.stacks()?);
-    let folded_path = svg.with_extension("folded");
-    let mut out = BufWriter::new(crate::output::create(&folded_path)?);
-    for line in &lines {
-        writeln!(out, "{line}")?;
-    }
-    out.flush()?;
+    flamegraph::write_folded(&svg, &lines)?;
     let file = crate::output::create(&svg)?;
     sides.render(
         &lines,

@@ -157,18 +157,24 @@ pub fn write(request: &Request) -> Result<PathBuf> {
                 .map_or(String::new(), |p| format!(" of process {p}"))
         );
     }
-    let folded_path = svg.with_extension("folded");
-    let mut out = BufWriter::new(crate::output::create(&folded_path)?);
-    for line in &lines {
-        writeln!(out, "{line}")?;
-    }
-    out.flush()?;
+    write_folded(&svg, &lines)?;
     let file = crate::output::create(&svg)?;
     draw(request, &lines, BufWriter::new(file))?;
     Ok(svg)
 }
 
 /// Draws folded stacks (from [`folded`]) as an SVG flame graph.
+/// Writes the folded stacks a flame graph is drawn from beside it (`.folded`), which
+/// Speedscope and flamegraph.pl read too.
+pub fn write_folded(svg: &Path, lines: &[String]) -> Result<()> {
+    let mut out = BufWriter::new(crate::output::create(&svg.with_extension("folded"))?);
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 pub fn draw(request: &Request, lines: &[String], out: impl std::io::Write) -> Result<()> {
     let kind = if request.off_cpu { "off-cpu" } else { "on-cpu" };
     let title = format!("Python {kind}: {}", request.run.display());
